@@ -1,0 +1,96 @@
+"""The `edge-console` command: argument parsing and dispatch to console/commands/*.
+
+Every subcommand takes --data-dir and --json, prints human text by default and one JSON
+object with --json, and exits non-zero with a one-line error on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from registry_core.datadir import DataDir, default_data_dir
+from registry_core.errors import EdgeError
+
+# Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
+COMMAND_MODULES = ("enable", "info", "serve", "gc", "usage", "cert", "hosts_entry")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (given before or after the subcommand)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="data directory (default: $EDGE_CONSOLE_DATA, else a per-user dir)",
+    )
+    parent.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object"
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="edge-console",
+        description="Edge Console: the edge registry and its terminal console.",
+        parents=[common],
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"console.commands.{name}")
+        module.register(subparsers, common)
+    return parser
+
+
+def data_dir_of(args: argparse.Namespace) -> DataDir:
+    root = getattr(args, "data_dir", None) or default_data_dir()
+    return DataDir(Path(root).expanduser().resolve())
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def emit(args: argparse.Namespace, text: str, payload: dict[str, Any]) -> None:
+    """Print human text, or the JSON payload with --json."""
+    if wants_json(args):
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
+
+
+def fail(message: str) -> int:
+    print(f"edge-console: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    try:
+        if handler is None:
+            from console.commands.tui import run_tui
+
+            return run_tui(args)
+        return handler(args)
+    except EdgeError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted")
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The registry's settings, kept in `config.toml` in the data dir."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from registry_core.errors import ConfigError
+
+DEFAULT_PORT = 31001
+
+
+@dataclass
+class GCConfig:
+    schedule: str = "0 2 * * *"
+    grace_period_seconds: int = 3600
+    delete_untagged: bool = False
+    upload_max_age_seconds: int = 86400
+
+
+@dataclass
+class StorageConfig:
+    quota_bytes: int = 0
+    """0 means no quota: capacity is the volume's."""
+    reserve_percent: float = 5.0
+    reserve_min_bytes: int = 1 << 30
+    """The low-space reserve is the smaller of reserve_percent of capacity and this."""
+
+
+@dataclass
+class Config:
+    device_name: str = "edge"
+    dns_domain: str = "local"
+    node_ip: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    listen: str = ""
+    """HOST:PORT the server binds; empty means 0.0.0.0:<port>."""
+    tls: bool = True
+    username: str = "ase-ecr-user"
+    gc: GCConfig = field(default_factory=GCConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    @property
+    def endpoint_host(self) -> str:
+        return f"ecr.{self.device_name}.{self.dns_domain}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.endpoint_host}:{self.port}"
+
+    @property
+    def listen_address(self) -> str:
+        return self.listen or f"0.0.0.0:{self.port}"
+
+
+def load_config(path: Path) -> Config:
+    """Read config.toml; a missing file gives the defaults, a bad one a ConfigError."""
+    if not path.exists():
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return _from_dict(raw, path)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write config.toml atomically (temp file + rename)."""
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(_to_toml(dataclasses.asdict(config)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _from_dict(raw: dict[str, object], path: Path) -> Config:
+    config = Config()
+    sections = {"gc": config.gc, "storage": config.storage}
+    for key, value in raw.items():
+        if key in sections and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                _set(sections[key], sub_key, sub_value, f"{key}.{sub_key}", path)
+        else:
+            _set(config, key, value, key, path)
+    return config
+
+
+def _set(target: object, key: str, value: object, label: str, path: Path) -> None:
+    names = {f.name: f for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+    if key not in names:
+        raise ConfigError(f"{path}: unknown setting {label!r}")
+    current = getattr(target, key)
+    if isinstance(current, bool) != isinstance(value, bool) or not isinstance(
+        value, type(current) if not isinstance(current, float) else (int, float)
+    ):
+        raise ConfigError(f"{path}: {label} must be {type(current).__name__}, got {value!r}")
+    setattr(target, key, value)
+
+
+def _to_toml(data: dict[str, object]) -> str:
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, object]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

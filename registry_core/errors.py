@@ -1,0 +1,131 @@
+"""Errors of the registry core. Each OCI error code is a class; the HTTP face maps them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EdgeError(Exception):
+    """Base of every error the core raises on purpose; str() is one readable line."""
+
+
+class ConfigError(EdgeError):
+    """config.toml or the data dir is unusable."""
+
+
+class NotEnabledError(EdgeError):
+    """The data dir has not been enabled (no certificates or credentials yet)."""
+
+
+class GCInProgressError(EdgeError):
+    """Another garbage-collection run holds the lock."""
+
+
+class RegistryError(EdgeError):
+    """An error with an OCI distribution-spec code and the HTTP status it maps to."""
+
+    code: ClassVar[str] = "UNKNOWN"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "unknown error"
+
+    def __init__(self, message: str | None = None, detail: Any = None) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            entry["detail"] = self.detail
+        return {"errors": [entry]}
+
+
+class BlobUnknown(RegistryError):
+    code, status, default_message = "BLOB_UNKNOWN", 404, "blob unknown to registry"
+
+
+class BlobUploadInvalid(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
+
+
+class BlobUploadUnknown(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
+
+
+class DigestInvalid(RegistryError):
+    code, status, default_message = (
+        "DIGEST_INVALID",
+        400,
+        "provided digest did not match uploaded content",
+    )
+
+
+class ManifestBlobUnknown(RegistryError):
+    code, status, default_message = (
+        "MANIFEST_BLOB_UNKNOWN",
+        400,
+        "manifest references a manifest or blob unknown to registry",
+    )
+
+
+class ManifestInvalid(RegistryError):
+    code, status, default_message = "MANIFEST_INVALID", 400, "manifest invalid"
+
+
+class ManifestUnknown(RegistryError):
+    code, status, default_message = "MANIFEST_UNKNOWN", 404, "manifest unknown to registry"
+
+
+class NameInvalid(RegistryError):
+    code, status, default_message = "NAME_INVALID", 400, "invalid repository name"
+
+
+class NameUnknown(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "repository name not known to registry"
+
+
+class SizeInvalid(RegistryError):
+    code, status, default_message = (
+        "SIZE_INVALID",
+        400,
+        "provided length did not match content length",
+    )
+
+
+class Unauthorized(RegistryError):
+    code, status, default_message = "UNAUTHORIZED", 401, "authentication required"
+
+
+class Denied(RegistryError):
+    code, status, default_message = "DENIED", 403, "requested access to the resource is denied"
+
+
+class Unsupported(RegistryError):
+    code, status, default_message = "UNSUPPORTED", 400, "the operation is unsupported"
+
+
+class TooManyRequests(RegistryError):
+    code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class RangeInvalid(BlobUploadInvalid):
+    """A chunk that does not start where the upload ends: HTTP 416 per the spec."""
+
+    status = 416
+    default_message = "requested range not satisfiable"
+
+
+class ManifestTooLarge(RegistryError):
+    code, status, default_message = "SIZE_INVALID", 413, "manifest exceeds the 4 MiB limit"
+
+
+class InsufficientSpace(Denied):
+    """Uploads refused by the low-space guard."""
+
+
+class PaginationNumberInvalid(RegistryError):
+    code, status, default_message = (
+        "PAGINATION_NUMBER_INVALID",
+        400,
+        "invalid number of results requested",
+    )

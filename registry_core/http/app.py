@@ -1,0 +1,400 @@
+"""The OCI Distribution API v2 as a plain ASGI app over a `Registry`.
+
+Routing is by hand (one regex per route on the path after /v2/) because repository names
+contain slashes. Every error leaves as the spec's JSON body with its code; anything
+unexpected is logged with its traceback and answered 500 without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from registry_core.errors import (
+    BlobUploadInvalid,
+    ManifestTooLarge,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+    Unauthorized,
+    Unsupported,
+)
+from registry_core.http.negotiation import choose_manifest
+from registry_core.http.streaming import read_limited, receive_into
+from registry_core.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
+from registry_core.reference import Digest, parse_digest
+from registry_core.registry import Page, Registry
+
+log = logging.getLogger("edge_registry.http")
+access_log = logging.getLogger("edge_registry.access")
+
+API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+REALM = "Edge Registry"
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+class BlobFileResponse(FileResponse):
+    chunk_size = 1 << 20
+
+
+@dataclass
+class Stats:
+    """Counters the console shows; updated on the server's loop only."""
+
+    requests: int = 0
+    errors: int = 0
+    bytes_in: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+class RegistryApp:
+    """ASGI callable serving /v2/ for one Registry, behind Basic auth."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        check_auth: Callable[[str | None], str | None] | None,
+        access_logging: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.check_auth = check_auth
+        self.access_logging = access_logging
+        self.stats = Stats()
+        self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
+            (re.compile(r"^$"), {"GET": self.base}),
+            (re.compile(r"^_catalog$"), {"GET": self.catalog}),
+            (re.compile(r"^(?P<name>.+)/tags/list$"), {"GET": self.tags}),
+            (
+                re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$"),
+                {
+                    "GET": self.get_manifest,
+                    "PUT": self.put_manifest,
+                    "DELETE": self.delete_manifest,
+                },
+            ),
+            (
+                re.compile(r"^(?P<name>.+)/blobs/uploads/?$"),
+                {"POST": self.start_upload},
+            ),
+            (
+                re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$"),
+                {
+                    "GET": self.upload_status,
+                    "PATCH": self.patch_upload,
+                    "PUT": self.finish_upload,
+                    "DELETE": self.cancel_upload,
+                },
+            ),
+            (
+                re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"),
+                {"GET": self.get_blob, "DELETE": self.delete_blob},
+            ),
+            (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), {"GET": self.referrers}),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        response = await self.respond(request)
+        response.headers.update(API_HEADERS)
+        await response(scope, receive, send)
+        self.stats.requests += 1
+        if response.status_code >= 400:
+            self.stats.errors += 1
+        if self.access_logging:
+            access_log.info(
+                '%s "%s %s" %d %.1fms',
+                scope.get("client", ("-",))[0],
+                request.method,
+                scope.get("raw_path", b"").decode("latin-1") or request.url.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    async def respond(self, request: Request) -> Response:
+        head = request.method == "HEAD"
+        try:
+            if (
+                self.check_auth is not None
+                and self.check_auth(request.headers.get("authorization")) is None
+            ):
+                raise Unauthorized()
+            return await self.dispatch(request)
+        except RegistryError as exc:
+            return error_response(exc, head)
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return error_response(RegistryError("internal error; see the server log"), head)
+
+    async def dispatch(self, request: Request) -> Response:
+        path = request.url.path
+        if not path.startswith("/v2/") and path != "/v2":
+            return error_response(RegistryError("not found"), request.method == "HEAD", 404)
+        rest = path[4:]
+        method = "GET" if request.method == "HEAD" else request.method
+        for pattern, handlers in self.routes:
+            match = pattern.match(rest)
+            if match is None:
+                continue
+            handler = handlers.get(method)
+            if handler is None:
+                raise Unsupported(
+                    f"method {request.method} is not allowed here",
+                    detail={"allowed": sorted(handlers)},
+                )
+            return await handler(request, **match.groupdict())
+        return error_response(RegistryError("not found"), request.method == "HEAD", 404)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking core operation in a worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # ---- base, catalog, tags -------------------------------------------------------------
+
+    async def base(self, request: Request) -> Response:
+        return JSONResponse({})
+
+    async def catalog(self, request: Request) -> Response:
+        n, last = _pagination(request)
+        page = self.registry.catalog(n, last)
+        return _paged({"repositories": page.items}, page, "/v2/_catalog", n)
+
+    async def tags(self, request: Request, name: str) -> Response:
+        n, last = _pagination(request)
+        page = self.registry.tags(name, n, last)
+        return _paged({"name": name, "tags": page.items}, page, f"/v2/{name}/tags/list", n)
+
+    # ---- manifests -----------------------------------------------------------------------
+
+    async def get_manifest(self, request: Request, name: str, reference: str) -> Response:
+        stored = choose_manifest(self.registry, name, reference, request.headers.get("accept", ""))
+        headers = {
+            "Docker-Content-Digest": str(stored.digest),
+            "Content-Type": stored.media_type,
+            "Content-Length": str(stored.size),
+            "ETag": f'"{stored.digest}"',
+        }
+        if request.method == "HEAD":
+            return Response(headers=headers)
+        body = await self.run(stored.body)
+        return Response(body, headers=headers, media_type=stored.media_type)
+
+    async def put_manifest(self, request: Request, name: str, reference: str) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+            raise ManifestTooLarge(detail={"size": int(length), "limit": MAX_MANIFEST_BYTES})
+        body = await read_limited(request.stream(), MAX_MANIFEST_BYTES)
+        if body is None:
+            raise ManifestTooLarge(detail={"limit": MAX_MANIFEST_BYTES})
+        result = await self.run(
+            self.registry.put_manifest, name, reference, body, request.headers.get("content-type")
+        )
+        headers = {
+            "Location": f"/v2/{name}/manifests/{result.digest}",
+            "Docker-Content-Digest": str(result.digest),
+        }
+        if result.subject is not None:
+            headers["OCI-Subject"] = str(result.subject)
+        return Response(status_code=201, headers=headers)
+
+    async def delete_manifest(self, request: Request, name: str, reference: str) -> Response:
+        await self.run(self.registry.delete_manifest, name, reference)
+        return Response(status_code=202)
+
+    async def referrers(self, request: Request, name: str, digest: str) -> Response:
+        artifact_type = request.query_params.get("artifactType") or None
+        found = self.registry.referrers(name, parse_digest(digest), artifact_type)
+        manifests = []
+        for r in found:
+            entry: dict[str, Any] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
+            if r.artifact_type:
+                entry["artifactType"] = r.artifact_type
+            if r.annotations:
+                entry["annotations"] = r.annotations
+            manifests.append(entry)
+        headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        return Response(
+            json.dumps(body, separators=(",", ":")), headers=headers, media_type=OCI_INDEX
+        )
+
+    # ---- blobs ---------------------------------------------------------------------------
+
+    async def get_blob(self, request: Request, name: str, digest: str) -> Response:
+        info = self.registry.stat_blob(name, digest)
+        headers = {"Docker-Content-Digest": str(info.digest), "ETag": f'"{info.digest}"'}
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(info.size)
+            headers["Accept-Ranges"] = "bytes"
+            return Response(headers=headers, media_type="application/octet-stream")
+        return BlobFileResponse(info.path, headers=headers, media_type="application/octet-stream")
+
+    async def delete_blob(self, request: Request, name: str, digest: str) -> Response:
+        await self.run(self.registry.delete_blob, name, digest)
+        return Response(status_code=202)
+
+    # ---- uploads -------------------------------------------------------------------------
+
+    async def start_upload(self, request: Request, name: str) -> Response:
+        params = request.query_params
+        mount, source = params.get("mount"), params.get("from")
+        if mount and source:
+            info = await self.run(self.registry.mount_blob, name, mount, source)
+            if info is not None:
+                return _blob_created(name, info.digest)
+        digest = params.get("digest")
+        expected = _content_length(request)
+        upload = await self.run(self.registry.start_upload, name, expected or 0)
+        if digest is None:
+            return _upload_accepted(name, upload.id, upload.size)
+        final = parse_digest(digest)
+        return await self._write_and_finish(request, name, upload.id, None, final)
+
+    async def upload_status(self, request: Request, name: str, upload_id: str) -> Response:
+        upload = self.registry.upload_status(name, upload_id)
+        return _upload_accepted(name, upload.id, upload.size, status=204)
+
+    async def patch_upload(self, request: Request, name: str, upload_id: str) -> Response:
+        start, expected = _content_range(request)
+        if expected is not None:
+            await self.run(self.registry.check_room, expected)
+        writer = await self.run(self.registry.claim_writer, name, upload_id, start)
+        try:
+            self.stats.bytes_in += await receive_into(request.stream(), writer, None, expected)
+            upload = await self.run(self.registry.save_progress, name, upload_id, writer)
+        finally:
+            self.registry.release_writer(upload_id)
+        return _upload_accepted(name, upload.id, upload.size)
+
+    async def finish_upload(self, request: Request, name: str, upload_id: str) -> Response:
+        digest = request.query_params.get("digest")
+        if not digest:
+            raise BlobUploadInvalid("the digest query parameter is required to finish an upload")
+        final = parse_digest(digest)
+        start, _ = _content_range(request)
+        return await self._write_and_finish(request, name, upload_id, start, final)
+
+    async def _write_and_finish(
+        self, request: Request, name: str, upload_id: str, start: int | None, final: Digest
+    ) -> Response:
+        expected = _content_length(request)
+        if expected:
+            await self.run(self.registry.check_room, expected)
+        writer = await self.run(self.registry.claim_writer, name, upload_id, start)
+        try:
+            self.stats.bytes_in += await receive_into(request.stream(), writer, None, expected)
+            info = await self.run(self.registry.finish_upload, name, upload_id, writer, final)
+        finally:
+            self.registry.release_writer(upload_id)
+        return _blob_created(name, info.digest)
+
+    async def cancel_upload(self, request: Request, name: str, upload_id: str) -> Response:
+        await self.run(self.registry.cancel_upload, name, upload_id)
+        return Response(status_code=204)
+
+
+def error_response(exc: RegistryError, head: bool, status: int | None = None) -> Response:
+    status = status or exc.status
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+    if status == 404 and exc.code == "UNKNOWN":
+        body: dict[str, Any] = {"errors": [{"code": "NOT_FOUND", "message": "not found"}]}
+    else:
+        body = exc.to_json()
+    if head:
+        return Response(status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _blob_created(name: str, digest: Digest) -> Response:
+    return Response(
+        status_code=201,
+        headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": str(digest)},
+    )
+
+
+def _upload_accepted(name: str, upload_id: str, size: int, status: int = 202) -> Response:
+    return Response(
+        status_code=status,
+        headers={
+            "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+            "Range": f"0-{max(size - 1, 0)}",
+            "Docker-Upload-UUID": upload_id,
+            "Content-Length": "0",
+        },
+    )
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise SizeInvalid(f"invalid Content-Length {value!r}")
+    return int(value)
+
+
+_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+
+
+def _content_range(request: Request) -> tuple[int | None, int | None]:
+    """(first byte, length) from Content-Range, checked against Content-Length."""
+    length = _content_length(request)
+    value = request.headers.get("content-range")
+    if value is None:
+        return None, length
+    match = _RANGE.match(value.strip())
+    if match is None:
+        raise BlobUploadInvalid(f"invalid Content-Range {value!r}")
+    start, end = int(match[1]), int(match[2])
+    if end < start:
+        raise RangeInvalid(f"invalid Content-Range {value!r}")
+    if length is not None and length != end - start + 1:
+        raise SizeInvalid(f"Content-Range {value!r} does not match Content-Length {length}")
+    return start, end - start + 1
+
+
+def _pagination(request: Request) -> tuple[int | None, str | None]:
+    n_text = request.query_params.get("n")
+    last = request.query_params.get("last") or None
+    if n_text is None or n_text == "":
+        return None, last
+    if not n_text.isdigit():
+        raise PaginationNumberInvalid(f"n must be a non-negative integer, not {n_text!r}")
+    return int(n_text), last
+
+
+def _paged(body: dict[str, Any], page: Page, path: str, n: int | None) -> Response:
+    headers = {}
+    if page.more and page.items and n is not None:
+        headers["Link"] = f'<{path}?n={n}&last={quote(page.items[-1])}>; rel="next"'
+    return JSONResponse(body, headers=headers)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

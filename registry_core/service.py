@@ -1,0 +1,68 @@
+"""The registry as a running service: core, auth, HTTP app, server and schedule, composed once.
+
+`edge-console serve` and the console both start the registry through `RegistryService`, so
+the two ways of serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from registry_core.auth import Authenticator
+from registry_core.datadir import DataDir
+from registry_core.errors import NotEnabledError
+from registry_core.http.app import RegistryApp
+from registry_core.registry import Registry
+from registry_core.server import (
+    ListenAddress,
+    RegistryServer,
+    clear_server_state,
+    write_server_state,
+)
+
+log = logging.getLogger("edge_registry.service")
+
+
+class RegistryService:
+    """Owns one Registry and, once started, the server that serves it."""
+
+    def __init__(self, datadir: DataDir, access_logging: bool = False) -> None:
+        if not datadir.is_enabled():
+            raise NotEnabledError(
+                f"the registry in {datadir.root} is not enabled; run `edge-console enable`"
+            )
+        self.datadir = datadir
+        self.registry = Registry(datadir)
+        self.app = RegistryApp(self.registry, Authenticator(datadir).check, access_logging)
+        self.server: RegistryServer | None = None
+
+    @property
+    def config(self):  # type: ignore[no-untyped-def]
+        return self.registry.config
+
+    def start(self, listen: str | None = None) -> ListenAddress:
+        """Serve over TLS on `listen` (default: the configured address); returns the address."""
+        address = ListenAddress.parse(listen or self.config.listen_address)
+        cert: Path | None = self.datadir.server_cert if self.config.tls else None
+        key: Path | None = self.datadir.server_key if self.config.tls else None
+        self.server = RegistryServer(self.app, address, cert, key)
+        self.server.start()
+        write_server_state(self.datadir, address, self.config.tls)
+        log.info(
+            "serving %s on %s (TLS %s)",
+            self.datadir.root,
+            address,
+            "on" if self.config.tls else "off",
+        )
+        return address
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            clear_server_state(self.datadir)
+
+    def close(self) -> None:
+        self.stop()
+        self.registry.close()

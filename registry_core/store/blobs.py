@@ -1,0 +1,151 @@
+"""Content-addressed blob files and the upload files they are made from.
+
+Layout: `blobs/<algorithm>/<first two hex>/<hex>` for committed content and
+`uploads/<id>` for upload sessions in progress. A blob file only ever appears by an atomic
+rename of a complete, verified, fsynced file, so a crash leaves no half-written blob
+visible; at worst an orphaned upload file that the GC purges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry_core.reference import Digest
+
+READ_CHUNK = 1 << 20
+
+
+class BlobFiles:
+    """Paths and file operations; no metadata, no locking (the caller holds the DB lock)."""
+
+    def __init__(self, blobs_root: Path, uploads_root: Path) -> None:
+        self.blobs_root = blobs_root
+        self.uploads_root = uploads_root
+
+    def path(self, digest: Digest) -> Path:
+        return self.blobs_root / digest.algorithm / digest.hex[:2] / digest.hex
+
+    def upload_path(self, upload_id: str) -> Path:
+        return self.uploads_root / upload_id
+
+    def exists(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def create_upload(self, upload_id: str) -> None:
+        fd = os.open(self.upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+    def upload_size(self, upload_id: str) -> int:
+        return self.upload_path(upload_id).stat().st_size
+
+    def truncate_upload(self, upload_id: str, size: int) -> None:
+        """Drop bytes past the last acknowledged offset (a chunk cut off by a crash)."""
+        with open(self.upload_path(upload_id), "r+b") as f:
+            f.truncate(size)
+
+    def remove_upload(self, upload_id: str) -> None:
+        self.upload_path(upload_id).unlink(missing_ok=True)
+
+    def commit(self, source: Path, digest: Digest) -> bool:
+        """Move a verified, fsynced file into place. False if the blob was already there."""
+        target = self.path(digest)
+        if target.is_file():
+            source.unlink(missing_ok=True)
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        return True
+
+    def write_bytes(self, data: bytes, digest: Digest) -> bool:
+        """Store small content (a manifest body) in place. False if already there."""
+        if self.exists(digest):
+            return False
+        tmp = self.uploads_root / f".tmp-{digest.hex}-{os.getpid()}-{id(data)}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return self.commit(tmp, digest)
+
+    def remove(self, digest: Digest) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        return self.path(digest).read_bytes()
+
+
+@dataclass
+class HashingWriter:
+    """Appends to an upload file while hashing; `write` is meant to run off the event loop.
+
+    The hash state lives in memory only; after a restart `resume` rebuilds it from the file.
+    """
+
+    path: Path
+    offset: int
+    algorithm: str = "sha256"
+    _hasher: Any = field(default=None, repr=False)
+    _file: Any = field(default=None, repr=False)
+
+    @classmethod
+    def resume(cls, path: Path, offset: int, algorithm: str = "sha256") -> HashingWriter:
+        writer = cls(path=path, offset=offset, algorithm=algorithm)
+        writer._hasher = hash_file(path, algorithm, limit=offset)
+        return writer
+
+    def open(self) -> None:
+        if self._file is None:
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+            self._file.seek(self.offset)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.open()
+        self._hasher.update(data)
+        self._file.write(data)
+        self.offset += len(data)
+
+    def flush(self, durable: bool = False) -> None:
+        if self._file is not None:
+            self._file.flush()
+            if durable:
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def digest(self) -> Digest:
+        return Digest(self.algorithm, self._hasher.hexdigest())
+
+    def copy(self) -> HashingWriter:
+        """A writer whose hash state is a snapshot of this one (file handle not shared)."""
+        return HashingWriter(self.path, self.offset, self.algorithm, self._hasher.copy())
+
+
+def hash_file(path: Path, algorithm: str, limit: int | None = None) -> Any:
+    hasher = hashlib.new(algorithm)
+    remaining = limit
+    with open(path, "rb") as f:
+        while remaining is None or remaining > 0:
+            want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+            chunk = f.read(want)
+            if not chunk:
+                break
+            hasher.update(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
+    return hasher
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
