@@ -1,0 +1,224 @@
+"""Registry credentials: generated once, kept hashed for checking and in clear for `info`.
+
+secrets.json holds {"username", "password"} so a technician can read the password back, as
+the appliance's Get-HcsKubernetesContainerRegistryInfo does; users.json holds only scrypt
+hashes and is what requests are checked against. Both are 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from pathlib import Path
+
+from registry_core.certs import write_atomic
+from registry_core.datadir import DataDir
+from registry_core.errors import ConfigError, NotEnabledError
+
+PASSWORD_LENGTH = 20
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SCRYPT_MAXMEM = 64 * 1024 * 1024
+CACHE_SIZE = 1024
+RELOAD_INTERVAL = 1.0
+"""Seconds between two looks at users.json for changes."""
+
+
+def generate_password(length: int = PASSWORD_LENGTH) -> str:
+    """A random password of letters and digits, with at least one of each kind."""
+    while True:
+        password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+        ):
+            return password
+
+
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt_b64$hash_b64` for the password, with a fresh random salt."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return "$".join(
+        ["scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(digest)]
+    )
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    """True if `password` matches `stored_hash`; a malformed hash never matches."""
+    try:
+        scheme, n, r, p, salt_b64, hash_b64 = stored_hash.split("$")
+        if scheme != "scrypt":
+            return False
+        salt = base64.b64decode(salt_b64, validate=True)
+        expected = base64.b64decode(hash_b64, validate=True)
+        actual = _scrypt(password, salt, int(n), int(r), int(p), len(expected))
+    except (ValueError, TypeError, OverflowError, binascii.Error):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def create_credentials(datadir: DataDir, username: str) -> str:
+    """Generate a new password for `username`, store it (clear and hashed); return it."""
+    if not username or ":" in username:
+        raise ConfigError(f"invalid username {username!r}: it must be non-empty, without ':'")
+    password = generate_password()
+    datadir.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_json(datadir.users, {username: hash_password(password)})
+    _write_json(datadir.secrets, {"username": username, "password": password})
+    return password
+
+
+def ensure_credentials(datadir: DataDir, username: str) -> bool:
+    """Create credentials unless `username` already has them; True if created."""
+    try:
+        current_user, _ = read_credentials(datadir)
+        users = _read_json(datadir.users)
+    except (NotEnabledError, ConfigError):
+        current_user, users = "", {}
+    if current_user == username and username in users:
+        return False
+    create_credentials(datadir, username)
+    return True
+
+
+def read_credentials(datadir: DataDir) -> tuple[str, str]:
+    """(username, password) in clear, from secrets.json."""
+    if not datadir.secrets.exists():
+        raise NotEnabledError(
+            f"no registry credentials in {datadir.root}: run `edge-console enable` first"
+        )
+    data = _read_json(datadir.secrets)
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ConfigError(f"{datadir.secrets}: expected a username and a password")
+    return username, password
+
+
+class Authenticator:
+    """Checks `Authorization: Basic ...` headers against users.json.
+
+    scrypt costs tens of milliseconds on purpose, so a header that verified once is
+    remembered (by an HMAC of its exact value under a per-process key, so the cache never
+    holds passwords). Only successes are cached; the cache empties when users.json changes.
+    """
+
+    def __init__(self, datadir: DataDir) -> None:
+        self._path = datadir.users
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._cache: dict[bytes, str] = {}
+        self._users: dict[str, str] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._generation = 0
+        self._next_check = 0.0
+        # A constant-cost stand-in so that unknown users take as long as wrong passwords.
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16))
+        self._reload_if_changed()
+
+    def check(self, authorization: str | None) -> str | None:
+        """The username if the header carries valid credentials, else None. Never raises."""
+        if not authorization:
+            return None
+        if time.monotonic() >= self._next_check:
+            self._reload_if_changed()
+        key = hmac.digest(self._key, authorization.encode("utf-8", "surrogatepass"), "sha256")
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        return self._verify(key, authorization)
+
+    def _verify(self, key: bytes, authorization: str) -> str | None:
+        parsed = parse_basic(authorization)
+        if parsed is None:
+            return None
+        username, password = parsed
+        generation = self._generation
+        stored = self._users.get(username)
+        ok = verify_password(stored or self._dummy_hash, password) and stored is not None
+        if not ok:
+            return None
+        with self._lock:
+            if generation == self._generation:  # users.json did not change meanwhile
+                if len(self._cache) >= CACHE_SIZE:
+                    del self._cache[next(iter(self._cache))]
+                self._cache[key] = username
+        return username
+
+    def _reload_if_changed(self) -> None:
+        with self._lock:
+            try:
+                st = os.stat(self._path)
+                stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                stamp = None
+            if stamp != self._stamp or not self._generation:
+                self._stamp = stamp
+                self._users = self._load_users() if stamp else {}
+                self._cache = {}
+                self._generation += 1
+            # only now, so that no thread skips the check while users are still loading
+            self._next_check = time.monotonic() + RELOAD_INTERVAL
+
+    def _load_users(self) -> dict[str, str]:
+        try:
+            raw = _read_json(self._path)
+        except ConfigError:
+            return {}
+        return {k: v for k, v in raw.items() if isinstance(v, str)}
+
+
+def parse_basic(authorization: str) -> tuple[str, str] | None:
+    """(username, password) from a `Basic <base64>` header value, or None if malformed."""
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, binascii.Error):
+        return None
+    username, colon, password = decoded.partition(":")
+    if not colon or not username:
+        return None
+    return username, password
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int = 32) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=SCRYPT_MAXMEM,
+        dklen=dklen,
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _write_json(path: Path, data: dict[str, str]) -> None:
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), 0o600)
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} is missing") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
