@@ -109,7 +109,9 @@ def tags(registry: Registry, name: str | None = None) -> list[TagRow]:
         rows = registry.db.conn.execute(sql + " ORDER BY r.name, t.name").fetchall()
     else:
         validate_name(name)
-        rows = registry.db.conn.execute(sql + " WHERE r.name = ? ORDER BY t.name", (name,))
+        rows = registry.db.conn.execute(
+            sql + " WHERE r.name = ? ORDER BY t.name", (name,)
+        ).fetchall()
     return [TagRow(*r) for r in rows]
 
 

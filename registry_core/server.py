@@ -147,7 +147,7 @@ class _GranianBackend:
         return self._server.serve()
 
     def stop(self) -> None:
-        self._server.stop()
+        self._server.stop()  # type: ignore[no-untyped-call]
 
 
 class _UvicornBackend:
