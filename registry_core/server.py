@@ -4,8 +4,10 @@ The server thread runs its own asyncio loop, so the console's UI loop never wait
 client's upload; network, TLS and HTTP parsing run in granian's Rust threads. Uvicorn in a
 thread is the fallback (set EDGE_CONSOLE_SERVER=uvicorn), a swap the plain ASGI app allows.
 
-HTTP/1.1 only: skopeo and containerd negotiate HTTP/2 when offered, and HTTP/2 uploads
-measured several times slower here with default flow-control windows.
+HTTP/1.1 by default: skopeo and containerd negotiate HTTP/2 when offered, and HTTP/2
+uploads measured slower here (bench/bench_registry.py, docs/benchmarks.md).
+EDGE_CONSOLE_HTTP=auto offers HTTP/2 as well, with raised flow-control windows, for
+measuring the difference.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class RegistryServer:
 class _GranianBackend:
     def __init__(self, server: RegistryServer) -> None:
         from granian.constants import HTTPModes, Interfaces, SSLProtocols
-        from granian.http import HTTP1Settings
+        from granian.http import HTTP1Settings, HTTP2Settings
         from granian.log import LogLevels
         from granian.server.embed import Server
 
@@ -132,8 +134,14 @@ class _GranianBackend:
             address=server.listen.host,
             port=server.listen.port,
             interface=Interfaces.ASGINL,
-            http=HTTPModes.http1,
+            http=HTTPModes.auto if _http_mode() == "auto" else HTTPModes.http1,
             http1_settings=HTTP1Settings(keep_alive=True, max_buffer_size=1 << 20),
+            http2_settings=HTTP2Settings(
+                adaptive_window=True,
+                initial_connection_window_size=16 << 20,
+                initial_stream_window_size=8 << 20,
+                max_frame_size=1 << 20,
+            ),
             websockets=False,
             backlog=1024,
             log_enabled=False,
@@ -172,6 +180,10 @@ class _UvicornBackend:
 
     def stop(self) -> None:
         self._server.should_exit = True
+
+
+def _http_mode() -> str:
+    return os.environ.get("EDGE_CONSOLE_HTTP", "1")
 
 
 def _make_backend(server: RegistryServer) -> _Backend:
