@@ -118,13 +118,15 @@ class Manifest:
     annotations: Annotations
 
     def blob_descriptors(self) -> tuple[Descriptor, ...]:
-        """Config and layers the registry must hold (foreign layers excluded)."""
+        """Blobs the registry must hold: config and layers (foreign layers excluded), and
+        the entries of an index that are not manifests."""
         blobs = (self.config,) if self.config is not None else ()
-        return blobs + tuple(d for d in self.layers if not d.is_foreign)
+        others = tuple(d for d in self.manifests if not d.is_manifest and not d.is_foreign)
+        return blobs + tuple(d for d in self.layers if not d.is_foreign) + others
 
     def child_descriptors(self) -> tuple[Descriptor, ...]:
-        """The entries of an index (classify with `Descriptor.is_manifest`)."""
-        return self.manifests
+        """The entries of an index that are manifests: they must exist in the repository."""
+        return tuple(d for d in self.manifests if d.is_manifest)
 
     def platforms(self) -> tuple[Platform, ...]:
         """Platforms named by the entries of an index, in order; empty for image manifests."""

@@ -127,7 +127,11 @@ def test_oci_index_may_hold_any_media_type_and_classifies_it() -> None:
     doc["manifests"].append(desc("application/vnd.example.sbom+json", b"sbom"))
     doc["manifests"].append(desc(m.OCI_INDEX, b"nested"))
     man = parse(doc)
-    assert [d.is_manifest for d in man.child_descriptors()] == [True, True, False, True]
+    assert [d.is_manifest for d in man.manifests] == [True, True, False, True]
+    # Manifests must exist in the repository; other entries are blobs it must hold.
+    assert [d.media_type for d in man.child_descriptors()].count(m.OCI_INDEX) == 1
+    assert len(man.child_descriptors()) == 3
+    assert [d.media_type for d in man.blob_descriptors()] == ["application/vnd.example.sbom+json"]
 
 
 def test_platform_fields() -> None:
