@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from registry_core.errors import (
     BlobUploadUnknown,
     Denied,
     DigestInvalid,
+    InsufficientSpace,
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestTooLarge,
@@ -114,6 +116,9 @@ class Registry:
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self._used_cache: tuple[float, int] = (0.0, 0)
+        self.on_change: Callable[[str], None] | None = None
+        """Called with 'push' or 'delete' after a manifest commit (the service debounces it
+        into usage samples); must be cheap and must not raise."""
 
     def close(self) -> None:
         self.db.close()
@@ -334,7 +339,36 @@ class Registry:
 
     def check_room(self, incoming_bytes: int) -> None:
         """DENIED when the upload would eat into the low-space reserve."""
-        space.check_room(self.capacity(), incoming_bytes)
+        try:
+            space.check_room(self.capacity(), incoming_bytes)
+        except InsufficientSpace:
+            self._count_refusal()
+            raise
+
+    def _count_refusal(self) -> None:
+        """Count low-space refusals (shown in the usage report); never fails the request."""
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('low_space_refusals', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) "
+                    "VALUES ('low_space_last_refusal', ?)",
+                    (repr(now()),),
+                )
+        except sqlite3.Error:
+            pass
+
+    def _changed(self, reason: str) -> None:
+        hook = self.on_change
+        if hook is not None:
+            try:
+                hook(reason)
+            except Exception:  # a usage sample must never fail a push or a delete
+                return
+
 
     # ---- manifests -----------------------------------------------------------------------
 
@@ -390,6 +424,7 @@ class Registry:
                     (repo_id, ref, manifest_id, now()),
                 )
         subject = manifest.subject.digest if manifest.subject else None
+        self._changed("push")
         return PutManifestResult(digest, created, subject)
 
     def _check_references(self, conn: sqlite3.Connection, repo_id: int, manifest: Manifest) -> None:
@@ -521,8 +556,11 @@ class Registry:
                 row = cur.fetchone()
                 if row is None:
                     raise ManifestUnknown(detail={"name": name, "reference": reference})
-                return DeletedManifest(name, parse_digest(row[0]), (ref,))
-            return self._delete_by_digest(conn, repo_id, name, ref)
+                deleted = DeletedManifest(name, parse_digest(row[0]), (ref,))
+            else:
+                deleted = self._delete_by_digest(conn, repo_id, name, ref)
+        self._changed("delete")
+        return deleted
 
     def _delete_by_digest(
         self, conn: sqlite3.Connection, repo_id: int, name: str, digest: Digest

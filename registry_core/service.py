@@ -12,14 +12,17 @@ from pathlib import Path
 from registry_core.auth import Authenticator
 from registry_core.datadir import DataDir
 from registry_core.errors import NotEnabledError
+from registry_core.gc import GarbageCollector
 from registry_core.http.app import RegistryApp
 from registry_core.registry import Registry
+from registry_core.scheduler import GCScheduler
 from registry_core.server import (
     ListenAddress,
     RegistryServer,
     clear_server_state,
     write_server_state,
 )
+from registry_core.usage import UsageSampler
 
 log = logging.getLogger("edge_registry.service")
 
@@ -36,6 +39,10 @@ class RegistryService:
         self.registry = Registry(datadir)
         self.app = RegistryApp(self.registry, Authenticator(datadir).check, access_logging)
         self.server: RegistryServer | None = None
+        self.collector = GarbageCollector(self.registry)
+        self.scheduler = GCScheduler(self.registry, self.collector)
+        self.usage_sampler = UsageSampler(self.registry)
+        self.registry.on_change = self.usage_sampler.notify
 
     @property
     def config(self):  # type: ignore[no-untyped-def]
@@ -49,6 +56,7 @@ class RegistryService:
         self.server = RegistryServer(self.app, address, cert, key)
         self.server.start()
         write_server_state(self.datadir, address, self.config.tls)
+        self.scheduler.start()
         log.info(
             "serving %s on %s (TLS %s)",
             self.datadir.root,
@@ -58,6 +66,7 @@ class RegistryService:
         return address
 
     def stop(self) -> None:
+        self.scheduler.stop()
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -65,4 +74,5 @@ class RegistryService:
 
     def close(self) -> None:
         self.stop()
+        self.usage_sampler.close()
         self.registry.close()

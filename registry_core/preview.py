@@ -1,0 +1,179 @@
+"""What deleting a manifest by digest would do, before doing it.
+
+The preview runs the GC's own `mark` twice against the current state, with no grace period:
+once as things are, once with the manifest (and its tags) treated as deleted. What becomes
+garbage in between is what the delete frees, shared layers counted once and only what nothing
+else references. When nothing else changes, a real delete followed by
+`gc --grace-period 0` frees exactly `gc_bytes_freed` (`bytes_freed` plus garbage that was
+already there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from registry_core.errors import ManifestUnknown
+from registry_core.gc import mark
+from registry_core.reference import Digest, parse_digest
+from registry_core.registry import Registry
+
+
+@dataclass(frozen=True)
+class AffectedManifest:
+    digest: str
+    media_type: str
+    fate: str
+    """'deleted' (a GC collects it) or 'kept'."""
+    reason: str
+    platform: str | None = None
+    artifact_type: str | None = None
+
+
+@dataclass(frozen=True)
+class FreedBlob:
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DeletePreview:
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    tags: list[str]
+    """Tags that go with the manifest."""
+    blocked_by: list[str]
+    """Indexes in this repository that list the manifest: the delete is refused while any does."""
+    children: list[AffectedManifest]
+    """Index children: which become garbage, which are kept and why."""
+    referrers: list[AffectedManifest]
+    """OCI 1.1 referrers whose subject this is: left dangling, so a GC collects them."""
+    delete_untagged: bool
+    bytes_freed: int
+    """Bytes a GC with no grace period frees because of this delete (shared layers once)."""
+    blobs_freed: list[FreedBlob] = field(default_factory=list)
+    gc_bytes_freed: int = 0
+    """Everything such a GC would free after this delete, garbage already there included."""
+
+    @property
+    def allowed(self) -> bool:
+        return not self.blocked_by
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["allowed"] = self.allowed
+        return data
+
+
+def preview_delete(
+    registry: Registry, name: str, digest: Digest | str, delete_untagged: bool | None = None
+) -> DeletePreview:
+    """Tags, children, dangling referrers and exact bytes freed by deleting `name@digest`."""
+    key = str(digest if isinstance(digest, Digest) else parse_digest(digest))
+    du = registry.config.gc.delete_untagged if delete_untagged is None else delete_untagged
+    with registry.db.read() as conn:
+        row = conn.execute(
+            "SELECT m.id, m.repository_id, m.media_type, m.size FROM manifests m "
+            "JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?",
+            (name, key),
+        ).fetchone()
+        if row is None:
+            raise ManifestUnknown(detail={"name": name, "digest": key})
+        manifest_id, repo_id, media_type, size = int(row[0]), int(row[1]), str(row[2]), int(row[3])
+        tags = sorted(
+            str(r[0])
+            for r in conn.execute("SELECT name FROM tags WHERE manifest_id = ?", (manifest_id,))
+        )
+        blocked_by = sorted(
+            str(r[0])
+            for r in conn.execute(
+                "SELECT DISTINCT p.digest FROM manifest_children mc "
+                "JOIN manifests p ON p.id = mc.parent_id "
+                "WHERE mc.child_digest = ? AND p.repository_id = ?",
+                (key, repo_id),
+            )
+        )
+        mark(conn, delete_untagged=du, cutoff=None)
+        before = {
+            str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")
+        }
+        mark(conn, delete_untagged=du, cutoff=None, exclude_manifest=manifest_id)
+        after = {
+            str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")
+        }
+        dead = {int(r[0]) for r in conn.execute("SELECT id FROM gc_dead")}
+        children = [
+            _affected(conn, int(r[0]), r[1], r[2], r[3], r[4], dead, du, manifest_id)
+            for r in conn.execute(
+                "SELECT c.id, c.digest, c.media_type, mc.platform, c.artifact_type "
+                "FROM manifest_children mc JOIN manifests c "
+                "ON c.repository_id = ? AND c.digest = mc.child_digest "
+                "WHERE mc.parent_id = ? ORDER BY mc.position",
+                (repo_id, manifest_id),
+            )
+        ]
+        referrers = [
+            _affected(conn, int(r[0]), r[1], r[2], None, r[3], dead, du, manifest_id)
+            for r in conn.execute(
+                "SELECT id, digest, media_type, artifact_type FROM manifests "
+                "WHERE repository_id = ? AND subject = ? ORDER BY digest",
+                (repo_id, key),
+            )
+        ]
+    freed = sorted(
+        (FreedBlob(d, s) for d, s in after.items() if d not in before),
+        key=lambda b: (-b.size, b.digest),
+    )
+    return DeletePreview(
+        repository=name,
+        digest=key,
+        media_type=media_type,
+        size=size,
+        tags=tags,
+        blocked_by=blocked_by,
+        children=children,
+        referrers=referrers,
+        delete_untagged=du,
+        bytes_freed=sum(b.size for b in freed),
+        blobs_freed=freed,
+        gc_bytes_freed=sum(after.values()),
+    )
+
+
+def _affected(
+    conn: Any,
+    manifest_id: int,
+    digest: str,
+    media_type: str,
+    platform: str | None,
+    artifact_type: str | None,
+    dead: set[int],
+    delete_untagged: bool,
+    deleted_id: int,
+) -> AffectedManifest:
+    if manifest_id in dead:
+        return AffectedManifest(
+            digest, media_type, "deleted", "nothing else references it", platform, artifact_type
+        )
+    tags = [str(r[0]) for r in conn.execute(
+        "SELECT name FROM tags WHERE manifest_id = ? ORDER BY name LIMIT 3", (manifest_id,)
+    )]
+    if tags:
+        reason = "tagged " + ", ".join(tags)
+    else:
+        parent = conn.execute(
+            "SELECT p.digest FROM manifests c JOIN manifest_children mc "
+            "ON mc.child_digest = c.digest JOIN manifests p "
+            "ON p.id = mc.parent_id AND p.repository_id = c.repository_id "
+            "WHERE c.id = ? AND p.id != ? LIMIT 1",
+            (manifest_id, deleted_id),
+        ).fetchone()
+        if parent is not None:
+            reason = f"still listed by the index {parent[0]}"
+        elif not delete_untagged:
+            reason = "untagged manifests are kept (pods may pull by digest); delete_untagged is off"
+        else:
+            reason = "still referenced"
+    return AffectedManifest(digest, media_type, "kept", reason, platform, artifact_type)
