@@ -7,6 +7,7 @@ and test_gc_stress.py.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from registry_core.manifests import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
-from registry_core.reference import digest_bytes, parse_digest
 from registry_core.datadir import DataDir
 from registry_core.errors import Denied, GCInProgressError
-from registry_core.gc import GarbageCollector, GCEvent
+from registry_core.gc import GarbageCollector, GCEvent, RunRecord
+from registry_core.manifests import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 from registry_core.preview import preview_delete
+from registry_core.reference import digest_bytes, parse_digest
 from registry_core.registry import Registry
 from registry_core.usage import usage_report
 
@@ -169,13 +170,17 @@ def assert_consistent(reg: Registry) -> None:
     assert not stranded, f"index children missing: {stranded}"
 
 
-def gc_run(reg: Registry, **kwargs: object) -> object:
-    return GarbageCollector(reg).run(**kwargs)  # type: ignore[arg-type]
-
-
-def collect(reg: Registry, **kwargs: object):  # type: ignore[no-untyped-def]
-    kwargs.setdefault("grace_period", 0)
-    return GarbageCollector(reg).run(**kwargs)  # type: ignore[arg-type]
+def collect(
+    reg: Registry,
+    *,
+    grace_period: float = 0,
+    dry_run: bool = False,
+    delete_untagged: bool | None = None,
+) -> RunRecord:
+    """One GC run, with no grace period unless asked."""
+    return GarbageCollector(reg).run(
+        grace_period=grace_period, dry_run=dry_run, delete_untagged=delete_untagged
+    )
 
 
 def cli(datadir: DataDir, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -535,7 +540,7 @@ def test_two_processes_asking_at_once(registry: Registry, datadir: DataDir) -> N
         pr.join(30)
     ran = sorted((r for r in results if r[0] == "ran"), key=lambda r: r[2])
     assert ran, results
-    for a, b in zip(ran, ran[1:], strict=False):
+    for a, b in itertools.pairwise(ran):
         assert a[3] <= b[2], f"runs overlapped: {a} {b}"  # never two at once
     assert_consistent(registry)
     assert sum(r.blobs_deleted for r in GarbageCollector(registry).history()) == 45

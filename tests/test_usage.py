@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_gc import assert_pulls, push_image, rand, used
 
 from registry_core.errors import InsufficientSpace
 from registry_core.gc import GarbageCollector
 from registry_core.registry import Registry
 from registry_core.usage import UsageSampler, record_sample, usage_history, usage_report
-from test_gc import assert_pulls, push_image, rand, used
 
 
 def test_per_repository_exclusive_and_shared(registry: Registry) -> None:
