@@ -185,7 +185,9 @@ class RegistryApp:
     # ---- manifests -----------------------------------------------------------------------
 
     async def get_manifest(self, request: Request, name: str, reference: str) -> Response:
-        stored = choose_manifest(self.registry, name, reference, request.headers.get("accept", ""))
+        # Clients such as skopeo send one Accept header per media type: read them all.
+        accept = ", ".join(request.headers.getlist("accept"))
+        stored = choose_manifest(self.registry, name, reference, accept)
         headers = {
             "Docker-Content-Digest": str(stored.digest),
             "Content-Type": stored.media_type,

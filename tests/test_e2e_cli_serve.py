@@ -1,0 +1,453 @@
+"""`edge-console serve` as a user runs it: enable, info, cert export, serve, then skopeo.
+
+Everything goes through subprocesses and real sockets: the CLI in `python -m console`, the
+server in its own process, skopeo trusting only the exported CA with the credentials `info`
+printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from imagebuilder import REF_NAME, BuiltImage, ImageSpec, write_docker_dir, write_oci_layout
+
+from registry_core.manifests import DOCKER_MANIFEST
+from registry_core.reference import Digest, digest_bytes
+
+pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
+
+
+# Local copies of small helpers from tests/conftest.py: `from conftest import ...` is
+# ambiguous once another directory of tests has a conftest.py of its own.
+def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
+    """Run skopeo; on failure the assertion shows its stderr."""
+    proc = subprocess.run(
+        [skopeo, "--insecure-policy", *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+ACCESS_LINE = re.compile(
+    r'edge_registry\.access \S+ "(?P<method>[A-Z]+) (?P<path>\S+)" (?P<status>\d{3}) '
+)
+
+
+def cli_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGE_CONSOLE_DATA", None)
+    return env
+
+
+def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m console --data-dir DATA ARGS...`, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "console", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def cli_ok(data: Path, *args: str) -> str:
+    result = cli(data, *args)
+    assert result.returncode == 0, f"edge-console {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+@dataclass
+class Served:
+    """A running `edge-console serve` subprocess and what a client needs to reach it."""
+
+    proc: subprocess.Popen[str]
+    data: Path
+    port: int
+    username: str
+    password: str
+    cert_dir: Path
+    stdout: Path
+    stderr: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}"
+
+    @property
+    def creds(self) -> str:
+        return f"{self.username}:{self.password}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data / "server.json"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, verify=self.ssl_context(), auth=(self.username, self.password)
+        )
+
+    def access_lines(self) -> list[re.Match[str]]:
+        lines = self.stderr.read_text(encoding="utf-8").splitlines()
+        return [m for m in map(ACCESS_LINE.search, lines) if m is not None]
+
+    def stop(self, signum: int) -> tuple[int, float]:
+        """Send `signum`; returns (exit code, seconds it took to exit)."""
+        started = time.monotonic()
+        self.proc.send_signal(signum)
+        code = self.proc.wait(STOP_TIMEOUT)
+        return code, time.monotonic() - started
+
+
+def enable_and_export(tmp_path: Path) -> tuple[Path, int, dict[str, Any], Path]:
+    data = tmp_path / "data"
+    port = free_port()
+    out = cli_ok(data, "enable", "--node-ip", "127.0.0.1", "--port", str(port))
+    assert out.rstrip().endswith("Operation completed successfully.")
+    info = json.loads(cli_ok(data, "info", "--json"))
+    assert info["ip_address"] == "127.0.0.1"
+    cert_dir = tmp_path / "client-certs"
+    cert_dir.mkdir()
+    exported = json.loads(cli_ok(data, "cert", "export", str(cert_dir / "ca.crt"), "--json"))
+    assert Path(exported["path"]) == cert_dir / "ca.crt"
+    assert [p.name for p in cert_dir.iterdir()] == ["ca.crt"]
+    return data, port, info, cert_dir
+
+
+def start_serve(
+    tmp_path: Path, data: Path | None = None, port: int = 0, cert_dir: Path | None = None
+) -> Served:
+    """Enable a data dir, export its CA and serve it; or serve an enabled `data` again."""
+    if data is None or cert_dir is None:
+        data, port, info, cert_dir = enable_and_export(tmp_path)
+    else:
+        info = json.loads(cli_ok(data, "info", "--json"))
+    run = len(list(tmp_path.glob("serve*.out")))
+    stdout, stderr = tmp_path / f"serve{run}.out", tmp_path / f"serve{run}.err"
+    with open(stdout, "w") as out, open(stderr, "w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "console",
+                "--data-dir",
+                str(data),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=cli_env(),
+            cwd=ROOT,
+        )
+    served = Served(proc, data, port, info["username"], info["password"], cert_dir, stdout, stderr)
+    try:
+        wait_ready(served)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return served
+
+
+def wait_ready(served: Served) -> None:
+    """Poll /v2/ over TLS, trusting only the exported CA, until it answers 200."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last: object = None
+    with served.client() as client:
+        while time.monotonic() < deadline:
+            if served.proc.poll() is not None:
+                pytest.fail(
+                    f"serve exited with {served.proc.returncode}: {served.stderr.read_text()}"
+                )
+            try:
+                response = client.get("/v2/", timeout=2)
+            except httpx.TransportError as exc:
+                last = exc
+            else:
+                assert response.status_code == 200, response.text
+                return
+            time.sleep(0.1)
+    pytest.fail(f"serve did not answer within {READY_TIMEOUT}s: {last!r}")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = start_serve(tmp_path)
+    yield server
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait()
+
+
+def remote(served: Served, ref: str) -> str:
+    return f"docker://{served.address}/{ref}"
+
+
+def creds_args(served: Served, prefix: str = "") -> list[str]:
+    return [f"--{prefix}creds", served.creds, f"--{prefix}cert-dir", str(served.cert_dir)]
+
+
+def oci_tag_digest(layout: Path, tag: str) -> Digest:
+    index = json.loads((layout / "index.json").read_bytes())
+    found = [d for d in index["manifests"] if d.get("annotations", {}).get(REF_NAME) == tag]
+    assert len(found) == 1, index
+    digest = Digest("sha256", found[0]["digest"].removeprefix("sha256:"))
+    body = (layout / "blobs" / "sha256" / digest.hex).read_bytes()
+    assert digest_bytes(body) == digest
+    return digest
+
+
+def blob_names(directory: Path) -> set[str]:
+    """Digests of the blob files in a directory, each checked against its content."""
+    names = set()
+    for path in directory.iterdir():
+        if len(path.name) == 64:
+            assert digest_bytes(path.read_bytes()).hex == path.name
+            names.add(f"sha256:{path.name}")
+    return names
+
+
+def all_blobs(image: BuiltImage) -> set[str]:
+    return {str(image.digest)} | {str(d) for d in image.blob_digests}
+
+
+# ---- the tests --------------------------------------------------------------------------------
+
+
+def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_path: Path) -> None:
+    # The state file names this process while it serves.
+    state = json.loads(served.state_file.read_text())
+    assert state["pid"] == served.proc.pid
+    assert state["listen"] == served.address
+
+    v1, v2 = write_oci_layout(tmp_path / "src-oci", (ImageSpec(tag="v1"), ImageSpec(tag="v2")))
+    docker = write_docker_dir(tmp_path / "src-docker", ImageSpec(tag="docker"))
+
+    for image, ref in ((v1, "edge/app:v1"), (v2, "edge/app:v2"), (docker, "edge/docker:1")):
+        run_skopeo(
+            skopeo, "copy", *creds_args(served, "dest-"), image.reference, remote(served, ref)
+        )
+
+    out = tmp_path / "pulled"
+    out.mkdir()
+    run_skopeo(
+        skopeo,
+        "copy",
+        *creds_args(served, "src-"),
+        remote(served, "edge/app:v1"),
+        f"oci:{out / 'v1'}:v1",
+    )
+    assert oci_tag_digest(out / "v1", "v1") == v1.digest
+    assert blob_names(out / "v1" / "blobs" / "sha256") == all_blobs(v1)
+
+    tags = json.loads(
+        run_skopeo(skopeo, "list-tags", *creds_args(served), remote(served, "edge/app"))
+    )
+    assert tags == {"Repository": f"{served.address}/edge/app", "Tags": ["v1", "v2"]}
+
+    info = json.loads(
+        run_skopeo(skopeo, "inspect", *creds_args(served), remote(served, "edge/docker:1"))
+    )
+    assert info["Digest"] == str(docker.digest)
+    assert info["Layers"] == [str(d) for d in docker.layer_digests]
+    raw = run_skopeo(skopeo, "inspect", "--raw", *creds_args(served), remote(served, "edge/app:v2"))
+    assert raw.encode() == v2.body
+
+    with served.client() as client:
+        head = client.head("/v2/edge/docker/manifests/1", headers={"Accept": DOCKER_MANIFEST})
+        assert head.status_code == 200
+        assert head.headers["docker-content-digest"] == str(docker.digest)
+        assert head.headers["content-type"] == DOCKER_MANIFEST
+        assert head.headers["content-length"] == str(docker.size)
+
+        deleted = client.delete(f"/v2/edge/app/manifests/{v1.digest}")
+        assert deleted.status_code == 202
+
+    failed = subprocess.run(
+        [
+            skopeo,
+            "--insecure-policy",
+            "copy",
+            *creds_args(served, "src-"),
+            remote(served, "edge/app:v1"),
+            f"oci:{out / 'gone'}:v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode != 0
+    assert "manifest unknown" in failed.stderr.lower()
+    tags = json.loads(
+        run_skopeo(skopeo, "list-tags", *creds_args(served), remote(served, "edge/app"))
+    )
+    assert tags["Tags"] == ["v2"]
+
+    # The others still come back with identical digests.
+    run_skopeo(
+        skopeo,
+        "copy",
+        "--preserve-digests",
+        *creds_args(served, "src-"),
+        remote(served, "edge/app:v2"),
+        f"oci:{out / 'v2'}:v2",
+    )
+    assert oci_tag_digest(out / "v2", "v2") == v2.digest
+    assert blob_names(out / "v2" / "blobs" / "sha256") == all_blobs(v2)
+    run_skopeo(
+        skopeo,
+        "copy",
+        "--preserve-digests",
+        *creds_args(served, "src-"),
+        remote(served, "edge/docker:1"),
+        f"dir:{out / 'docker'}",
+    )
+    assert digest_bytes((out / "docker" / "manifest.json").read_bytes()) == docker.digest
+    assert blob_names(out / "docker") == {str(d) for d in docker.blob_digests}
+
+    # One access line per request on stderr: each of these distinct paths appears once.
+    probes = [f"/v2/edge/probe{i}/tags/list" for i in range(5)]
+    with served.client() as client:
+        for path in probes:
+            assert client.get(path).status_code == 404
+    # The line is written just after the response is sent: give the server a moment.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = served.access_lines()
+        if {m["path"] for m in lines} >= set(probes):
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # a duplicate line would come right after the first
+    lines = served.access_lines()
+    for path in probes:
+        hits = [m for m in lines if m["path"] == path]
+        assert len(hits) == 1, path
+        assert hits[0]["method"] == "GET"
+        assert hits[0]["status"] == "404"
+    assert any(m["method"] == "DELETE" and m["status"] == "202" for m in lines)
+    assert any(m["method"] == "PUT" and m["path"] == "/v2/edge/app/manifests/v2" for m in lines)
+
+    code, took = served.stop(signal.SIGTERM)
+    assert code == 0, served.stderr.read_text()
+    assert took < 5.0
+    assert "Registry stopped." in served.stdout.read_text()
+    assert not served.state_file.exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{served.url}/v2/", verify=served.ssl_context(), timeout=2)
+
+
+def test_serve_stops_on_sigint(served: Served) -> None:
+    assert served.state_file.exists()
+    with served.client() as client:
+        assert client.get("/v2/").status_code == 200
+        # A keep-alive connection stays open while the server shuts down.
+        code, took = served.stop(signal.SIGINT)
+    assert code == 0, served.stderr.read_text()
+    assert took < 5.0
+    assert "Registry stopped." in served.stdout.read_text()
+    assert "Traceback" not in served.stderr.read_text()
+    assert not served.state_file.exists()
+
+
+def test_sigterm_lets_an_upload_in_flight_finish(served: Served, tmp_path: Path) -> None:
+    """Graceful: a PATCH still streaming when SIGTERM arrives completes and is kept."""
+    chunk, count = os.urandom(256 * 1024), 16
+    data = chunk * count
+    sent_first = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        for i in range(count):
+            yield chunk
+            if i == 0:
+                sent_first.set()
+            time.sleep(0.2)
+
+    with served.client() as client:
+        started = client.post("/v2/edge/inflight/blobs/uploads/")
+        assert started.status_code == 202
+        location = started.headers["location"]
+        result: dict[str, Any] = {}
+
+        def upload() -> None:
+            try:
+                result["response"] = client.patch(
+                    location,
+                    content=body(),
+                    headers={"Content-Type": "application/octet-stream"},
+                    timeout=30,
+                )
+            except BaseException as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=upload)
+        thread.start()
+        assert sent_first.wait(10)
+        served.proc.send_signal(signal.SIGTERM)
+        # The server stops accepting connections while the upload is still streaming.
+        refused_mid_upload = False
+        while thread.is_alive() and not refused_mid_upload:
+            try:
+                socket.create_connection(("127.0.0.1", served.port), timeout=0.5).close()
+            except OSError:
+                refused_mid_upload = thread.is_alive()
+            time.sleep(0.05)
+        thread.join(30)
+        code = served.proc.wait(STOP_TIMEOUT)
+    assert refused_mid_upload, "the upload ended before the server began to stop"
+    assert "error" not in result, result.get("error")
+    response = result["response"]
+    assert response.status_code == 202, response.text
+    assert response.headers["range"] == f"0-{len(data) - 1}"
+    assert code == 0, served.stderr.read_text()
+    assert not served.state_file.exists()
+
+    # Serve the same data dir again: the upload is there, whole, and can be finished.
+    again = start_serve(tmp_path, served.data, served.port, served.cert_dir)
+    try:
+        with again.client() as client:
+            status = client.get(location)
+            assert status.status_code == 204
+            assert status.headers["range"] == f"0-{len(data) - 1}"
+            digest = digest_bytes(data)
+            done = client.put(location, params={"digest": str(digest)})
+            assert done.status_code == 201, done.text
+            assert client.get(f"/v2/edge/inflight/blobs/{digest}").content == data
+        assert again.stop(signal.SIGTERM)[0] == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+            again.proc.wait()
