@@ -1,0 +1,230 @@
+"""Certificates: the CA and server certificate, and the CA export for client machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, cast
+
+import platformdirs
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
+
+from console.screens.base import Command, View
+from console.widgets.format import expires_in
+from registry_core.certs import (
+    CA_DER_NAME,
+    CA_PEM_NAME,
+    CertificateInfo,
+    ExportFormat,
+    describe_certificates,
+    export_ca,
+)
+from registry_core.errors import EdgeError
+
+
+class CertificatesLoaded(Message):
+    def __init__(self, certificates: list[CertificateInfo], error: str | None = None) -> None:
+        super().__init__()
+        self.certificates = certificates
+        self.error = error
+
+
+class ExportFinished(Message):
+    def __init__(self, path: Path | None, error: str | None, fingerprint: str) -> None:
+        super().__init__()
+        self.path = path
+        self.error = error
+        self.fingerprint = fingerprint
+
+
+def default_downloads() -> Path:
+    return Path(platformdirs.user_downloads_dir())
+
+
+class CertificatesView(View):
+    tab_title = "Certificates"
+    help_text = """\
+up / down  choose a certificate: its names, issuer and fingerprint show below
+e          export the CA certificate to the path in the field (edit it first: tab)
+f          switch the format: PEM .crt (Linux, macOS, docker) or DER .cer (Windows)
+Check the SHA-256 fingerprint on the laptop after copying the file."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("e", "export", "Export CA", id="certificates.export"),
+        Binding("f", "toggle_format", "Format", id="certificates.format"),
+    ]
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.certificates: list[CertificateInfo] = []
+        self.format: ExportFormat = "pem"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="certs-scroll"):
+            table: DataTable[str | Text] = DataTable(id="certs-table", cursor_type="row")
+            yield table
+            yield Static("", id="cert-detail")
+            yield Static("Download the CA certificate for client machines", classes="section")
+            with Horizontal(id="export-row"):
+                yield Input(id="export-path", placeholder="path to write the CA certificate",
+                            compact=True)
+                yield Button("Export", id="export-button", variant="primary", compact=True)
+            with RadioSet(id="export-format"):
+                yield RadioButton("PEM .crt (Linux, macOS, docker)", value=True, id="fmt-pem")
+                yield RadioButton("DER .cer (Windows)", id="fmt-der")
+            yield Static("", id="export-result")
+
+    def main_widget(self) -> Widget | None:
+        return self.query_one("#certs-table", DataTable)
+
+    def on_mount(self) -> None:
+        table = cast("DataTable[str | Text]", self.query_one("#certs-table", DataTable))
+        table.add_column("Role", key="role")
+        table.add_column("Subject", key="subject")
+        table.add_column("Valid until", key="until")
+        table.add_column("Expires", key="expires")
+        self.query_one("#export-path", Input).value = str(self.default_path())
+        self.load()
+
+    def default_path(self) -> Path:
+        directory = self.edge.downloads_dir or default_downloads()
+        return directory / (CA_PEM_NAME if self.format == "pem" else CA_DER_NAME)
+
+    @work(thread=True, exclusive=True, group="certificates", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            certificates = describe_certificates(self.edge.datadir)
+        except (EdgeError, OSError) as exc:
+            self.post_message(CertificatesLoaded([], str(exc)))
+            return
+        self.post_message(CertificatesLoaded(certificates))
+
+    @on(CertificatesLoaded)
+    def _loaded(self, message: CertificatesLoaded) -> None:
+        if message.error:
+            self.edge.error(message.error)
+        self.certificates = message.certificates
+        table = cast("DataTable[str | Text]", self.query_one("#certs-table", DataTable))
+        table.clear()
+        now = self.edge.clock()
+        for cert in self.certificates:
+            table.add_row(
+                cert.role,
+                _common_name(cert.subject),
+                f"{cert.not_after:%Y-%m-%d}",
+                expires_in(cert.not_after, now),
+                key=cert.role,
+            )
+        self.show_detail(0)
+
+    @on(DataTable.RowHighlighted, "#certs-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail(event.cursor_row)
+
+    def show_detail(self, index: int) -> None:
+        if not 0 <= index < len(self.certificates):
+            return
+        cert = self.certificates[index]
+        now = self.edge.clock()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row("Subject", cert.subject)
+        grid.add_row("Names", ", ".join(cert.sans) or "-")
+        grid.add_row("Issuer", cert.issuer)
+        grid.add_row("Valid from", f"{cert.not_before:%Y-%m-%d %H:%M} UTC")
+        grid.add_row(
+            "Valid until",
+            f"{cert.not_after:%Y-%m-%d %H:%M} UTC ({expires_in(cert.not_after, now)})",
+        )
+        grid.add_row("SHA-256", cert.sha256_fingerprint)
+        grid.add_row("File", str(cert.path))
+        self.query_one("#cert-detail", Static).update(grid)
+
+    def ca_fingerprint(self) -> str:
+        for cert in self.certificates:
+            if cert.role == "CA":
+                return cert.sha256_fingerprint
+        return ""
+
+    # ---- export ------------------------------------------------------------------------------
+
+    @on(RadioSet.Changed, "#export-format")
+    def _format_chosen(self, event: RadioSet.Changed) -> None:
+        self.set_format("der" if event.pressed.id == "fmt-der" else "pem")
+
+    def action_toggle_format(self) -> None:
+        self.set_format("der" if self.format == "pem" else "pem")
+
+    def set_format(self, fmt: ExportFormat) -> None:
+        if fmt == self.format:
+            return
+        old_default = str(self.default_path())
+        self.format = fmt
+        self.query_one(f"#fmt-{fmt}", RadioButton).value = True
+        path_input = self.query_one("#export-path", Input)
+        current = path_input.value.strip()
+        if current == old_default:
+            path_input.value = str(self.default_path())
+        elif current.endswith((".crt", ".cer", ".pem", ".der")):
+            suffix = ".crt" if fmt == "pem" else ".cer"
+            path_input.value = str(Path(current).with_suffix(suffix))
+
+    @on(Button.Pressed, "#export-button")
+    @on(Input.Submitted, "#export-path")
+    def _export_requested(self) -> None:
+        self.action_export()
+
+    def action_export(self) -> None:
+        text = self.query_one("#export-path", Input).value.strip()
+        if not text:
+            self.edge.error("Type the path to write the CA certificate to.")
+            return
+        self.query_one("#export-result", Static).update("Writing…")
+        self.export(text, self.format)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export(self, destination: str, fmt: ExportFormat) -> None:
+        fingerprint = self.ca_fingerprint()
+        try:
+            path = export_ca(self.edge.datadir, destination, fmt)
+        except (EdgeError, OSError) as exc:
+            self.post_message(ExportFinished(None, str(exc), fingerprint))
+            return
+        self.post_message(ExportFinished(path, None, fingerprint))
+
+    @on(ExportFinished)
+    def _exported(self, message: ExportFinished) -> None:
+        result = self.query_one("#export-result", Static)
+        if message.error is not None or message.path is None:
+            error = message.error or "export failed"
+            result.update(Text(f"✗ Not exported: {error}", style="bold red"))
+            self.edge.error(f"CA export failed: {error}")
+            return
+        text = Text()
+        text.append(f"✓ Wrote {message.path}\n", style="bold green")
+        text.append("SHA-256 fingerprint (compare on the laptop):\n")
+        text.append(message.fingerprint)
+        result.update(text)
+        self.edge.notify(str(message.path), title="CA certificate exported", timeout=6,
+                         markup=False)
+
+    def commands(self) -> list[Command]:
+        return [
+            Command("Export the CA certificate", "Certificates, key e", self.action_export),
+            Command("Export format: PEM / DER", "Certificates, key f", self.action_toggle_format),
+        ]
+
+
+def _common_name(subject: str) -> str:
+    for part in subject.split(","):
+        if part.startswith("CN="):
+            return part[3:]
+    return subject

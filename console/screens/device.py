@@ -1,0 +1,244 @@
+"""Device: endpoint, credentials, server state; hosts line and client set-up per client OS."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import RadioButton, RadioSet, Static
+
+from console.screens.base import Command, View
+from console.widgets.snippet import Snippet
+from registry_core.device import (
+    CLIENT_OSES,
+    ClientOS,
+    DeviceInfo,
+    client_setup_snippets,
+    device_info,
+    hosts_add_command,
+    hosts_file_path,
+    hosts_line,
+)
+from registry_core.errors import EdgeError
+
+OS_LABELS: dict[ClientOS, str] = {"windows": "Windows", "linux": "Linux", "macos": "macOS"}
+MASK = "•" * 12
+
+
+class DeviceLoaded(Message):
+    def __init__(self, info: DeviceInfo | None, error: str | None = None) -> None:
+        super().__init__()
+        self.info = info
+        self.error = error
+
+
+class DeviceView(View):
+    tab_title = "Device"
+    help_text = """\
+tab / shift+tab   move between the snippets; enter or c copies the focused one
+h   copy the hosts line          a   copy the command that adds it
+i   copy the docker login line   p   copy the password
+r   reveal or hide the password  o   next client OS (Windows, Linux, macOS)
+Copies go to the clipboard of your terminal (OSC 52); the text is always on screen too."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "next_os", "Client OS", id="device.os"),
+        Binding("h", "copy_hosts", "Copy hosts", id="device.copy_hosts"),
+        Binding("i", "copy_login", "Copy login", id="device.copy_login"),
+        Binding("r", "reveal", "Reveal", id="device.reveal"),
+        Binding("p", "copy_password", "Copy pw", id="device.copy_password"),
+        Binding("a", "copy_add_command", "Copy add cmd", show=False, id="device.copy_add"),
+    ]
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.info: DeviceInfo | None = None
+        self.client_os: ClientOS = "windows"
+        self.revealed = False
+        self.requests: int | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="device-scroll"):
+            yield Static("Loading…", id="device-facts")
+            with Horizontal(id="os-row"):
+                yield Static("Client OS ", id="os-label")
+                with RadioSet(id="client-os"):
+                    for client_os in CLIENT_OSES:
+                        yield RadioButton(
+                            OS_LABELS[client_os],
+                            value=client_os == self.client_os,
+                            id=f"os-{client_os}",
+                        )
+            yield Static("", id="hosts-heading", classes="section")
+            yield Snippet("Hosts line", "", id="snippet-hosts")
+            yield Snippet("Command that adds it", "", id="snippet-hosts-add")
+            yield Static("Client set-up", classes="section", id="setup-heading")
+            yield Vertical(id="setup-list")
+
+    def main_widget(self) -> Widget | None:
+        return self.query_one("#snippet-hosts", Snippet)
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="device", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            info = device_info(self.edge.datadir)
+        except (EdgeError, OSError) as exc:
+            self.post_message(DeviceLoaded(None, str(exc)))
+            return
+        self.post_message(DeviceLoaded(info))
+
+    @on(DeviceLoaded)
+    def _loaded(self, message: DeviceLoaded) -> None:
+        if message.error is not None:
+            self.edge.error(message.error)
+            self.query_one("#device-facts", Static).update(Text(message.error, style="red"))
+            return
+        self.info = message.info
+        self.render_facts()
+        self.render_snippets()
+
+    def data_changed(self) -> None:
+        self.render_facts()
+
+    def show_requests(self, requests: int | None) -> None:
+        self.requests = requests
+        self.render_facts()
+
+    # ---- painting ----------------------------------------------------------------------------
+
+    def render_facts(self) -> None:
+        info = self.info
+        if info is None:
+            return
+        status = self.edge.server_status
+        grid = Table.grid(padding=(0, 2), expand=False)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        password = info.password if self.revealed else MASK
+        server_style = {"serving": "green", "attached": "cyan", "down": "bold red"}.get(
+            status.mode, "yellow"
+        )
+        requests = "-" if self.requests is None else f"{self.requests:,}"
+        grid.add_row("Device name", info.device_name, "DNS domain", info.dns_domain)
+        grid.add_row("Endpoint", info.endpoint, "Node IP", info.node_ip)
+        grid.add_row("Listen", info.listen, "TLS", "on" if self.edge.config.tls else "OFF")
+        grid.add_row("Username", info.username, "Password", password + "  (r, p)")
+        grid.add_row("Server", Text(status.describe(), style=server_style), "Requests", requests)
+        self.query_one("#device-facts", Static).update(grid)
+
+    def render_snippets(self) -> None:
+        info = self.info
+        if info is None:
+            return
+        client_os = self.client_os
+        path = hosts_file_path(client_os)
+        self.query_one("#hosts-heading", Static).update(
+            f"Hosts entry for {OS_LABELS[client_os]}: add this line to {path}"
+        )
+        how = "PowerShell as administrator" if client_os == "windows" else "a shell (sudo)"
+        self.query_one("#snippet-hosts", Snippet).set_text(
+            f"Hosts line ({path})", hosts_line(info), what="hosts line"
+        )
+        self.query_one("#snippet-hosts-add", Snippet).set_text(
+            f"Command that adds it, in {how}", hosts_add_command(info, client_os),
+            what="hosts command",
+        )
+        container = self.query_one("#setup-list", Vertical)
+        container.remove_children()
+        snippets = client_setup_snippets(info, client_os)
+        widgets: list[Snippet] = []
+        for snippet in snippets:
+            widget = Snippet(snippet.title, snippet.text)
+            if snippet.text.startswith("docker login"):
+                widget.what = "docker login line"
+            widget.add_class("setup-snippet")
+            widgets.append(widget)
+        container.mount_all(widgets)
+
+    # ---- actions -----------------------------------------------------------------------------
+
+    @on(RadioSet.Changed, "#client-os")
+    def _os_chosen(self, event: RadioSet.Changed) -> None:
+        chosen = (event.pressed.id or "os-windows").removeprefix("os-")
+        for client_os in CLIENT_OSES:
+            if client_os == chosen and client_os != self.client_os:
+                self.client_os = client_os
+                self.render_snippets()
+
+    def action_next_os(self) -> None:
+        position = CLIENT_OSES.index(self.client_os)
+        self.set_client_os(CLIENT_OSES[(position + 1) % len(CLIENT_OSES)])
+
+    def set_client_os(self, client_os: ClientOS) -> None:
+        self.query_one(f"#os-{client_os}", RadioButton).value = True
+        if client_os != self.client_os:
+            self.client_os = client_os
+            self.render_snippets()
+
+    @on(Snippet.CopyRequested)
+    def _copy_snippet(self, message: Snippet.CopyRequested) -> None:
+        self.edge.copy_text(message.snippet.what, message.snippet.text)
+
+    def action_copy_hosts(self) -> None:
+        if self.info is not None:
+            self.edge.copy_text("hosts line", hosts_line(self.info))
+
+    def action_copy_add_command(self) -> None:
+        if self.info is not None:
+            self.edge.copy_text("hosts command", hosts_add_command(self.info, self.client_os))
+
+    def login_line(self) -> str | None:
+        if self.info is None:
+            return None
+        for snippet in client_setup_snippets(self.info, self.client_os):
+            if snippet.text.startswith("docker login"):
+                return snippet.text
+        return None
+
+    def action_copy_login(self) -> None:
+        line = self.login_line()
+        if line is not None:
+            self.edge.copy_text("docker login line", line)
+
+    def action_copy_password(self) -> None:
+        if self.info is not None:
+            self.copy_password()
+
+    def copy_password(self) -> None:
+        assert self.info is not None
+        self.edge.copy_to_clipboard(self.info.password)
+        self.edge.notify("The password is on the clipboard.", title="Copied password",
+                         timeout=4)
+
+    def action_reveal(self) -> None:
+        self.revealed = not self.revealed
+        self.render_facts()
+
+    def commands(self) -> list[Command]:
+        commands = [
+            Command("Copy the hosts line", "Device, key h", self.action_copy_hosts),
+            Command("Copy the command that adds the hosts line", "Device, key a",
+                    self.action_copy_add_command),
+            Command("Copy the docker login line", "Device, key i", self.action_copy_login),
+            Command("Copy the registry password", "Device, key p", self.action_copy_password),
+            Command("Reveal / hide the password", "Device, key r", self.action_reveal),
+        ]
+        for client_os in CLIENT_OSES:
+            commands.append(
+                Command(f"Client OS: {OS_LABELS[client_os]}", "Device, key o",
+                        partial(self.set_client_os, client_os))
+            )
+        return commands

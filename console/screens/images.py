@@ -1,0 +1,583 @@
+"""Images: repositories → tags → manifest detail; filter, sort, delete by digest, untag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Input, Static
+
+from console.screens.base import Command, View
+from console.widgets.confirm import ConfirmationModal
+from console.widgets.format import ago, image_created, short_digest, size
+from console.widgets.virtual_table import Column, Row, VirtualTable
+from registry_core import browse
+from registry_core.browse import ManifestDetail
+from registry_core.errors import EdgeError
+from registry_core.preview import DeletePreview, preview_delete
+
+Level = Literal["repos", "tags", "all", "detail"]
+
+# Row layouts (tuples, as the virtual table keeps them).
+# repositories: (name, tag_count, size_bytes, last_push, manifest_count)
+# tags:         (repository, tag, digest, size_bytes, image_created, platforms, pushed_at)
+UNTAGGED = "<untagged>"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A manifest the technician pointed at."""
+
+    repository: str
+    digest: str
+    tag: str | None
+
+
+class ImagesLoaded(Message):
+    def __init__(self, level: Level, repository: str | None, rows: list[Row]) -> None:
+        super().__init__()
+        self.level = level
+        self.repository = repository
+        self.rows = rows
+
+
+class DetailLoaded(Message):
+    def __init__(self, detail: ManifestDetail) -> None:
+        super().__init__()
+        self.detail = detail
+
+
+class ImagesFailed(Message):
+    def __init__(self, text: str, gone: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.gone = gone
+
+
+class PreviewReady(Message):
+    def __init__(self, preview: DeletePreview) -> None:
+        super().__init__()
+        self.preview = preview
+
+
+class ManifestDeleted(Message):
+    def __init__(self, target: Target, tags: tuple[str, ...], bytes_freed: int | None,
+                 untag: bool) -> None:
+        super().__init__()
+        self.target = target
+        self.tags = tags
+        self.bytes_freed = bytes_freed
+        self.untag = untag
+
+
+def delete_body(preview: DeletePreview) -> str:
+    """What the confirmation dialog says: the digest, every tag, what a GC will free."""
+    lines = [
+        f"Repository: {preview.repository}",
+        f"Digest:     {preview.digest}",
+        "",
+    ]
+    if preview.tags:
+        lines.append(f"Tags deleted with it ({len(preview.tags)}): {', '.join(preview.tags)}")
+    else:
+        lines.append("Tags deleted with it: none (the manifest is untagged)")
+    for child in preview.children:
+        platform = f" {child.platform}" if child.platform else ""
+        lines.append(f"  child {short_digest(child.digest)}{platform}: {child.fate} "
+                     f"({child.reason})")
+    if preview.referrers:
+        lines.append(f"Referrers left without their subject: {len(preview.referrers)}")
+        for ref in preview.referrers:
+            kind = ref.artifact_type or ref.media_type
+            lines.append(f"  {short_digest(ref.digest)} {kind}: {ref.fate}")
+    lines.append("")
+    lines.append(
+        f"A garbage collection will then free {size(preview.bytes_freed)} "
+        f"({len(preview.blobs_freed)} blobs no other image uses)."
+    )
+    lines.append("Clients pulling this digest or these tags will get 'manifest unknown'.")
+    return "\n".join(lines)
+
+
+class ImagesView(View):
+    tab_title = "Images"
+    help_text = """\
+enter    open: repository → its tags → the manifest (layers, config, platforms, referrers)
+esc      back one level (and clear the filter)
+/        filter the list as you type; enter keeps the filter, esc clears it
+s / S    sort by the next column / reverse
+a        all tags of every repository in one list
+d        delete the highlighted manifest by digest (every tag on it goes; asks first)
+u        untag: remove only the highlighted tag (the manifest stays)
+Deleting frees no space by itself: run a garbage collection (5) afterwards."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="images.back"),
+        Binding("slash", "start_filter", "Filter", id="images.filter"),
+        Binding("d,ctrl+d,delete", "delete", "Delete", id="images.delete"),
+        Binding("u", "untag", "Untag", id="images.untag"),
+        Binding("a", "all_tags", "All tags", id="images.all_tags"),
+        Binding("f5", "reload", "Reload", show=False, id="images.reload"),
+    ]
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.level: Level = "repos"
+        self.table_level: Level = "repos"
+        self.repository: str | None = None
+        self.detail: ManifestDetail | None = None
+        self.detail_target: Target | None = None
+        self._stale = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="images-top"):
+            yield Static("", id="images-crumb")
+            yield Static("", id="images-count")
+        yield Input(id="images-filter", placeholder="filter: type to narrow the list",
+                    compact=True)
+        with ContentSwitcher(initial="images-table", id="images-switcher"):
+            yield VirtualTable(id="images-table", empty_text="No images yet.")
+            with VerticalScroll(id="images-detail"):
+                yield Static("", id="images-detail-body")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#images-table", VirtualTable)
+
+    def main_widget(self) -> Widget | None:
+        if self.level == "detail":
+            return self.query_one("#images-detail", VerticalScroll)
+        return self.table
+
+    def on_mount(self) -> None:
+        self.query_one("#images-filter", Input).display = False
+        self.table.set_columns(self.columns_for("repos"))
+        self.load_level("repos", None)
+
+    def shown(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.reload()
+
+    # ---- columns -----------------------------------------------------------------------------
+
+    def columns_for(self, level: Level) -> list[Column]:
+        now = self.edge.clock
+        pushed = Column("pushed", "Pushed", 6, width=14, format=lambda v: ago(v, now()),
+                        searchable=False)
+        if level == "repos":
+            return [
+                Column("name", "Repository", 0, min_width=16),
+                Column("tags", "Tags", 1, width=6, align="right", searchable=False),
+                Column("size", "Size", 2, width=10, align="right", format=size,
+                       searchable=False),
+                Column("last_push", "Last push", 3, width=14,
+                       format=lambda v: ago(v, now()), searchable=False),
+            ]
+        columns = [
+            Column("tag", "Tag", 1, min_width=12, format=lambda v: v or UNTAGGED),
+            Column("digest", "Digest", 2, width=19, format=short_digest),
+            Column("size", "Size", 3, width=10, align="right", format=size, searchable=False),
+            Column("created", "Created", 4, width=16, format=image_created, searchable=False),
+            Column("platforms", "Platforms", 5, min_width=10, format=lambda v: v or "-"),
+            pushed,
+        ]
+        if level == "all":
+            columns.insert(0, Column("repository", "Repository", 0, min_width=14))
+        return columns
+
+    # ---- loading -----------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        if self.level == "detail" and self.detail_target is not None:
+            self.load_detail(self.detail_target)
+        else:
+            self.load_level(self.table_level, self.repository)
+
+    def data_changed(self) -> None:
+        if self.edge.active_tab() != "images":
+            self._stale = True
+            return
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="images-load", exit_on_error=False)
+    def load_level(self, level: Level, repository: str | None) -> None:
+        registry = self.edge.registry
+        try:
+            if level == "repos":
+                rows: list[Row] = [
+                    (r.name, r.tag_count, r.size_bytes, r.last_push, r.manifest_count)
+                    for r in browse.repositories(registry)
+                ]
+            else:
+                found = browse.tags(registry, repository if level == "tags" else None)
+                if level == "tags" and repository is not None:
+                    found = found + browse.untagged(registry, repository)
+                rows = [
+                    (t.repository, t.tag, t.digest, t.size_bytes, t.image_created, t.platforms,
+                     t.pushed_at)
+                    for t in found
+                ]
+        except (EdgeError, OSError) as exc:
+            self.post_message(ImagesFailed(f"Could not list images: {exc}"))
+            return
+        self.post_message(ImagesLoaded(level, repository, rows))
+
+    @on(ImagesLoaded)
+    def _loaded(self, message: ImagesLoaded) -> None:
+        same = message.level == self.table_level and message.repository == self.repository
+        self.table_level = message.level
+        self.repository = message.repository
+        table = self.table
+        if not same:
+            table.set_columns(self.columns_for(message.level))
+            self._clear_filter()
+        if message.level == "repos":
+            table.set_rows(message.rows, keep=lambda r: r[0])
+        else:
+            table.set_rows(message.rows, keep=lambda r: (r[0], r[1], r[2]))
+        if self.level != "detail":
+            self.level = message.level
+        self.update_crumb()
+
+    @work(thread=True, exclusive=True, group="images-detail", exit_on_error=False)
+    def load_detail(self, target: Target) -> None:
+        try:
+            detail = browse.manifest_detail(self.edge.registry, target.repository, target.digest)
+        except EdgeError as exc:
+            self.post_message(ImagesFailed(f"{target.repository}@{target.digest}: {exc}",
+                                           gone=True))
+            return
+        except OSError as exc:
+            self.post_message(ImagesFailed(f"Could not read the manifest: {exc}"))
+            return
+        self.post_message(DetailLoaded(detail))
+
+    @on(DetailLoaded)
+    def _detail_loaded(self, message: DetailLoaded) -> None:
+        self.detail = message.detail
+        self.level = "detail"
+        self.query_one("#images-detail-body", Static).update(self.render_detail(message.detail))
+        switcher = self.query_one("#images-switcher", ContentSwitcher)
+        if switcher.current != "images-detail":
+            switcher.current = "images-detail"
+            self.query_one("#images-detail", VerticalScroll).focus()
+        self.update_crumb()
+
+    @on(ImagesFailed)
+    def _failed(self, message: ImagesFailed) -> None:
+        if message.gone and self.level == "detail":
+            self.edge.notify("That manifest is gone (deleted by a client or a GC).",
+                             severity="warning")
+            self.action_back()
+            return
+        self.edge.error(message.text)
+
+    # ---- painting ----------------------------------------------------------------------------
+
+    def update_crumb(self) -> None:
+        table = self.table
+        crumb = Text()
+        crumb.append("Images", style="bold")
+        if self.table_level == "all":
+            crumb.append(" > all tags")
+        elif self.table_level == "tags" and self.repository:
+            crumb.append(f" > {self.repository}")
+        if self.level == "detail" and self.detail is not None:
+            crumb.append(f" > {short_digest(self.detail.digest)}")
+        self.query_one("#images-crumb", Static).update(crumb)
+        noun = "repositories" if self.table_level == "repos" else "tags"
+        if self.level == "detail":
+            count = ""
+        elif table.filter_text:
+            count = f"{table.row_count:,} of {table.total_count:,} {noun}"
+        else:
+            count = f"{table.total_count:,} {noun}"
+        self.query_one("#images-count", Static).update(count)
+
+    def render_detail(self, detail: ManifestDetail) -> RenderableType:
+        facts = Table.grid(padding=(0, 1))
+        facts.add_column(style="bold", no_wrap=True)
+        facts.add_column()
+        facts.add_row("Repository", detail.repository)
+        facts.add_row("Digest", detail.digest)
+        facts.add_row("Media type", detail.media_type)
+        facts.add_row("Tags", ", ".join(detail.tags) or "(untagged)")
+        facts.add_row("Size", f"{size(detail.content_bytes + detail.size_bytes)} "
+                      f"(manifest {detail.size_bytes:,} B)")
+        facts.add_row("Created", image_created(detail.image_created))
+        if detail.artifact_type:
+            facts.add_row("Artifact type", detail.artifact_type)
+        if detail.subject:
+            facts.add_row("Subject", detail.subject)
+        parts: list[RenderableType] = [facts]
+        if detail.config is not None:
+            parts.append(Text("\nConfig", style="bold underline"))
+            parts.append(Text(f"{detail.config.digest}  {size(detail.config.size_bytes)}  "
+                              f"{detail.config.media_type}"))
+        if detail.layers:
+            layers = Table(title=None, box=None, padding=(0, 1), show_edge=False,
+                           header_style="bold")
+            layers.add_column("#", justify="right")
+            layers.add_column("Layer digest")
+            layers.add_column("Size", justify="right")
+            layers.add_column("Media type")
+            for number, layer in enumerate(detail.layers, 1):
+                layers.add_row(str(number), short_digest(layer.digest, 24),
+                               size(layer.size_bytes), layer.media_type)
+            parts.append(Text(f"\nLayers ({len(detail.layers)})", style="bold underline"))
+            parts.append(layers)
+        if detail.children:
+            children = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+            children.add_column("Platform")
+            children.add_column("Digest")
+            children.add_column("Size", justify="right")
+            for child in detail.children:
+                children.add_row(child.platform or "-", short_digest(child.digest, 24),
+                                 size(child.size_bytes))
+            parts.append(Text(f"\nPlatforms ({len(detail.children)})", style="bold underline"))
+            parts.append(children)
+        parts.append(Text(f"\nReferrers ({len(detail.referrers)})", style="bold underline"))
+        if detail.referrers:
+            for ref in detail.referrers:
+                parts.append(Text(f"{short_digest(ref.digest, 24)}  "
+                                  f"{ref.artifact_type or '-'}  {size(ref.size_bytes)}"))
+        else:
+            parts.append(Text("none (no signatures or attestations point at it)", style="dim"))
+        parts.append(Text("\nd delete by digest · esc back", style="dim"))
+        return Group(*parts)
+
+    # ---- navigation --------------------------------------------------------------------------
+
+    @on(VirtualTable.Highlighted, "#images-table")
+    def _highlighted(self) -> None:
+        self.update_crumb()
+
+    @on(VirtualTable.Selected, "#images-table")
+    def _selected(self, event: VirtualTable.Selected) -> None:
+        row = event.row
+        if self.table_level == "repos":
+            self.load_level("tags", str(row[0]))
+        else:
+            target = Target(str(row[0]), str(row[2]), str(row[1]) or None)
+            self.detail_target = target
+            self.load_detail(target)
+
+    def action_back(self) -> None:
+        if self.level == "detail":
+            self.level = self.table_level
+            self.detail = None
+            self.detail_target = None
+            self.query_one("#images-switcher", ContentSwitcher).current = "images-table"
+            self.table.focus()
+            self.update_crumb()
+            return
+        if self.table.filter_text:
+            self._clear_filter()
+            return
+        if self.table_level in ("tags", "all"):
+            self.level = "repos"
+            self.load_level("repos", None)
+
+    def action_all_tags(self) -> None:
+        if self.level == "detail":
+            self.action_back()
+        self.level = "all"
+        self.load_level("all", None)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def open_repository(self, name: str) -> None:
+        """Show the tags of `name` (for the command palette and tests)."""
+        self.level = "tags"
+        self.load_level("tags", name)
+
+    # ---- filter ------------------------------------------------------------------------------
+
+    def start_filter(self) -> bool:
+        if self.level == "detail":
+            self.action_back()
+        box = self.query_one("#images-filter", Input)
+        box.display = True
+        box.focus()
+        return True
+
+    def action_start_filter(self) -> None:
+        self.start_filter()
+
+    @on(Input.Changed, "#images-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.filter(event.value)
+        self.update_crumb()
+
+    @on(Input.Submitted, "#images-filter")
+    def _filter_submitted(self) -> None:
+        self.table.focus()
+
+    def on_key(self, event: object) -> None:
+        from textual.events import Key
+
+        if not isinstance(event, Key):
+            return
+        box = self.query_one("#images-filter", Input)
+        if box.has_focus and event.key in ("escape", "down", "up"):
+            event.stop()
+            event.prevent_default()
+            if event.key == "escape":
+                self._clear_filter()
+            self.table.focus()
+
+    def _clear_filter(self) -> None:
+        box = self.query_one("#images-filter", Input)
+        with box.prevent(Input.Changed):
+            box.value = ""
+        box.display = False
+        self.table.filter("")
+        if box.has_focus:
+            self.table.focus()
+        self.update_crumb()
+
+    # ---- delete and untag --------------------------------------------------------------------
+
+    def current_target(self) -> Target | None:
+        if self.level == "detail" and self.detail is not None:
+            return Target(self.detail.repository, self.detail.digest, None)
+        if self.table_level == "repos":
+            return None
+        row = self.table.cursor_row
+        if row is None:
+            return None
+        return Target(str(row[0]), str(row[2]), str(row[1]) or None)
+
+    def action_delete(self) -> None:
+        target = self.current_target()
+        if target is None:
+            self.edge.notify("Open a repository (enter) and choose a tag to delete.",
+                             severity="warning")
+            return
+        self.prepare_delete(target)
+
+    @work(thread=True, exclusive=True, group="images-preview", exit_on_error=False)
+    def prepare_delete(self, target: Target) -> None:
+        try:
+            preview = preview_delete(self.edge.registry, target.repository, target.digest)
+        except (EdgeError, OSError) as exc:
+            self.post_message(ImagesFailed(f"Cannot delete {target.repository}@"
+                                           f"{short_digest(target.digest)}: {exc}"))
+            return
+        except Exception as exc:  # sqlite3 errors (busy database)
+            self.post_message(ImagesFailed(f"Cannot preview the delete: {exc}"))
+            return
+        self.post_message(PreviewReady(preview))
+
+    @on(PreviewReady)
+    def _preview_ready(self, message: PreviewReady) -> None:
+        preview = message.preview
+        if not preview.allowed:
+            self.edge.error(
+                f"{short_digest(preview.digest)} is part of the index "
+                f"{short_digest(preview.blocked_by[0])}: delete the index instead."
+            )
+            return
+        target = Target(preview.repository, preview.digest, None)
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                self.delete(target, False, preview.bytes_freed)
+
+        self.app.push_screen(
+            ConfirmationModal(
+                f"Delete {preview.repository}@{short_digest(preview.digest)}?",
+                delete_body(preview),
+                confirm_label="Delete",
+            ),
+            decided,
+        )
+
+    def action_untag(self) -> None:
+        target = self.current_target()
+        if target is None or not target.tag:
+            self.edge.notify("Choose a tag to untag (untagged manifests: use d).",
+                             severity="warning")
+            return
+        tag = target.tag
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                self.delete(target, True, None)
+
+        self.app.push_screen(
+            ConfirmationModal(
+                f"Remove the tag {target.repository}:{tag}?",
+                f"Only the tag goes. The manifest {target.digest} stays and can still be "
+                f"pulled by digest; other tags on it stay too.",
+                confirm_label="Untag",
+            ),
+            decided,
+        )
+
+    @work(thread=True, group="images-delete", exit_on_error=False)
+    def delete(self, target: Target, untag: bool, bytes_freed: int | None) -> None:
+        registry = self.edge.registry
+        try:
+            if untag:
+                assert target.tag is not None
+                result = registry.untag(target.repository, target.tag)
+            else:
+                result = registry.delete_manifest(target.repository, target.digest)
+        except (EdgeError, OSError) as exc:
+            self.post_message(ImagesFailed(f"Delete failed: {exc}"))
+            return
+        except Exception as exc:  # sqlite3 errors (busy database)
+            self.post_message(ImagesFailed(f"Delete failed: {exc}"))
+            return
+        self.post_message(ManifestDeleted(target, result.tags, bytes_freed, untag))
+
+    @on(ManifestDeleted)
+    def _deleted(self, message: ManifestDeleted) -> None:
+        target = message.target
+        if message.untag:
+            self.edge.notify(f"Removed the tag {target.repository}:{target.tag}.",
+                             title="Untagged")
+        else:
+            tags = ", ".join(message.tags) if message.tags else "no tags"
+            freed = size(message.bytes_freed or 0)
+            self.edge.notify(
+                f"{target.repository}@{short_digest(target.digest)} ({tags}). "
+                f"Run a garbage collection (5) to free {freed}.",
+                title="Deleted",
+                timeout=8,
+                markup=False,
+            )
+        if self.level == "detail":
+            self.action_back()
+        self.edge.content_changed()
+
+    def commands(self) -> list[Command]:
+        return [
+            Command("Images: delete the highlighted manifest by digest", "Images, key d",
+                    self.action_delete),
+            Command("Images: untag the highlighted tag", "Images, key u", self.action_untag),
+            Command("Images: all tags of every repository", "Images, key a",
+                    self.action_all_tags),
+            Command("Images: back to the repositories", "Images, key esc", self._to_repos),
+            Command("Images: sort by the next column", "Images, key s",
+                    self.table.action_cycle_sort),
+            Command("Images: reload", "Images, key f5", self.action_reload),
+        ]
+
+    def _to_repos(self) -> None:
+        if self.level == "detail":
+            self.action_back()
+        self.level = "repos"
+        self.load_level("repos", None)
