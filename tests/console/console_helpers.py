@@ -16,7 +16,6 @@ from textual.pilot import Pilot
 from console.app import EdgeConsoleApp
 from registry_core.certs import CertificateInfo
 from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.registry import Registry
 from registry_core.usage import RepositoryUsage, UsageReport, UsageSample
 

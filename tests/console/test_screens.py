@@ -7,6 +7,7 @@ from pathlib import Path
 
 from console_helpers import Image, make_app, wait_for
 from cryptography import x509
+from textual.widgets import Button, Input, Static
 
 from console.app import EdgeConsoleApp
 from console.screens.certificates import CertificatesView
@@ -22,7 +23,6 @@ from registry_core.datadir import DataDir
 from registry_core.device import device_info, hosts_line
 from registry_core.registry import Registry
 from registry_core.service import RegistryService
-from textual.widgets import Button, Input, Static
 
 SIZE = (100, 30)
 
