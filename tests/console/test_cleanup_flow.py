@@ -7,6 +7,7 @@ back on Storage, and check over HTTPS that the manifest is gone.
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 from console_helpers import Image, seed, wait_for
@@ -28,7 +29,9 @@ ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 def head_manifest(datadir: DataDir, address: str, name: str, reference: str) -> int:
     username, password = read_credentials(datadir)
     with httpx.Client(
-        base_url=f"https://{address}", verify=str(datadir.ca_cert), auth=(username, password)
+        base_url=f"https://{address}",
+        verify=ssl.create_default_context(cafile=str(datadir.ca_cert)),
+        auth=(username, password),
     ) as client:
         response = client.head(f"/v2/{name}/manifests/{reference}", headers={"Accept": ACCEPT})
         return response.status_code

@@ -192,7 +192,7 @@ async def test_delete_cancel_changes_nothing(seeded: tuple[Registry, dict[str, I
 
 
 async def test_storage_screen(seeded: tuple[Registry, dict[str, Image]]) -> None:
-    registry, images = seeded
+    registry, _ = seeded
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
