@@ -315,6 +315,7 @@ class GarbageCollector:
         self._sub_lock = threading.Lock()
         self._run: _Run | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._heartbeat_thread: threading.Thread | None = None
         self.after_run: list[Callable[[RunRecord], None]] = []
         """Called after each finished run that deleted something (usage samples)."""
 
@@ -339,12 +340,7 @@ class GarbageCollector:
         record = self._acquire(trigger, dry_run, du, grace)
         run = _Run(record, on_event)
         self._run = run
-        stop_heartbeat = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._heartbeat, args=(run, stop_heartbeat), name=f"gc-heartbeat-{record.id}",
-            daemon=True,
-        )
-        heartbeat.start()
+        self._ensure_heartbeat()
         try:
             self._execute(run)
             record.status = "succeeded"
@@ -356,12 +352,10 @@ class GarbageCollector:
             record.errors.append(f"{type(exc).__name__}: {exc}")
             log.exception("gc run %s failed", record.id)
         finally:
-            stop_heartbeat.set()
-            heartbeat.join()
             record.finished_at = now()
             record.phase = PHASE_DONE
-            self._finish(run)
             self._run = None
+            self._finish(run)
             self._emit(run, PHASE_DONE, 1, 1, self._summary(record), status=record.status)
         if not record.dry_run and record.status != "failed":
             from registry_core.usage import record_sample
@@ -467,8 +461,21 @@ class GarbageCollector:
             heartbeat_at=t, status="running", phase=PHASE_STARTING,
         )
 
-    def _heartbeat(self, run: _Run, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_INTERVAL):
+    def _ensure_heartbeat(self) -> None:
+        # One long-lived thread (and so one database connection) per collector.
+        with self._sub_lock:
+            if self._heartbeat_thread is None or not self._heartbeat_thread.is_alive():
+                self._heartbeat_thread = threading.Thread(
+                    target=self._heartbeat, name="gc-heartbeat", daemon=True
+                )
+                self._heartbeat_thread.start()
+
+    def _heartbeat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_INTERVAL)
+            run = self._run
+            if run is None:
+                continue
             try:
                 self._publish(run)
             except sqlite3.Error:
@@ -482,7 +489,7 @@ class GarbageCollector:
         with self.registry.db.write() as conn:
             conn.execute(
                 f"UPDATE gc_runs SET heartbeat_at = ?, phase = ?, "
-                f"{', '.join(f'{k} = ?' for k in _COUNTERS)} WHERE id = ?",
+                f"{', '.join(f'{k} = ?' for k in _COUNTERS)} WHERE id = ? AND status = 'running'",
                 (now(), phase, *values, run.record.id),
             )
             row = conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveServer, run_skopeo
 from imagebuilder import ImageSpec, make_layer, write_oci_index, write_oci_layout
+from support import LiveServer, run_skopeo
 
 from registry_core.errors import GCInProgressError
 from registry_core.gc import GarbageCollector, RunRecord
@@ -116,7 +117,7 @@ def test_pushes_during_repeated_gc_all_pull_back(live_server: LiveServer) -> Non
                     tag = f"c{n}-{i}"
                     blobs = [json.dumps({"os": "linux", "n": n, "i": i}).encode(), base,
                              os.urandom(3000)]
-                    for _attempt in range(20):
+                    for _attempt in range(100):
                         try:
                             image = push_over_http(client, repo, tag, blobs)
                             break
@@ -141,6 +142,10 @@ def test_pushes_during_repeated_gc_all_pull_back(live_server: LiveServer) -> Non
             try:
                 runs.append(collector.run(trigger="manual", grace_period=0,
                                           delete_untagged=True))
+                # Back-to-back zero-grace runs can collect a client's fresh blobs before each
+                # manifest PUT forever (that is what the grace period is for); a short pause
+                # lets every client through while runs still overlap the pushes.
+                time.sleep(random.uniform(0.0, 0.05))
             except GCInProgressError:
                 time.sleep(0.01)
             except BaseException as exc:
