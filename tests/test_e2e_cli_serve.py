@@ -25,28 +25,12 @@ from typing import Any
 import httpx
 import pytest
 from imagebuilder import REF_NAME, BuiltImage, ImageSpec, write_docker_dir, write_oci_layout
+from support import free_port, run_skopeo
 
 from registry_core.manifests import DOCKER_MANIFEST
 from registry_core.reference import Digest, digest_bytes
 
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
-
-
-# Local copies of small helpers from tests/conftest.py: `from conftest import ...` is
-# ambiguous once another directory of tests has a conftest.py of its own.
-def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
-    """Run skopeo; on failure the assertion shows its stderr."""
-    proc = subprocess.run(
-        [skopeo, "--insecure-policy", *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr.strip()}"
-    return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,6 @@ import os
 import ssl
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -25,26 +24,13 @@ from imagebuilder import (
     write_oci_index,
     write_oci_layout,
 )
+from support import LiveServer, run_skopeo
 
 from registry_core.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from registry_core.reference import Digest, digest_bytes
 from registry_core.service import RegistryService
 
-if TYPE_CHECKING:
-    from conftest import LiveServer  # the `live_server` fixture
-
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
-
-
-# Local copies of small helpers from tests/conftest.py: `from conftest import ...` is
-# ambiguous once another directory of tests has a conftest.py of its own.
-def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
-    """Run skopeo; on failure the assertion shows its stderr."""
-    proc = subprocess.run(
-        [skopeo, "--insecure-policy", *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr.strip()}"
-    return proc.stdout
 
 
 # ---- helpers --------------------------------------------------------------------------------

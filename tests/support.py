@@ -1,0 +1,99 @@
+"""Helpers shared by the test modules (import as `from support import ...`).
+
+Kept out of conftest.py: with a conftest.py in tests/console too, `from conftest import`
+would be ambiguous.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from registry_core.auth import read_credentials
+from registry_core.datadir import DataDir
+from registry_core.service import RegistryService
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_tool(name: str) -> str:
+    """Path of a command-line tool; skip without it, except in CI where it must exist."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed (Debian package {name})")
+    return path
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+@dataclass
+class LiveServer:
+    service: RegistryService
+    host: str
+    port: int
+    username: str
+    password: str
+    ca_cert: Path
+    cert_dir: Path
+    """A directory holding only ca.crt, as skopeo's --*-cert-dir wants."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}"
+
+    @property
+    def creds(self) -> str:
+        return f"{self.username}:{self.password}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            verify=self.ssl_context(),
+            auth=(self.username, self.password),
+            **kwargs,
+        )
+
+
+def start_live_server(datadir: DataDir, cert_dir: Path) -> LiveServer:
+    service = RegistryService(datadir)
+    port = service.config.port
+    service.start(f"127.0.0.1:{port}")
+    username, password = read_credentials(datadir)
+    cert_dir.mkdir(exist_ok=True)
+    shutil.copy(datadir.ca_cert, cert_dir / "ca.crt")
+    return LiveServer(service, "127.0.0.1", port, username, password, datadir.ca_cert, cert_dir)
+
+
+def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
+    """Run skopeo; on failure the assertion shows its stderr."""
+    proc = subprocess.run(
+        [skopeo, "--insecure-policy", *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr.strip()}"
+    return proc.stdout
