@@ -171,6 +171,7 @@ class _UvicornBackend:
             log_config=None,
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=5,
             h11_max_incomplete_event_size=1 << 20,
         )
         self._server = uvicorn.Server(config)
