@@ -79,7 +79,7 @@ def summary(report: UsageReport) -> RenderableType:
     facts.add_column()
     facts.add_row(
         "Untagged",
-        f"{report.untagged_manifests:,} manifests hold {size(report.untagged_bytes)}"
+        f"{report.untagged_manifests:,} manifest(s) hold {size(report.untagged_bytes)}"
         + ("" if report.delete_untagged else " (kept: delete_untagged is off)"),
     )
     grace_hours = report.grace_period_seconds / 3600

@@ -33,6 +33,18 @@ class ServerStatus:
             return f"DOWN: {self.detail}"
         return "not serving"
 
+    def short(self) -> str:
+        """For the header: the same, in fewer cells."""
+        if self.mode == "serving":
+            return f"serving {self.address}"
+        if self.mode == "attached":
+            return f"attached ({self.detail}) {self.address}"
+        if self.mode == "starting":
+            return "starting…"
+        if self.mode == "down":
+            return f"DOWN: {self.detail}"
+        return "not serving"
+
 
 @dataclass(frozen=True)
 class DiskStatus:
@@ -76,12 +88,10 @@ class StatusHeader(Widget):
             "stopped": "yellow",
         }[mode]
         text.append("│ ", style="dim")
-        text.append(f"{mark[mode]} {self.server.describe()} ", style=colour)
+        text.append(f"{mark[mode]} {self.server.short()} ", style=colour)
         if self.disk is not None:
             text.append("│ ", style="dim")
             disk = self.disk
             style = "bold red" if disk.low else ""
-            text.append(
-                f"disk {disk.used_percent}% used, {size(disk.free_bytes)} free", style=style
-            )
+            text.append(f"disk {disk.used_percent}%, {size(disk.free_bytes)} free", style=style)
         return text

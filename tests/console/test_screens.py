@@ -254,7 +254,7 @@ async def test_attached_mode_says_so(seeded: tuple[Registry, dict[str, Image]]) 
     app = make_app(registry, attached={"pid": 4242, "listen": "0.0.0.0:31001", "tls": True})
     async with app.run_test(size=SIZE) as pilot:
         header = str(app.query_one(StatusHeader).render())
-        assert "attached to pid 4242 on 0.0.0.0:31001" in header
+        assert "attached (pid 4242) 0.0.0.0:31001" in header
         await pilot.press("q")
 
 

@@ -1,0 +1,172 @@
+"""SVG snapshots of every screen at 80x24 and 100x30, on fixed data.
+
+Volatile values are fixed: the clock, the push dates, the certificates (their dates and
+fingerprints change with every `enable`), the disk figures, the download directory; the
+password stays masked and no server runs (so no port or request count shows).
+Update with `pytest tests/console/test_snapshots.py --snapshot-update` after checking the diff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_helpers import fixed_certificates, fixed_history, fixed_usage, make_app, wait_for
+from textual.pilot import Pilot
+
+import console.screens.certificates as certificates_screen
+import console.screens.storage as storage_screen
+from console.app import EdgeConsoleApp
+from console.screens.device import DeviceView
+from console.screens.images import ImagesView
+from console.widgets.virtual_table import VirtualTable
+from registry_core.datadir import DataDir
+from registry_core.registry import Registry
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]
+
+
+@pytest.fixture
+def snapshot_app(
+    snapshot_datadir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EdgeConsoleApp]:
+    monkeypatch.setattr(certificates_screen, "describe_certificates", fixed_certificates)
+    monkeypatch.setattr(storage_screen, "usage_report", fixed_usage)
+    monkeypatch.setattr(storage_screen, "usage_history", fixed_history)
+    registry = Registry(snapshot_datadir)
+    app = make_app(registry, downloads_dir=Path("/home/tech/Downloads"))
+    yield app
+    registry.close()
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_device(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        view = pilot.app.query_one(DeviceView)
+        await wait_for(pilot, lambda: view.info is not None)
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_certificates(
+    snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]
+) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("2")
+        view = pilot.app.query_one(certificates_screen.CertificatesView)
+        await wait_for(pilot, lambda: len(view.certificates) == 2)
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_images_repositories(
+    snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]
+) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_images_tags_filtered(
+    snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]
+) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        view = pilot.app.query_one(ImagesView)
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
+        await pilot.press("slash", "2")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+def test_images_manifest_detail(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        view = pilot.app.query_one(ImagesView)
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: view.level == "detail")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_delete_confirmation(
+    snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]
+) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        view = pilot.app.query_one(ImagesView)
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmationModal")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_storage(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        view = pilot.app.query_one(storage_screen.StorageView)
+        await wait_for(pilot, lambda: view.report is not None)
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gc(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+def test_help(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_light_theme(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
