@@ -121,8 +121,8 @@ class VirtualTable(ScrollView, can_focus=True):
         self.empty_text = empty_text
         self._columns: list[Column] = list(columns)
         self._rows: list[Row] = []
-        self._order: list[int] = []
-        self._view: list[int] = []
+        self._order: Sequence[int] = range(0)
+        self._view: Sequence[int] = range(0)
         self._search: list[str] | None = None
         self._search_ordered: list[str] | None = None
         self._needle = ""
@@ -201,10 +201,14 @@ class VirtualTable(ScrollView, can_focus=True):
             self._view = self._order
         cursor = 0
         if kept_key is not None and keep is not None:
-            for position, index in enumerate(self._view):
-                if keep(rows[index]) == kept_key:
-                    cursor = position
-                    break
+            same = self.cursor < len(self._view) and keep(rows[self._view[self.cursor]])
+            if same == kept_key:
+                cursor = self.cursor
+            else:
+                for position, index in enumerate(self._view):
+                    if keep(rows[index]) == kept_key:
+                        cursor = position
+                        break
         self._after_view_change(cursor)
         if self._search is None and len(rows) > 5000:
             generation = self._generation
@@ -240,10 +244,10 @@ class VirtualTable(ScrollView, can_focus=True):
     def _order_is_identity(self) -> bool:
         return self._sort_column is None
 
-    def _sorted_order(self) -> list[int]:
+    def _sorted_order(self) -> Sequence[int]:
         n = len(self._rows)
         if self._sort_column is None:
-            return list(range(n))
+            return range(n)
         column = self._column(self._sort_column)
         rows = self._rows
         index = column.index
