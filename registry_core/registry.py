@@ -373,8 +373,9 @@ class Registry:
     # ---- manifests -----------------------------------------------------------------------
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
-        repo_id = self._repo_id(name, missing=ManifestUnknown)
+        validate_name(name)
         ref = parse_reference(reference)
+        repo_id = self._repo_id(name, missing=ManifestUnknown)
         if isinstance(ref, Digest):
             row = self.db.conn.execute(
                 "SELECT digest, media_type, size FROM manifests "
@@ -544,8 +545,9 @@ class Registry:
 
     def delete_manifest(self, name: str, reference: str) -> DeletedManifest:
         """By digest: the manifest and every tag on it go. By tag: only that tag goes."""
-        repo_id = self._repo_id(name, missing=ManifestUnknown)
+        validate_name(name)
         ref = parse_reference(reference)
+        repo_id = self._repo_id(name, missing=ManifestUnknown)
         with self.db.write() as conn:
             if not isinstance(ref, Digest):
                 cur = conn.execute(
@@ -657,8 +659,8 @@ def _digest(value: Digest | str) -> Digest:
 
 
 def _limit(n: int | None) -> int:
-    # One extra row tells whether another page follows.
-    return -1 if n is None else n + 1
+    # One extra row tells whether another page follows. Capped to fit SQLite's INTEGER.
+    return -1 if n is None else min(n, 1 << 62) + 1
 
 
 def _page(items: list[str], n: int | None) -> Page:

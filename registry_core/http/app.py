@@ -201,7 +201,12 @@ class RegistryApp:
 
     async def put_manifest(self, request: Request, name: str, reference: str) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_MANIFEST_BYTES:
+        if (
+            length is not None
+            and length.isascii()
+            and length.isdigit()
+            and int(length) > MAX_MANIFEST_BYTES
+        ):
             raise ManifestTooLarge(detail={"size": int(length), "limit": MAX_MANIFEST_BYTES})
         body = await read_limited(request.stream(), MAX_MANIFEST_BYTES)
         if body is None:
@@ -276,8 +281,8 @@ class RegistryApp:
 
     async def patch_upload(self, request: Request, name: str, upload_id: str) -> Response:
         start, expected = _content_range(request)
-        if expected is not None:
-            await self.run(self.registry.check_room, expected)
+        # A body of unknown length (chunked) is refused too once the reserve is reached.
+        await self.run(self.registry.check_room, expected or 0)
         writer = await self.run(self.registry.claim_writer, name, upload_id, start)
         try:
             self.stats.bytes_in += await receive_into(request.stream(), writer, None, expected)
@@ -350,7 +355,7 @@ def _content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise SizeInvalid(f"invalid Content-Length {value!r}")
     return int(value)
 
@@ -380,7 +385,7 @@ def _pagination(request: Request) -> tuple[int | None, str | None]:
     last = request.query_params.get("last") or None
     if n_text is None or n_text == "":
         return None, last
-    if not n_text.isdigit():
+    if not (n_text.isascii() and n_text.isdigit()):
         raise PaginationNumberInvalid(f"n must be a non-negative integer, not {n_text!r}")
     return int(n_text), last
 
