@@ -159,7 +159,8 @@ PUSH_CLIENT = textwrap.dedent(
     """
     import hashlib, ssl, sys, time
     import httpx
-    url, user, password, cafile, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    url, user, password, cafile = sys.argv[1:5]
+    total = int(sys.argv[5])
     chunk = bytearray(hashlib.sha256(b"seed").digest() * (1 << 15))  # 1 MiB
     digest = hashlib.sha256()
     def body():

@@ -51,6 +51,10 @@ def fit(text: str, width: int, align: Literal["left", "right"] = "left") -> str:
     return text.rjust(width) if align == "right" else text.ljust(width)
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _sort_key(value: Any) -> tuple[bool, Any]:
     return (value is None, value if value is not None else 0)
 
@@ -230,10 +234,10 @@ class VirtualTable(ScrollView, can_focus=True):
         indices = [c.index for c in self._columns if c.searchable]
         if len(indices) == 1:
             only = indices[0]
-            search = [str(row[only]).lower() for row in rows]
+            search = [_text(row[only]).lower() for row in rows]
         else:
             getter = operator.itemgetter(*indices)
-            search = ["\t".join(map(str, getter(row))).lower() for row in rows]
+            search = ["\t".join(map(_text, getter(row))).lower() for row in rows]
         if generation is not None and generation != self._generation:
             return
         ordered = search if self._order_is_identity() else [search[i] for i in self._order]
