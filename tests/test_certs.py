@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 import socket
 import ssl
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,16 +217,39 @@ def test_export_errors_write_nothing(datadir: DataDir, tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_export_permission_denied(datadir: DataDir, tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block as `nobody` when the tests run as root (as CI does): root ignores
+    directory permissions, so only an unprivileged user can meet a permission error."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
     try:
-        with pytest.raises(ExportError, match="permission denied"):
-            export_ca(datadir, locked, "pem")
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_export_permission_denied(datadir: DataDir) -> None:
+    # A world-readable copy of the data dir's CA in a world-traversable place, so that
+    # `nobody` can read it but not write into the locked directory.
+    base = Path(tempfile.mkdtemp(prefix="edge-export-"))
+    try:
+        base.chmod(0o755)
+        readable = DataDir(base / "data")
+        readable.certs.mkdir(parents=True, mode=0o755)
+        shutil.copy(datadir.ca_cert, readable.ca_cert)
+        readable.ca_cert.chmod(0o644)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        with unprivileged(), pytest.raises(ExportError, match="permission denied"):
+            export_ca(readable, locked, "pem")
         assert list(locked.iterdir()) == []
     finally:
-        locked.chmod(0o700)
+        shutil.rmtree(base)
 
 
 def test_export_failure_leaves_no_temp_file(datadir: DataDir, tmp_path: Path) -> None:
