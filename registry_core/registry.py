@@ -32,6 +32,7 @@ from registry_core.errors import (
     ManifestUnknown,
     NameUnknown,
     RangeInvalid,
+    RegistryError,
 )
 from registry_core.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from registry_core.reference import (
@@ -354,8 +355,7 @@ class Registry:
                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                 )
                 conn.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) "
-                    "VALUES ('low_space_last_refusal', ?)",
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('low_space_last_refusal', ?)",
                     (repr(now()),),
                 )
         except sqlite3.Error:
@@ -368,7 +368,6 @@ class Registry:
                 hook(reason)
             except Exception:  # a usage sample must never fail a push or a delete
                 return
-
 
     # ---- manifests -----------------------------------------------------------------------
 
@@ -628,7 +627,7 @@ class Registry:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _repo_id(self, name: str, missing: type[Exception] = NameUnknown) -> int:
+    def _repo_id(self, name: str, missing: type[RegistryError] = NameUnknown) -> int:
         validate_name(name)
         row = self.db.conn.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
         if row is None:

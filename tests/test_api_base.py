@@ -153,9 +153,11 @@ WRONG_METHODS = [
 async def test_wrong_method_is_json_error(api: httpx.AsyncClient) -> None:
     for method, path in WRONG_METHODS:
         resp = await api.request(method, path)
-        assert resp.status_code in (400, 405), (method, path)
-        err = assert_error(resp, resp.status_code, "UNSUPPORTED")
+        assert resp.status_code == 405, (method, path)
+        err = assert_error(resp, 405, "UNSUPPORTED")
         assert method in err["message"]
+        allowed = {m.strip() for m in resp.headers["allow"].split(",")}
+        assert method not in allowed and allowed == set(err["detail"]["allowed"])
 
 
 async def test_head_errors_have_no_body(

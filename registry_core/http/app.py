@@ -42,6 +42,7 @@ access_log = logging.getLogger("edge_registry.access")
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 REALM = "Edge Registry"
+INLINE_READ_BYTES = 64 << 10
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -156,10 +157,7 @@ class RegistryApp:
                 continue
             handler = handlers.get(method)
             if handler is None:
-                raise Unsupported(
-                    f"method {request.method} is not allowed here",
-                    detail={"allowed": sorted(handlers)},
-                )
+                return _method_not_allowed(request, handlers)
             return await handler(request, **match.groupdict())
         return error_response(RegistryError("not found"), request.method == "HEAD", 404)
 
@@ -170,6 +168,8 @@ class RegistryApp:
     # ---- base, catalog, tags -------------------------------------------------------------
 
     async def base(self, request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(headers={"Content-Type": "application/json", "Content-Length": "2"})
         return JSONResponse({})
 
     async def catalog(self, request: Request) -> Response:
@@ -196,7 +196,9 @@ class RegistryApp:
         }
         if request.method == "HEAD":
             return Response(headers=headers)
-        body = await self.run(stored.body)
+        # A typical manifest is a few KiB: reading it inline beats a hop to a thread.
+        small = stored.size <= INLINE_READ_BYTES
+        body = stored.body() if small else await self.run(stored.body)
         return Response(body, headers=headers, media_type=stored.media_type)
 
     async def put_manifest(self, request: Request, name: str, reference: str) -> Response:
@@ -330,6 +332,14 @@ def error_response(exc: RegistryError, head: bool, status: int | None = None) ->
     if head:
         return Response(status_code=status, headers=headers)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _method_not_allowed(request: Request, handlers: dict[str, Handler]) -> Response:
+    allowed = sorted({*handlers, "HEAD"} if "GET" in handlers else handlers)
+    exc = Unsupported(f"method {request.method} is not allowed here", detail={"allowed": allowed})
+    response = error_response(exc, request.method == "HEAD", status=405)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def _blob_created(name: str, digest: Digest) -> Response:
