@@ -122,8 +122,9 @@ def preview_delete(
                 (repo_id, key),
             )
         ]
+    # A blocked delete (the manifest is an index child) frees nothing: it will be refused.
     freed = sorted(
-        (FreedBlob(d, s) for d, s in after.items() if d not in before),
+        (FreedBlob(d, s) for d, s in after.items() if d not in before and not blocked_by),
         key=lambda b: (-b.size, b.digest),
     )
     return DeletePreview(

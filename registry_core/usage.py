@@ -114,6 +114,7 @@ def usage_report(registry: Registry) -> UsageReport:
             untagged_bytes=untagged_by_repo.get(repo_id, (0, 0))[1],
         )
         for repo_id, name, total, exclusive, tags, manifests in repos
+        if manifests  # like the catalog: a repository with no manifests left is not listed
     ]
     return UsageReport(
         taken_at=t,

@@ -311,8 +311,9 @@ def test_deleting_an_index_never_strands_a_shared_child(registry: Registry) -> N
     # A child of an index cannot be deleted on its own.
     with pytest.raises(Denied):
         registry.delete_manifest("multi", amd.digest)
-    assert preview_delete(registry, "multi", amd.digest).blocked_by == sorted(
-        [idx1.digest, idx2.digest])
+    blocked = preview_delete(registry, "multi", amd.digest)
+    assert blocked.blocked_by == sorted([idx1.digest, idx2.digest])
+    assert not blocked.allowed and blocked.bytes_freed == 0 and blocked.blobs_freed == []
 
     preview = preview_delete(registry, "multi", idx1.digest, delete_untagged=True)
     fates = {c.digest: (c.fate, c.reason) for c in preview.children}
