@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import targets  # noqa: E402
+from doc import write_section  # noqa: E402
 from targets import Target  # noqa: E402
 
 DOC_PATH = REPO_ROOT / "docs" / "benchmarks.md"
@@ -88,8 +89,13 @@ def make_content(repos: int, per_repo: int, layers: int, layer_size: int, seed: 
         repo = f"bench/repo{r:03d}"
         for m in range(per_repo):
             config = json.dumps(
-                {"architecture": "amd64", "os": "linux", "repo": repo, "n": m,
-                 "rootfs": {"type": "layers", "diff_ids": []}}
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "repo": repo,
+                    "n": m,
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                }
             ).encode()
             blobs = [(sha(config), config)]
             for _ in range(layers):
@@ -98,10 +104,15 @@ def make_content(repos: int, per_repo: int, layers: int, layer_size: int, seed: 
             doc = {
                 "schemaVersion": 2,
                 "mediaType": DOCKER_MANIFEST,
-                "config": {"mediaType": DOCKER_CONFIG, "size": len(config),
-                           "digest": f"sha256:{blobs[0][0]}"},
-                "layers": [{"mediaType": DOCKER_LAYER, "size": len(d), "digest": f"sha256:{h}"}
-                           for h, d in blobs[1:]],
+                "config": {
+                    "mediaType": DOCKER_CONFIG,
+                    "size": len(config),
+                    "digest": f"sha256:{blobs[0][0]}",
+                },
+                "layers": [
+                    {"mediaType": DOCKER_LAYER, "size": len(d), "digest": f"sha256:{h}"}
+                    for h, d in blobs[1:]
+                ],
             }
             body = json.dumps(doc, indent=3).encode()
             images.append(Image(repo, f"v{m}", sha(body), body, blobs))
@@ -142,27 +153,38 @@ def load_edge(data_dir: Path, content: Content) -> None:
     repo_ids: dict[str, int] = {}
     for img in content.images:
         if img.repo not in repo_ids:
-            cur = conn.execute("INSERT INTO repositories(name, created_at) VALUES (?, ?)",
-                               (img.repo, t))
+            cur = conn.execute(
+                "INSERT INTO repositories(name, created_at) VALUES (?, ?)", (img.repo, t)
+            )
             repo_ids[img.repo] = int(cur.lastrowid or 0)
         rid = repo_ids[img.repo]
         for h, data in [*img.blobs, (img.digest, img.body)]:
             _write(blobs_root / h[:2] / h, data)
-            conn.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
-                         (f"sha256:{h}", len(data), t, t))
-            conn.execute("INSERT OR IGNORE INTO repository_blobs VALUES (?, ?, ?)",
-                         (rid, f"sha256:{h}", t))
+            conn.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (f"sha256:{h}", len(data), t, t)
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO repository_blobs VALUES (?, ?, ?)", (rid, f"sha256:{h}", t)
+            )
         cur = conn.execute(
             "INSERT INTO manifests(repository_id, digest, media_type, size, content_size, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (rid, f"sha256:{img.digest}", DOCKER_MANIFEST, len(img.body),
-             sum(len(d) for _, d in img.blobs), t),
+            (
+                rid,
+                f"sha256:{img.digest}",
+                DOCKER_MANIFEST,
+                len(img.body),
+                sum(len(d) for _, d in img.blobs),
+                t,
+            ),
         )
         mid = int(cur.lastrowid or 0)
         conn.executemany(
             "INSERT INTO manifest_blobs VALUES (?, ?, ?, ?, ?)",
-            [(mid, f"sha256:{h}", "config" if i == 0 else "layer", len(d), i)
-             for i, (h, d) in enumerate(img.blobs)],
+            [
+                (mid, f"sha256:{h}", "config" if i == 0 else "layer", len(d), i)
+                for i, (h, d) in enumerate(img.blobs)
+            ],
         )
         conn.execute("INSERT INTO tags VALUES (?, ?, ?, ?)", (rid, img.tag, mid, t))
     conn.execute("COMMIT")
@@ -173,8 +195,12 @@ def load_edge(data_dir: Path, content: Content) -> None:
 
 
 def client_for(target: Target) -> httpx.Client:
-    return httpx.Client(base_url=target.base_url, verify=target.ssl_context(),
-                        auth=(target.username, target.password), timeout=60)
+    return httpx.Client(
+        base_url=target.base_url,
+        verify=target.ssl_context(),
+        auth=(target.username, target.password),
+        timeout=60,
+    )
 
 
 def delete_half(target: Target, victims: list[Image], workers: int = 8) -> float:
@@ -187,8 +213,9 @@ def delete_half(target: Target, victims: list[Image], workers: int = 8) -> float
             client = local.client = client_for(target)
         r = client.delete(f"/v2/{img.repo}/manifests/sha256:{img.digest}")
         if r.status_code != 202:
-            raise RuntimeError(f"{target.name}: DELETE {img.repo}@{img.digest}: "
-                               f"{r.status_code} {r.text[:200]}")
+            raise RuntimeError(
+                f"{target.name}: DELETE {img.repo}@{img.digest}: {r.status_code} {r.text[:200]}"
+            )
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
@@ -210,8 +237,9 @@ def pull_loop(target: Target, keep: list[Image], stop: threading.Event, out: Tra
             img = rng.choice(keep)
             t0 = time.perf_counter()
             try:
-                r = client.get(f"/v2/{img.repo}/manifests/{img.tag}",
-                               headers={"accept": DOCKER_MANIFEST})
+                r = client.get(
+                    f"/v2/{img.repo}/manifests/{img.tag}", headers={"accept": DOCKER_MANIFEST}
+                )
                 h, data = rng.choice(img.blobs)
                 b = client.get(f"/v2/{img.repo}/blobs/sha256:{h}")
                 if r.status_code != 200 or sha(r.content) != img.digest:
@@ -230,8 +258,9 @@ def verify_pulls(target: Target, keep: list[Image], sample: int = 200) -> int:
     checked = 0
     with client_for(target) as client:
         for img in rng.sample(keep, min(sample, len(keep))):
-            r = client.get(f"/v2/{img.repo}/manifests/{img.tag}",
-                           headers={"accept": DOCKER_MANIFEST})
+            r = client.get(
+                f"/v2/{img.repo}/manifests/{img.tag}", headers={"accept": DOCKER_MANIFEST}
+            )
             assert r.status_code == 200 and sha(r.content) == img.digest, (target.name, img.tag)
             for h, data in img.blobs:
                 b = client.get(f"/v2/{img.repo}/blobs/sha256:{h}")
@@ -243,8 +272,9 @@ def verify_pulls(target: Target, keep: list[Image], sample: int = 200) -> int:
 def edge_cli(data_dir: Path, *args: str) -> tuple[float, dict[str, object]]:
     cmd = [*targets.edge_command(), "--data-dir", str(data_dir), *args, "--json"]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False,
-                         cwd=REPO_ROOT)
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=3600, check=False, cwd=REPO_ROOT
+    )
     elapsed = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {res.stderr[-2000:]}")
@@ -263,8 +293,9 @@ def dir_bytes(root: Path) -> int:
 # ---- the two runs ---------------------------------------------------------------------------
 
 
-def run_reference(workdir: Path, content: Content, victims: list[Image],
-                  keep: list[Image]) -> dict[str, float]:
+def run_reference(
+    workdir: Path, content: Content, victims: list[Image], keep: list[Image]
+) -> dict[str, float]:
     ref_dir = workdir / "reference"
     if ref_dir.exists():
         subprocess.run(["rm", "-rf", str(ref_dir)], check=True)
@@ -294,8 +325,9 @@ def run_reference(workdir: Path, content: Content, victims: list[Image],
     return res
 
 
-def run_edge(workdir: Path, content: Content, victims: list[Image],
-             keep: list[Image], pullers: int) -> dict[str, float]:
+def run_edge(
+    workdir: Path, content: Content, victims: list[Image], keep: list[Image], pullers: int
+) -> dict[str, float]:
     edge_dir = workdir / "edge"
     res: dict[str, float] = {}
     with targets.edge_registry(edge_dir) as target:
@@ -328,8 +360,10 @@ def run_edge(workdir: Path, content: Content, victims: list[Image],
         # Baseline pull rate, then the same traffic during the GC run.
         base = Traffic()
         stop = threading.Event()
-        threads = [threading.Thread(target=pull_loop, args=(target, keep, stop, base))
-                   for _ in range(pullers)]
+        threads = [
+            threading.Thread(target=pull_loop, args=(target, keep, stop, base))
+            for _ in range(pullers)
+        ]
         for t in threads:
             t.start()
         time.sleep(5)
@@ -340,8 +374,10 @@ def run_edge(workdir: Path, content: Content, victims: list[Image],
 
         during = Traffic()
         stop = threading.Event()
-        threads = [threading.Thread(target=pull_loop, args=(target, keep, stop, during))
-                   for _ in range(pullers)]
+        threads = [
+            threading.Thread(target=pull_loop, args=(target, keep, stop, during))
+            for _ in range(pullers)
+        ]
         for t in threads:
             t.start()
         log("edge: online gc with pull traffic")
@@ -379,14 +415,18 @@ def run_edge(workdir: Path, content: Content, victims: list[Image],
 
 def sh(cmd: list[str]) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10,
-                              check=False).stdout.strip().splitlines()[0]
+        return (
+            subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+            .stdout.strip()
+            .splitlines()[0]
+        )
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "?"
 
 
-def render(args: argparse.Namespace, content: Content, ref: dict[str, float],
-           edge: dict[str, float]) -> str:
+def render(
+    args: argparse.Namespace, content: Content, ref: dict[str, float], edge: dict[str, float]
+) -> str:
     manifests = len(content.images)
     ratio = ref["downtime_s"] / edge["gc_wall_s"] if edge["gc_wall_s"] else 0.0
     gc_ratio = ref["gc_s"] / edge["gc_wall_s"] if edge["gc_wall_s"] else 0.0
@@ -453,19 +493,6 @@ def render(args: argparse.Namespace, content: Content, ref: dict[str, float],
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC_PATH.read_text() if DOC_PATH.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->", flags=re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = DOC_PATH.with_suffix(".md.gc.tmp")
-    tmp.write_text(text)
-    tmp.replace(DOC_PATH)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--repos", type=int, default=100)
@@ -482,14 +509,13 @@ def main(argv: list[str] | None = None) -> int:
     victims = rng.sample(content.images, len(content.images) // 2)
     victim_ids = {id(v) for v in victims}
     keep = [i for i in content.images if id(i) not in victim_ids]
-    log(f"{len(content.images)} manifests, {content.blob_count} blobs, "
-        f"{len(victims)} to delete")
+    log(f"{len(content.images)} manifests, {content.blob_count} blobs, {len(victims)} to delete")
     ref = run_reference(args.workdir, content, victims, keep)
     edge = run_edge(args.workdir, content, victims, keep, args.pullers)
     section = render(args, content, ref, edge)
     print(section)
     if not args.no_doc:
-        write_doc(section)
+        write_section(SECTION, section)
     return 0
 
 

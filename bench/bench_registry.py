@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import images
 import targets
+from doc import write_section
 from targets import Target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -435,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"note: {note}")
     if not args.no_doc:
-        write_doc(render_section(args, p, res, names, table))
+        write_section(SECTION, render_section(args, p, res, names, table))
         log(f"wrote section '{SECTION}' of {DOC_PATH}")
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -597,30 +598,6 @@ def render_section(
         lines += ["", *[f"Note: {n}" for n in res.notes]]
     lines.append(f"<!-- {SECTION}:end -->")
     return "\n".join(lines)
-
-
-DOC_SKELETON = """\
-# Benchmarks
-
-Results of the scripts in `bench/` (how to run them: `bench/README.md`). They are run on
-demand, not as part of the test suite. Each script owns one section, between its
-`<!-- NAME:start -->` and `<!-- NAME:end -->` markers, and rewrites only that section.
-Figures are medians of several repetitions; compared targets are measured on the same
-machine in the same run. The machine and date are in each section.
-"""
-
-
-def write_doc(section: str) -> None:
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC_PATH.read_text() if DOC_PATH.exists() else DOC_SKELETON
-    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->", flags=re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = DOC_PATH.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(DOC_PATH)
 
 
 def main(argv: list[str] | None = None) -> int:
