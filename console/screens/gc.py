@@ -106,6 +106,7 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
                 yield Button("Dry run", id="gc-dry-run", variant="primary", compact=True)
                 yield Button("Cancel", id="gc-cancel", variant="error", disabled=True,
                              compact=True)
+            with Horizontal(id="gc-options"):
                 yield Checkbox("Delete untagged", id="gc-untagged", compact=True)
                 yield Static("Grace period (s)", id="gc-grace-label")
                 yield Input(id="gc-grace", type="integer", max_length=9, compact=True)

@@ -104,6 +104,8 @@ def delete_body(preview: DeletePreview) -> str:
         f"A garbage collection will then free {size(preview.bytes_freed)} "
         f"({len(preview.blobs_freed)} blobs no other image uses)."
     )
+    lines.append("Content pushed within the GC grace period is kept until it ends (set the "
+                 "grace period to 0 on the GC screen to free it at once).")
     lines.append("Clients pulling this digest or these tags will get 'manifest unknown'.")
     return "\n".join(lines)
 
@@ -184,11 +186,12 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
                        format=lambda v: ago(v, now()), searchable=False),
             ]
         columns = [
-            Column("tag", "Tag", 1, min_width=12, format=lambda v: v or UNTAGGED),
+            Column("tag", "Tag", 1, min_width=11, format=lambda v: v or UNTAGGED),
             Column("digest", "Digest", 2, width=19, format=short_digest),
             Column("size", "Size", 3, width=10, align="right", format=size, searchable=False),
-            Column("created", "Created", 4, width=16, format=image_created, searchable=False),
-            Column("platforms", "Platforms", 5, min_width=10, format=lambda v: v or "-"),
+            Column("created", "Created", 4, width=10, format=lambda v: image_created(v)[:10],
+                   searchable=False),
+            Column("platforms", "Platforms", 5, min_width=8, format=lambda v: v or "-"),
             pushed,
         ]
         if level == "all":

@@ -93,7 +93,7 @@ def test_images_tags_filtered(
         await wait_for(pilot, lambda: table.total_count == 3)
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
-        await pilot.press("slash", "2")
+        await pilot.press("slash", "2", "enter")  # the filter stays; no blinking cursor
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
