@@ -148,7 +148,7 @@ class Metadata:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._by_thread: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
         # executescript manages its own transaction; the schema is all-or-nothing.
         self.conn.executescript(
@@ -176,8 +176,21 @@ class Metadata:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         with self._lock:
-            self._all.append(conn)
+            self._close_orphans()
+            self._by_thread[threading.get_ident()] = (threading.current_thread(), conn)
         return conn
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (short-lived workers each open
+        one); called with the lock held."""
+        for ident, (thread, conn) in list(self._by_thread.items()):
+            if not thread.is_alive():
+                conn.close()
+                del self._by_thread[ident]
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._by_thread)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -208,9 +221,9 @@ class Metadata:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for _thread, conn in self._by_thread.values():
                 conn.close()
-            self._all.clear()
+            self._by_thread.clear()
         self._local = threading.local()
 
 
