@@ -17,6 +17,7 @@ from registry_core.errors import ManifestUnknown
 from registry_core.gc import mark
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
+from registry_core.store.metadata import now
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class DeletePreview:
     blobs_freed: list[FreedBlob] = field(default_factory=list)
     gc_bytes_freed: int = 0
     """Everything such a GC would free after this delete, garbage already there included."""
+    bytes_in_grace: int = 0
+    """Of bytes_freed, what the configured grace period still protects: a GC run now keeps
+    it, one after the grace period frees it."""
+    grace_period_seconds: float = 0.0
 
     @property
     def allowed(self) -> bool:
@@ -96,14 +101,19 @@ def preview_delete(
             )
         )
         mark(conn, delete_untagged=du, cutoff=None)
-        before = {
-            str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")
-        }
+        before = {str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")}
         mark(conn, delete_untagged=du, cutoff=None, exclude_manifest=manifest_id)
-        after = {
-            str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")
-        }
+        after = {str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")}
         dead = {int(r[0]) for r in conn.execute("SELECT id FROM gc_dead")}
+        grace = float(registry.config.gc.grace_period_seconds)
+        recent = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT g.digest FROM gc_garbage g JOIN blobs b ON b.digest = g.digest "
+                "WHERE b.touched_at >= ?",
+                (now() - grace,),
+            )
+        }
         children = [
             _affected(conn, int(r[0]), r[1], r[2], r[3], r[4], dead, du, manifest_id)
             for r in conn.execute(
@@ -140,6 +150,8 @@ def preview_delete(
         bytes_freed=sum(b.size for b in freed),
         blobs_freed=freed,
         gc_bytes_freed=sum(after.values()),
+        bytes_in_grace=sum(b.size for b in freed if b.digest in recent),
+        grace_period_seconds=grace,
     )
 
 
@@ -158,9 +170,12 @@ def _affected(
         return AffectedManifest(
             digest, media_type, "deleted", "nothing else references it", platform, artifact_type
         )
-    tags = [str(r[0]) for r in conn.execute(
-        "SELECT name FROM tags WHERE manifest_id = ? ORDER BY name LIMIT 3", (manifest_id,)
-    )]
+    tags = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT name FROM tags WHERE manifest_id = ? ORDER BY name LIMIT 3", (manifest_id,)
+        )
+    ]
     if tags:
         reason = "tagged " + ", ".join(tags)
     else:

@@ -208,6 +208,9 @@ def test_gc_frees_exactly_what_the_preview_said(registry: Registry) -> None:
     assert {f.digest for f in preview.blobs_freed} == set(own) | {a.digest}
     assert preview.bytes_freed == sum(own.values()) + a.size
     assert preview.gc_bytes_freed == preview.bytes_freed
+    # Pushed just now: all of it is inside the default 1 h grace period.
+    assert preview.grace_period_seconds == 3600
+    assert preview.bytes_in_grace == preview.bytes_freed
 
     before = used(registry)
     registry.delete_manifest("app/a", a.digest)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import humanize
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -70,8 +72,9 @@ class PreviewReady(Message):
 
 
 class ManifestDeleted(Message):
-    def __init__(self, target: Target, tags: tuple[str, ...], bytes_freed: int | None,
-                 untag: bool) -> None:
+    def __init__(
+        self, target: Target, tags: tuple[str, ...], bytes_freed: int | None, untag: bool
+    ) -> None:
         super().__init__()
         self.target = target
         self.tags = tags
@@ -92,8 +95,9 @@ def delete_body(preview: DeletePreview) -> str:
         lines.append("Tags deleted with it: none (the manifest is untagged)")
     for child in preview.children:
         platform = f" {child.platform}" if child.platform else ""
-        lines.append(f"  child {short_digest(child.digest)}{platform}: {child.fate} "
-                     f"({child.reason})")
+        lines.append(
+            f"  child {short_digest(child.digest)}{platform}: {child.fate} ({child.reason})"
+        )
     if preview.referrers:
         lines.append(f"Referrers left without their subject: {len(preview.referrers)}")
         for ref in preview.referrers:
@@ -104,8 +108,13 @@ def delete_body(preview: DeletePreview) -> str:
         f"A garbage collection will then free {size(preview.bytes_freed)} "
         f"({len(preview.blobs_freed)} blobs no other image uses)."
     )
-    lines.append("Content pushed within the GC grace period is kept until it ends (set the "
-                 "grace period to 0 on the GC screen to free it at once).")
+    if preview.bytes_in_grace:
+        grace = humanize.naturaldelta(dt.timedelta(seconds=preview.grace_period_seconds))
+        lines.append(
+            f"Of that, {size(preview.bytes_in_grace)} was pushed within the last {grace} "
+            "(the GC grace period): a GC frees it once that has passed, or at once with "
+            "grace period 0 on the GC screen."
+        )
     lines.append("Clients pulling this digest or these tags will get 'manifest unknown'.")
     return "\n".join(lines)
 
@@ -144,8 +153,7 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         with Horizontal(id="images-top"):
             yield Static("", id="images-crumb")
             yield Static("", id="images-count")
-        yield Input(id="images-filter", placeholder="filter: type to narrow the list",
-                    compact=True)
+        yield Input(id="images-filter", placeholder="filter: type to narrow the list", compact=True)
         with ContentSwitcher(initial="images-table", id="images-switcher"):
             yield VirtualTable(id="images-table", empty_text="No images yet.")
             with VerticalScroll(id="images-detail"):
@@ -174,23 +182,35 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
 
     def columns_for(self, level: Level) -> list[Column]:
         now = self.edge.clock
-        pushed = Column("pushed", "Pushed", 6, width=14, format=lambda v: ago(v, now()),
-                        searchable=False)
+        pushed = Column(
+            "pushed", "Pushed", 6, width=14, format=lambda v: ago(v, now()), searchable=False
+        )
         if level == "repos":
             return [
                 Column("name", "Repository", 0, min_width=16),
                 Column("tags", "Tags", 1, width=6, align="right", searchable=False),
-                Column("size", "Size", 2, width=10, align="right", format=size,
-                       searchable=False),
-                Column("last_push", "Last push", 3, width=14,
-                       format=lambda v: ago(v, now()), searchable=False),
+                Column("size", "Size", 2, width=10, align="right", format=size, searchable=False),
+                Column(
+                    "last_push",
+                    "Last push",
+                    3,
+                    width=14,
+                    format=lambda v: ago(v, now()),
+                    searchable=False,
+                ),
             ]
         columns = [
             Column("tag", "Tag", 1, min_width=11, format=lambda v: v or UNTAGGED),
             Column("digest", "Digest", 2, width=19, format=short_digest),
             Column("size", "Size", 3, width=10, align="right", format=size, searchable=False),
-            Column("created", "Created", 4, width=10, format=lambda v: image_created(v)[:10],
-                   searchable=False),
+            Column(
+                "created",
+                "Created",
+                4,
+                width=10,
+                format=lambda v: image_created(v)[:10],
+                searchable=False,
+            ),
             Column("platforms", "Platforms", 5, min_width=8, format=lambda v: v or "-"),
             pushed,
         ]
@@ -226,8 +246,15 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
                 if level == "tags" and repository is not None:
                     found = found + browse.untagged(registry, repository)
                 rows = [
-                    (t.repository, t.tag, t.digest, t.size_bytes, t.image_created, t.platforms,
-                     t.pushed_at)
+                    (
+                        t.repository,
+                        t.tag,
+                        t.digest,
+                        t.size_bytes,
+                        t.image_created,
+                        t.platforms,
+                        t.pushed_at,
+                    )
                     for t in found
                 ]
         except (EdgeError, OSError) as exc:
@@ -257,8 +284,9 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         try:
             detail = browse.manifest_detail(self.edge.registry, target.repository, target.digest)
         except EdgeError as exc:
-            self.post_message(ImagesFailed(f"{target.repository}@{target.digest}: {exc}",
-                                           gone=True))
+            self.post_message(
+                ImagesFailed(f"{target.repository}@{target.digest}: {exc}", gone=True)
+            )
             return
         except OSError as exc:
             self.post_message(ImagesFailed(f"Could not read the manifest: {exc}"))
@@ -279,8 +307,9 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     @on(ImagesFailed)
     def _failed(self, message: ImagesFailed) -> None:
         if message.gone and self.level == "detail":
-            self.edge.notify("That manifest is gone (deleted by a client or a GC).",
-                             severity="warning")
+            self.edge.notify(
+                "That manifest is gone (deleted by a client or a GC).", severity="warning"
+            )
             self.action_back()
             return
         self.edge.error(message.text)
@@ -315,8 +344,10 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         facts.add_row("Digest", detail.digest)
         facts.add_row("Media type", detail.media_type)
         facts.add_row("Tags", ", ".join(detail.tags) or "(untagged)")
-        facts.add_row("Size", f"{size(detail.content_bytes + detail.size_bytes)} "
-                      f"(manifest {detail.size_bytes:,} B)")
+        facts.add_row(
+            "Size",
+            f"{size(detail.content_bytes + detail.size_bytes)} (manifest {detail.size_bytes:,} B)",
+        )
         facts.add_row("Created", image_created(detail.image_created))
         if detail.artifact_type:
             facts.add_row("Artifact type", detail.artifact_type)
@@ -325,18 +356,27 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         parts: list[RenderableType] = [facts]
         if detail.config is not None:
             parts.append(Text("\nConfig", style="bold underline"))
-            parts.append(Text(f"{detail.config.digest}  {size(detail.config.size_bytes)}  "
-                              f"{detail.config.media_type}"))
+            parts.append(
+                Text(
+                    f"{detail.config.digest}  {size(detail.config.size_bytes)}  "
+                    f"{detail.config.media_type}"
+                )
+            )
         if detail.layers:
-            layers = Table(title=None, box=None, padding=(0, 1), show_edge=False,
-                           header_style="bold")
+            layers = Table(
+                title=None, box=None, padding=(0, 1), show_edge=False, header_style="bold"
+            )
             layers.add_column("#", justify="right")
             layers.add_column("Layer digest")
             layers.add_column("Size", justify="right")
             layers.add_column("Media type")
             for number, layer in enumerate(detail.layers, 1):
-                layers.add_row(str(number), short_digest(layer.digest, 24),
-                               size(layer.size_bytes), layer.media_type)
+                layers.add_row(
+                    str(number),
+                    short_digest(layer.digest, 24),
+                    size(layer.size_bytes),
+                    layer.media_type,
+                )
             parts.append(Text(f"\nLayers ({len(detail.layers)})", style="bold underline"))
             parts.append(layers)
         if detail.children:
@@ -345,15 +385,20 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
             children.add_column("Digest")
             children.add_column("Size", justify="right")
             for child in detail.children:
-                children.add_row(child.platform or "-", short_digest(child.digest, 24),
-                                 size(child.size_bytes))
+                children.add_row(
+                    child.platform or "-", short_digest(child.digest, 24), size(child.size_bytes)
+                )
             parts.append(Text(f"\nPlatforms ({len(detail.children)})", style="bold underline"))
             parts.append(children)
         parts.append(Text(f"\nReferrers ({len(detail.referrers)})", style="bold underline"))
         if detail.referrers:
             for ref in detail.referrers:
-                parts.append(Text(f"{short_digest(ref.digest, 24)}  "
-                                  f"{ref.artifact_type or '-'}  {size(ref.size_bytes)}"))
+                parts.append(
+                    Text(
+                        f"{short_digest(ref.digest, 24)}  "
+                        f"{ref.artifact_type or '-'}  {size(ref.size_bytes)}"
+                    )
+                )
         else:
             parts.append(Text("none (no signatures or attestations point at it)", style="dim"))
         parts.append(Text("\nd delete by digest · esc back", style="dim"))
@@ -465,8 +510,9 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     def action_delete(self) -> None:
         target = self.current_target()
         if target is None:
-            self.edge.notify("Open a repository (enter) and choose a tag to delete.",
-                             severity="warning")
+            self.edge.notify(
+                "Open a repository (enter) and choose a tag to delete.", severity="warning"
+            )
             return
         self.prepare_delete(target)
 
@@ -475,8 +521,11 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         try:
             preview = preview_delete(self.edge.registry, target.repository, target.digest)
         except (EdgeError, OSError) as exc:
-            self.post_message(ImagesFailed(f"Cannot delete {target.repository}@"
-                                           f"{short_digest(target.digest)}: {exc}"))
+            self.post_message(
+                ImagesFailed(
+                    f"Cannot delete {target.repository}@{short_digest(target.digest)}: {exc}"
+                )
+            )
             return
         except Exception as exc:  # sqlite3 errors (busy database)
             self.post_message(ImagesFailed(f"Cannot preview the delete: {exc}"))
@@ -510,8 +559,9 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     def action_untag(self) -> None:
         target = self.current_target()
         if target is None or not target.tag:
-            self.edge.notify("Choose a tag to untag (untagged manifests: use d).",
-                             severity="warning")
+            self.edge.notify(
+                "Choose a tag to untag (untagged manifests: use d).", severity="warning"
+            )
             return
         tag = target.tag
 
@@ -550,8 +600,7 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     def _deleted(self, message: ManifestDeleted) -> None:
         target = message.target
         if message.untag:
-            self.edge.notify(f"Removed the tag {target.repository}:{target.tag}.",
-                             title="Untagged")
+            self.edge.notify(f"Removed the tag {target.repository}:{target.tag}.", title="Untagged")
         else:
             tags = ", ".join(message.tags) if message.tags else "no tags"
             freed = size(message.bytes_freed or 0)
@@ -568,14 +617,17 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
 
     def commands(self) -> list[Command]:
         return [
-            Command("Images: delete the highlighted manifest by digest", "Images, key d",
-                    self.action_delete),
+            Command(
+                "Images: delete the highlighted manifest by digest",
+                "Images, key d",
+                self.action_delete,
+            ),
             Command("Images: untag the highlighted tag", "Images, key u", self.action_untag),
-            Command("Images: all tags of every repository", "Images, key a",
-                    self.action_all_tags),
+            Command("Images: all tags of every repository", "Images, key a", self.action_all_tags),
             Command("Images: back to the repositories", "Images, key esc", self._to_repos),
-            Command("Images: sort by the next column", "Images, key s",
-                    self.table.action_cycle_sort),
+            Command(
+                "Images: sort by the next column", "Images, key s", self.table.action_cycle_sort
+            ),
             Command("Images: reload", "Images, key f5", self.action_reload),
         ]
 
