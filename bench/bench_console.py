@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from doc import write_section  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 
 from console.app import EdgeConsoleApp  # noqa: E402
@@ -42,8 +42,9 @@ from registry_core.enablement import enable  # noqa: E402
 from registry_core.service import RegistryService  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
-START = "<!-- bench_console:start -->"
-END = "<!-- bench_console:end -->"
+SECTION = "bench_console"
+START = f"<!-- {SECTION}:start -->"
+END = f"<!-- {SECTION}:end -->"
 
 _last_render = 0.0
 _original_render_line = VirtualTable.render_line
@@ -70,8 +71,17 @@ def tag_rows(n: int) -> list[Row]:
     for i in range(n):
         repo = f"team-{i % 997:03d}/service-{i % 101:03d}"
         digest = f"sha256:{(i * 2654435761) % (1 << 64):016x}{i:048x}"
-        rows.append((repo, f"release-{i // 1000}.{i % 1000}", digest, 1_000_000 + i * 37,
-                     "2025-06-01T12:00:00Z", "linux/amd64" if i % 3 else None, now - i))
+        rows.append(
+            (
+                repo,
+                f"release-{i // 1000}.{i % 1000}",
+                digest,
+                1_000_000 + i * 37,
+                "2025-06-01T12:00:00Z",
+                "linux/amd64" if i % 3 else None,
+                now - i,
+            )
+        )
     return rows
 
 
@@ -122,9 +132,27 @@ async def bench_table(n: int, repeats: int) -> dict[str, float]:
         while table._search is None:
             await asyncio.sleep(0.01)
         index_seconds = time.perf_counter() - t0
-        typed = ["r", "re", "rel", "rele", "relea", "releas", "release", "release-4",
-                 "release-42", "release-42.", "release-42.1", "", "9", "99", "", "team-0",
-                 "team-00", "team-001", ""]
+        typed = [
+            "r",
+            "re",
+            "rel",
+            "rele",
+            "relea",
+            "releas",
+            "release",
+            "release-4",
+            "release-42",
+            "release-42.",
+            "release-42.1",
+            "",
+            "9",
+            "99",
+            "",
+            "team-0",
+            "team-00",
+            "team-001",
+            "",
+        ]
         for _ in range(repeats):
             for text in typed:
                 start = time.perf_counter()
@@ -234,12 +262,23 @@ async def bench_push(total_bytes: int) -> dict[str, Any]:
                     await pilot.pause(0.05)
                 await pilot.pause(0.2)
                 idle_until = time.perf_counter() + 3
-                idle = await measure_keys(pilot, table, lambda: time.perf_counter() > idle_until,
-                                          0.03)
+                idle = await measure_keys(
+                    pilot, table, lambda: time.perf_counter() > idle_until, 0.03
+                )
                 client = subprocess.Popen(
-                    [sys.executable, "-c", PUSH_CLIENT, f"https://{listen}", username, password,
-                     str(datadir.ca_cert), str(total_bytes)],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    [
+                        sys.executable,
+                        "-c",
+                        PUSH_CLIENT,
+                        f"https://{listen}",
+                        username,
+                        password,
+                        str(datadir.ca_cert),
+                        str(total_bytes),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
                 started = time.perf_counter()
                 busy = await measure_keys(pilot, table, lambda: client.poll() is not None, 0.03)
@@ -249,8 +288,9 @@ async def bench_push(total_bytes: int) -> dict[str, Any]:
                     raise RuntimeError(f"push client failed: {err.strip()[-500:]}")
                 # The app also refreshes its lists when the push commits: keep measuring.
                 after_until = time.perf_counter() + 2
-                busy += await measure_keys(pilot, table, lambda: time.perf_counter() > after_until,
-                                           0.03)
+                busy += await measure_keys(
+                    pilot, table, lambda: time.perf_counter() > after_until, 0.03
+                )
         finally:
             service.close()
     return {
@@ -334,16 +374,6 @@ def report(tables: dict[int, dict[str, float]], push: dict[str, Any] | None) -> 
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 MiB push, no docs update")
@@ -362,7 +392,7 @@ def main() -> int:
     section = report(tables, push)
     print(section)
     if not args.quick:
-        write_docs(section)
+        write_section(SECTION, section)
         print(f"wrote {DOCS}")
     return 0
 
