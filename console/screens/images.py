@@ -331,7 +331,8 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         if self.level == "detail":
             count = ""
         elif table.filter_text:
-            count = f"{table.row_count:,} of {table.total_count:,} {noun}"
+            more = "+" if table.filtering else ""  # a big table's filter is still scanning
+            count = f"{table.row_count:,}{more} of {table.total_count:,} {noun}"
         else:
             count = f"{table.total_count:,} {noun}"
         self.query_one("#images-count", Static).update(count)

@@ -4,6 +4,9 @@ Only the visible lines are ever formatted. Rows are kept as the caller's tuples;
 order and the filtered view are lists of row indices; the lowercase search text of each row
 is built in a thread after the first paint (or on the first filter keystroke, if sooner).
 A filter that extends the previous one narrows the previous view instead of scanning again.
+On big tables a filter scans the first SYNC_SCAN_ROWS rows at once, paints, and finishes
+the scan in a thread, in chunks: a keystroke answers in milliseconds at any size, and a
+newer keystroke abandons the older scan.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from textual.strip import Strip
 
 Row = tuple[Any, ...]
 Formatter = Callable[[Any], str]
+
+SYNC_SCAN_ROWS = 131_072
+"""Rows a filter scans before the first paint; the rest is scanned by a worker."""
+SCAN_CHUNK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ class VirtualTable(ScrollView, can_focus=True):
         self._sort_reverse = False
         self._widths: list[int] = []
         self._generation = 0
+        self._scan_generation = 0
+        self._scan_complete = True
 
     # ---- data ------------------------------------------------------------------------------
 
@@ -153,6 +162,11 @@ class VirtualTable(ScrollView, can_focus=True):
     @property
     def total_count(self) -> int:
         return len(self._rows)
+
+    @property
+    def filtering(self) -> bool:
+        """True while a filter scan is still finding rows (row_count may still grow)."""
+        return not self._scan_complete
 
     @property
     def filter_text(self) -> str:
@@ -200,8 +214,9 @@ class VirtualTable(ScrollView, can_focus=True):
         self._order = self._sorted_order()
         if self._needle:
             self._build_search()
-            self._view = self._scan(self._needle)
+            self._start_scan(self._needle, self._order, None)
         else:
+            self._stop_scan()
             self._view = self._order
         cursor = 0
         if kept_key is not None and keep is not None:
@@ -273,27 +288,76 @@ class VirtualTable(ScrollView, can_focus=True):
         if needle == self._needle:
             return len(self._view)
         previous, previous_view = self._needle, self._view
+        narrowing = bool(previous) and previous in needle and self._scan_complete
         self._needle = needle
         if not needle:
+            self._stop_scan()
             self._view = self._order
         else:
             if self._search is None:
                 self._build_search()
-            if previous and previous in needle:
-                search = self._search
-                assert search is not None
-                self._view = [i for i in previous_view if needle in search[i]]
+            if narrowing:
+                self._start_scan(needle, previous_view, self._search)
             else:
-                self._view = self._scan(needle)
+                self._start_scan(needle, self._order, None)
         self._after_view_change(0)
         return len(self._view)
 
-    def _scan(self, needle: str) -> list[int]:
-        if self._search_ordered is None:
-            self._build_search()
-        ordered = self._search_ordered
-        assert ordered is not None
-        return list(compress(self._order, map(operator.contains, ordered, repeat(needle))))
+    def _stop_scan(self) -> None:
+        self._scan_generation += 1
+        self._scan_complete = True
+
+    def _start_scan(
+        self, needle: str, indices: Sequence[int], by_index: list[str] | None
+    ) -> None:
+        """Filter `indices` (the sorted order, or a previous view to narrow): the first
+        SYNC_SCAN_ROWS now, the rest in a worker that appends to the view as it goes.
+
+        `by_index` None: the texts are `_search_ordered`, aligned with `indices`; otherwise
+        the text of index i is by_index[i]."""
+        self._stop_scan()
+        texts = self._search_ordered if by_index is None else by_index
+        assert texts is not None
+        aligned = by_index is None
+        self._view = _scan_slice(needle, indices, texts, aligned, 0, SYNC_SCAN_ROWS)
+        if len(indices) <= SYNC_SCAN_ROWS:
+            return
+        self._scan_complete = False
+        generation = self._scan_generation
+        self.run_worker(
+            lambda: self._scan_rest(generation, needle, indices, texts, aligned),
+            thread=True,
+            group="virtual-table-filter",
+            exit_on_error=False,
+        )
+
+    def _scan_rest(
+        self,
+        generation: int,
+        needle: str,
+        indices: Sequence[int],
+        texts: list[str],
+        aligned: bool,
+    ) -> None:
+        for start in range(SYNC_SCAN_ROWS, len(indices), SCAN_CHUNK_ROWS):
+            if generation != self._scan_generation:
+                return
+            part = _scan_slice(needle, indices, texts, aligned, start, start + SCAN_CHUNK_ROWS)
+            done = start + SCAN_CHUNK_ROWS >= len(indices)
+            self.app.call_from_thread(self._extend_view, generation, part, done)
+
+    def _extend_view(self, generation: int, part: list[int], done: bool) -> None:
+        if generation != self._scan_generation:
+            return
+        view = self._view
+        assert isinstance(view, list)
+        view.extend(part)
+        if done:
+            self._scan_complete = True
+        self.virtual_size = Size(self._content_width(), len(view) + 1)
+        if part or done:
+            self.refresh()
+            self.post_message(self.Highlighted(self, self.cursor_row))
 
     def sort_by(self, key: str | None, reverse: bool = False) -> None:
         """Sort by the column `key` (None: the rows' own order)."""
@@ -306,6 +370,7 @@ class VirtualTable(ScrollView, can_focus=True):
                 search if self._order_is_identity() else [search[i] for i in self._order]
             )
         needle, self._needle = self._needle, ""
+        self._stop_scan()
         self._view = self._order
         if needle:
             self.filter(needle)
@@ -472,3 +537,17 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def refresh_all(self) -> None:
         self.refresh(Region(0, 0, self.size.width, self.size.height))
+
+
+def _scan_slice(
+    needle: str,
+    indices: Sequence[int],
+    texts: list[str],
+    aligned: bool,
+    start: int,
+    stop: int,
+) -> list[int]:
+    """The indices in indices[start:stop] whose text contains `needle` (C-speed loop)."""
+    chunk = indices[start:stop]
+    chunk_texts = texts[start:stop] if aligned else map(texts.__getitem__, chunk)
+    return list(compress(chunk, map(operator.contains, chunk_texts, repeat(needle))))

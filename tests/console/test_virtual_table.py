@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App, ComposeResult
 
-from console.widgets.virtual_table import Column, VirtualTable, fit
+from console.widgets.virtual_table import SYNC_SCAN_ROWS, Column, VirtualTable, fit
 
 COLUMNS = [
     Column("name", "Name", 0, min_width=10),
@@ -103,3 +103,45 @@ async def test_keep_cursor_on_reload_and_empty_text() -> None:
         table.filter("no such thing")
         await pilot.pause()
         assert "No match" in table.render_line(1).text
+
+
+async def wait_scan(pilot: object, table: VirtualTable) -> None:
+    for _ in range(500):
+        if not table.filtering:
+            return
+        await pilot.pause(0.01)  # type: ignore[attr-defined]
+    raise AssertionError("the filter scan did not finish")
+
+
+async def test_big_filter_answers_at_once_and_completes_in_the_background() -> None:
+    n = SYNC_SCAN_ROWS * 3 + 123
+    data = [(f"row-{i:07d}", i % 5, "x" if i % 3 else "hit") for i in range(n)]
+    app = TableApp(data)
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(VirtualTable)
+        expected = [r for r in data if "hit" in (r[2] or "")]
+
+        first = table.filter("hit")
+        assert table.filtering and 0 < first < len(expected)  # the first slice, painted now
+        await wait_scan(pilot, table)
+        assert table.view_rows() == expected
+
+        # Narrowing a complete view, then a fresh needle that overtakes a running scan.
+        table.filter("hit")
+        table.filter("row-00")
+        table.filter("row-0000")
+        await wait_scan(pilot, table)
+        assert table.view_rows() == [r for r in data if r[0].startswith("row-0000")]
+        table.filter("x")
+        table.filter("row-01")  # not a narrowing of "x": the scan of "x" is abandoned
+        await wait_scan(pilot, table)
+        assert table.view_rows() == [r for r in data if "row-01" in r[0]]
+
+        # A sort in the middle of a scan restarts it on the new order.
+        table.filter("")
+        table.filter("hit")
+        table.sort_by("name", reverse=True)
+        await wait_scan(pilot, table)
+        assert table.view_rows() == expected[::-1]
+        table.filter("")
+        assert table.row_count == n and not table.filtering
