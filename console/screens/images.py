@@ -25,6 +25,7 @@ from console.widgets.virtual_table import Column, Row, VirtualTable
 from registry_core import browse
 from registry_core.browse import ManifestDetail
 from registry_core.errors import EdgeError
+from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
 from registry_core.preview import DeletePreview, preview_delete
 
 Level = Literal["repos", "tags", "all", "detail"]
@@ -33,6 +34,9 @@ Level = Literal["repos", "tags", "all", "detail"]
 # repositories: (name, tag_count, size_bytes, last_push, manifest_count)
 # tags:         (repository, tag, digest, size_bytes, image_created, platforms, pushed_at)
 UNTAGGED = "<untagged>"
+
+
+IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ def delete_body(preview: DeletePreview) -> str:
     if preview.bytes_in_grace:
         grace = humanize.naturaldelta(dt.timedelta(seconds=preview.grace_period_seconds))
         lines.append(
-            f"Of that, {size(preview.bytes_in_grace)} was pushed within the last {grace} "
-            "(the GC grace period): a GC frees it once that has passed, or at once with "
+            f"Of that, {size(preview.bytes_in_grace)} was pushed less than {grace} ago, inside "
+            "the GC grace period: a GC frees it once that has passed, or at once with "
             "grace period 0 on the GC screen."
         )
     lines.append("Clients pulling this digest or these tags will get 'manifest unknown'.")
@@ -350,7 +354,8 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
             f"{size(detail.content_bytes + detail.size_bytes)} (manifest {detail.size_bytes:,} B)",
         )
         facts.add_row("Created", image_created(detail.image_created))
-        if detail.artifact_type:
+        if detail.artifact_type and detail.artifact_type not in IMAGE_CONFIG_TYPES:
+            # A plain image's "artifact type" is its config type: not worth a line.
             facts.add_row("Artifact type", detail.artifact_type)
         if detail.subject:
             facts.add_row("Subject", detail.subject)
