@@ -311,6 +311,17 @@ class Registry:
         )
         _link(conn, _ensure_repo(conn, name), key, touch=False)
 
+    def put_blob(self, name: str, data: bytes, digest: Digest | str | None = None) -> BlobInfo:
+        """Store bytes held in memory as a blob in one step (a monolithic upload)."""
+        expected = _digest(digest) if digest is not None else digest_bytes(data)
+        upload = self.start_upload(name, len(data))
+        writer = self.claim_writer(name, upload.id, 0)
+        try:
+            writer.write(data)
+            return self.finish_upload(name, upload.id, writer, expected)
+        finally:
+            self.release_writer(upload.id)
+
     def cancel_upload(self, name: str, upload_id: str) -> None:
         self.upload_status(name, upload_id)
         with self.db.write() as conn:

@@ -42,15 +42,8 @@ class Pushed:
 
 
 def push_blob(reg: Registry, repo: str, data: bytes) -> tuple[str, int]:
-    digest = digest_bytes(data)
-    upload = reg.start_upload(repo, len(data))
-    writer = reg.claim_writer(repo, upload.id, 0)
-    try:
-        writer.write(data)
-        reg.finish_upload(repo, upload.id, writer, digest)
-    finally:
-        reg.release_writer(upload.id)
-    return str(digest), len(data)
+    info = reg.put_blob(repo, data)
+    return str(info.digest), info.size
 
 
 def descriptor(media_type: str, digest: str, size: int, **extra: object) -> dict[str, object]:

@@ -47,15 +47,7 @@ class Image:
 
 
 def push_blob(registry: Registry, repository: str, data: bytes) -> str:
-    digest = digest_of(data)
-    upload = registry.start_upload(repository, len(data))
-    writer = registry.claim_writer(repository, upload.id, 0)
-    try:
-        writer.write(data)
-        registry.finish_upload(repository, upload.id, writer, digest)
-    finally:
-        registry.release_writer(upload.id)
-    return digest
+    return str(registry.put_blob(repository, data).digest)
 
 
 def push_image(
