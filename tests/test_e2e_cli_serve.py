@@ -1,4 +1,5 @@
-"""`edge-console serve` as a user runs it: enable, info, cert export, serve, then skopeo.
+"""`edge-console serve` as a user runs it: enable, info, cert export, serve, then skopeo;
+stopped gracefully, and killed with SIGKILL in the middle of uploads and pushes.
 
 Everything goes through subprocesses and real sockets: the CLI in `python -m console`, the
 server in its own process, skopeo trusting only the exported CA with the credentials `info`
@@ -7,11 +8,13 @@ printed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -27,7 +30,7 @@ import pytest
 from imagebuilder import REF_NAME, BuiltImage, ImageSpec, write_docker_dir, write_oci_layout
 from support import free_port, run_skopeo
 
-from registry_core.manifests import DOCKER_MANIFEST
+from registry_core.manifests import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
 from registry_core.reference import Digest, digest_bytes
 
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
@@ -435,3 +438,144 @@ def test_sigterm_lets_an_upload_in_flight_finish(served: Served, tmp_path: Path)
         if again.proc.poll() is None:
             again.proc.kill()
             again.proc.wait()
+
+
+# ---- a crash at any instant ------------------------------------------------------------------
+
+
+def slow_body(chunks: int, size: int, started: threading.Event) -> Iterator[bytes]:
+    for i in range(chunks):
+        yield os.urandom(size)
+        if i == 0:
+            started.set()
+        time.sleep(0.05)
+
+
+def push_image(client: httpx.Client, repo: str, tag: str) -> tuple[str, bytes]:
+    """Monolithic blob uploads and a manifest PUT; returns the manifest digest and body."""
+    layer, config = os.urandom(200_000), json.dumps({"architecture": "amd64"}).encode()
+    for blob in (layer, config):
+        r = client.post(
+            f"/v2/{repo}/blobs/uploads/",
+            params={"digest": str(digest_bytes(blob))},
+            content=blob,
+        )
+        assert r.status_code == 201, r.text
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": str(digest_bytes(config)),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": str(digest_bytes(layer)),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    r = client.put(
+        f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert r.status_code == 201, r.text
+    return r.headers["docker-content-digest"], body
+
+
+def pusher(
+    served: Served, acked: list[tuple[str, str, str, bytes]], stop: threading.Event, n: int
+) -> None:
+    """Push images until the server dies; record each one the server acknowledged."""
+    with served.client() as client:
+        for i in range(10_000):
+            if stop.is_set():
+                return
+            try:
+                digest, body = push_image(client, "crash/app", f"p{n}-t{i}")
+            except (httpx.HTTPError, AssertionError):
+                return
+            acked.append(("crash/app", f"p{n}-t{i}", digest, body))
+
+
+def assert_store_consistent(data: Path) -> None:
+    """Every blob file's name is the digest of its content and every stored row has its file."""
+    for path in (data / "blobs" / "sha256").rglob("*"):
+        if path.is_file():
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, path
+    with sqlite3.connect(data / "registry.db") as conn:
+        for (digest,) in conn.execute("SELECT digest FROM blobs"):
+            algorithm, hex_ = digest.split(":")
+            assert (data / "blobs" / algorithm / hex_[:2] / hex_).is_file(), digest
+
+
+def test_sigkill_loses_nothing_acknowledged(served: Served, tmp_path: Path) -> None:
+    acked: list[tuple[str, str, str, bytes]] = []
+    stop = threading.Event()
+    with served.client() as client:
+        # An upload with two acknowledged chunks, and one still streaming at the kill.
+        start = client.post("/v2/crash/big/blobs/uploads/")
+        location = start.headers["location"]
+        first, second = os.urandom(1 << 20), os.urandom(1 << 20)
+        for offset, chunk in ((0, first), (len(first), second)):
+            r = client.patch(
+                location,
+                content=chunk,
+                headers={"Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
+            )
+            assert r.status_code == 202, r.text
+        streaming = threading.Event()
+        result: dict[str, Any] = {}
+
+        def stream() -> None:
+            try:
+                result["r"] = client.patch(
+                    location, content=slow_body(200, 256 << 10, streaming), timeout=60
+                )
+            except httpx.HTTPError as exc:
+                result["error"] = exc
+
+        threads = [threading.Thread(target=stream)]
+        threads += [
+            threading.Thread(target=pusher, args=(served, acked, stop, n)) for n in range(3)
+        ]
+        for t in threads:
+            t.start()
+        assert streaming.wait(10)
+        while len(acked) < 10:
+            time.sleep(0.01)
+        served.proc.send_signal(signal.SIGKILL)
+        served.proc.wait(10)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert "r" not in result, "the streaming chunk cannot have been acknowledged"
+
+    assert_store_consistent(served.data)
+    again = start_serve(tmp_path, served.data, served.port, served.cert_dir)
+    try:
+        with again.client() as client:
+            for repo, tag, digest, body in acked:
+                r = client.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
+                assert r.status_code == 200 and r.content == body, (tag, r.status_code)
+                assert r.headers["docker-content-digest"] == digest
+                for layer in json.loads(body)["layers"]:
+                    blob = client.get(f"/v2/{repo}/blobs/{layer['digest']}")
+                    assert str(digest_bytes(blob.content)) == layer["digest"]
+            # The upload resumes at its last acknowledged byte: the streamed tail is gone.
+            status = client.get(location)
+            assert status.status_code == 204
+            assert status.headers["range"] == f"0-{len(first) + len(second) - 1}"
+            digest = digest_bytes(first + second)
+            done = client.put(location, params={"digest": str(digest)})
+            assert done.status_code == 201, done.text
+            assert client.get(f"/v2/crash/big/blobs/{digest}").content == first + second
+        assert again.stop(signal.SIGTERM)[0] == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+            again.proc.wait()
+    assert_store_consistent(served.data)
