@@ -278,10 +278,7 @@ class Registry:
             )
         if actual != expected:
             self.save_progress(name, upload_id, writer)
-            raise DigestInvalid(
-                f"digest {expected} does not match the uploaded content ({actual})",
-                detail={"expected": str(expected), "actual": str(actual)},
-            )
+            _verify(expected, actual)
         size = writer.offset
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)).fetchone() is None:
@@ -312,15 +309,43 @@ class Registry:
         _link(conn, _ensure_repo(conn, name), key, touch=False)
 
     def put_blob(self, name: str, data: bytes, digest: Digest | str | None = None) -> BlobInfo:
-        """Store bytes held in memory as a blob in one step (a monolithic upload)."""
+        """Store bytes held in memory as a blob in one step (a monolithic upload: no session
+        is recorded, since nothing is acknowledged before the blob itself)."""
+        validate_name(name)
         expected = _digest(digest) if digest is not None else digest_bytes(data)
-        upload = self.start_upload(name, len(data))
-        writer = self.claim_writer(name, upload.id, 0)
+        _verify(expected, digest_bytes(data, expected.algorithm))
+        self.check_room(len(data))
+        tmp = self.files.write_temp(data)
+        try:
+            with self.db.write() as conn:
+                self._commit_blob(conn, name, tmp, expected, len(data))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return BlobInfo(expected, len(data), self.files.path(expected))
+
+    def append_chunk(self, name: str, upload_id: str, start: int | None, data: bytes) -> Upload:
+        """One PATCH whose body is in memory: check room, write, acknowledge."""
+        self.check_room(len(data))
+        writer = self.claim_writer(name, upload_id, start)
         try:
             writer.write(data)
-            return self.finish_upload(name, upload.id, writer, expected)
+            return self.save_progress(name, upload_id, writer)
         finally:
-            self.release_writer(upload.id)
+            self.release_writer(upload_id)
+
+    def finish_with_chunk(
+        self, name: str, upload_id: str, start: int | None, data: bytes, digest: Digest | str
+    ) -> BlobInfo:
+        """The closing PUT of an upload, with its last chunk (possibly empty) in memory."""
+        if data:
+            self.check_room(len(data))
+        writer = self.claim_writer(name, upload_id, start)
+        try:
+            if data:
+                writer.write(data)
+            return self.finish_upload(name, upload_id, writer, digest)
+        finally:
+            self.release_writer(upload_id)
 
     def cancel_upload(self, name: str, upload_id: str) -> None:
         self.upload_status(name, upload_id)
@@ -662,6 +687,14 @@ def _link(conn: sqlite3.Connection, repo_id: int, digest: str, touch: bool) -> N
     )
     if touch:
         conn.execute("UPDATE blobs SET touched_at = ? WHERE digest = ?", (t, digest))
+
+
+def _verify(expected: Digest, actual: Digest) -> None:
+    if actual != expected:
+        raise DigestInvalid(
+            f"digest {expected} does not match the uploaded content ({actual})",
+            detail={"expected": str(expected), "actual": str(actual)},
+        )
 
 
 def _digest(value: Digest | str) -> Digest:

@@ -190,6 +190,26 @@ async def test_streamed_patch_without_content_range(api: httpx.AsyncClient) -> N
     assert resp.status_code == 201
 
 
+async def test_streamed_final_put_and_monolithic_post(api: httpx.AsyncClient) -> None:
+    async def body():  # chunked transfer encoding, no Content-Length
+        for i in range(0, len(DATA), 300):
+            yield DATA[i : i + 300]
+
+    location = await start_session(api, "lib/app")
+    resp = await api.put(location, params={"digest": sha256(DATA)}, content=body())
+    assert resp.status_code == 201, resp.text
+    assert (await api.get(f"/v2/lib/app/blobs/{sha256(DATA)}")).content == DATA
+    other = DATA[::-1]
+    resp = await api.post(
+        "/v2/lib/other/blobs/uploads/", params={"digest": sha256(other)}, content=body()
+    )
+    assert_error(resp, 400, "DIGEST_INVALID")  # the streamed body was DATA, not its reverse
+    resp = await api.post(
+        "/v2/lib/other/blobs/uploads/", params={"digest": sha256(DATA)}, content=body()
+    )
+    assert resp.status_code == 201, resp.text
+
+
 async def test_put_with_final_chunk(api: httpx.AsyncClient) -> None:
     location = await start_session(api, "lib/app")
     assert (await patch_chunk(api, location, DATA[:500], 0)).status_code == 202

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +74,16 @@ class BlobFiles:
         """Store small content (a manifest body) in place. False if already there."""
         if self.exists(digest):
             return False
-        tmp = self.uploads_root / f".tmp-{digest.hex}-{os.getpid()}-{id(data)}"
-        with open(tmp, "wb") as f:
+        return self.commit(self.write_temp(data), digest)
+
+    def write_temp(self, data: bytes) -> Path:
+        """A durable temporary file holding `data`, ready for `commit`."""
+        tmp = self.uploads_root / f".tmp-{uuid.uuid4().hex}"
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        return self.commit(tmp, digest)
+        return tmp
 
     def remove(self, digest: Digest) -> None:
         self.path(digest).unlink(missing_ok=True)
