@@ -24,6 +24,7 @@ from api_helpers import (
     sha512,
 )
 
+from registry_core.datadir import DataDir
 from registry_core.manifests import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST,
@@ -34,6 +35,7 @@ from registry_core.manifests import (
     OCI_MANIFEST,
     OCI_NONDIST_LAYER_GZIP,
 )
+from registry_core.registry import Registry
 
 
 async def tags_of(api: httpx.AsyncClient, name: str) -> list[str]:
@@ -108,6 +110,28 @@ async def test_same_manifest_many_tags_and_retag(api: httpx.AsyncClient) -> None
     stable = await api.get("/v2/lib/app/manifests/stable")
     assert stable.headers["docker-content-digest"] == one.digest
     assert await tags_of(api, "lib/app") == ["latest", "stable", "v1"]
+
+
+async def test_repeated_gets_see_every_change_at_once(
+    api: httpx.AsyncClient, datadir: DataDir
+) -> None:
+    """GETs are served from memory while nothing changes; any commit, by this server or by
+    another process on the same data dir, is seen by the very next GET."""
+    one = await push_image(api, "lib/cached", "latest", salt="one")
+    for _ in range(3):
+        got = await api.get("/v2/lib/cached/manifests/latest")
+        assert got.headers["docker-content-digest"] == one.digest
+    two = await push_image(api, "lib/cached", "latest", salt="two")  # the tag moves
+    got = await api.get("/v2/lib/cached/manifests/latest")
+    assert got.headers["docker-content-digest"] == two.digest and got.content == two.body
+
+    other = Registry(datadir)  # as another process would: its own connection
+    try:
+        other.delete_manifest("lib/cached", two.digest)
+    finally:
+        other.close()
+    assert_error(await api.get("/v2/lib/cached/manifests/latest"), 404, "MANIFEST_UNKNOWN")
+    assert (await api.head(f"/v2/lib/cached/manifests/{two.digest}")).status_code == 404
 
 
 async def test_content_type_may_be_generic_or_absent(api: httpx.AsyncClient) -> None:

@@ -31,7 +31,7 @@ from registry_core.errors import (
     Unauthorized,
     Unsupported,
 )
-from registry_core.http.negotiation import choose_manifest
+from registry_core.http.manifest_cache import ManifestCache
 from registry_core.http.streaming import read_limited, receive_into
 from registry_core.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from registry_core.reference import Digest, parse_digest
@@ -42,7 +42,6 @@ access_log = logging.getLogger("edge_registry.access")
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 REALM = "Edge Registry"
-INLINE_READ_BYTES = 64 << 10
 SMALL_BODY_BYTES = 4 << 20
 
 Handler = Callable[..., Awaitable[Response]]
@@ -75,6 +74,7 @@ class RegistryApp:
         self.check_auth = check_auth
         self.access_logging = access_logging
         self.stats = Stats()
+        self.manifests = ManifestCache(registry)
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (re.compile(r"^$"), {"GET": self.base}),
             (re.compile(r"^_catalog$"), {"GET": self.catalog}),
@@ -188,7 +188,7 @@ class RegistryApp:
     async def get_manifest(self, request: Request, name: str, reference: str) -> Response:
         # Clients such as skopeo send one Accept header per media type: read them all.
         accept = ", ".join(request.headers.getlist("accept"))
-        stored = choose_manifest(self.registry, name, reference, accept)
+        stored, body = self.manifests.lookup(name, reference, accept)
         headers = {
             "Docker-Content-Digest": str(stored.digest),
             "Content-Type": stored.media_type,
@@ -197,9 +197,8 @@ class RegistryApp:
         }
         if request.method == "HEAD":
             return Response(headers=headers)
-        # A typical manifest is a few KiB: reading it inline beats a hop to a thread.
-        small = stored.size <= INLINE_READ_BYTES
-        body = stored.body() if small else await self.run(stored.body)
+        if body is None:  # a big one (rare) is read off the loop
+            body = await self.run(stored.body)
         return Response(body, headers=headers, media_type=stored.media_type)
 
     async def put_manifest(self, request: Request, name: str, reference: str) -> Response:
