@@ -285,6 +285,7 @@ class Registry:
                 raise BlobUploadUnknown(detail={"uuid": upload_id})
             self._commit_blob(conn, name, writer.path, expected, size)
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        writer.path.unlink(missing_ok=True)  # still there if the blob already was
         self._writers.pop(upload_id, None)
         return BlobInfo(expected, size, self.files.path(expected))
 
@@ -292,12 +293,12 @@ class Registry:
         self, conn: sqlite3.Connection, name: str, source: Path, digest: Digest, size: int
     ) -> None:
         # Under the write lock, so that a GC sweep cannot remove the file between our
-        # existence check and the row that protects it.
+        # existence check and the row that protects it. A source left over because the
+        # blob was already stored is removed by the caller after the commit: unlinking a
+        # big file takes long, and the lock holds up every other push meanwhile.
         key = str(digest)
         row = conn.execute("SELECT size FROM blobs WHERE digest = ?", (key,)).fetchone()
-        if row is not None and self.files.exists(digest):
-            source.unlink(missing_ok=True)
-        else:
+        if row is None or not self.files.exists(digest):
             self.files.remove(digest)
             self.files.commit(source, digest)
         t = now()
