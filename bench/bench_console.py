@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from doc import write_section  # noqa: E402
+from doc import cpu_model, write_section  # noqa: E402
 from textual import events  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 
@@ -334,15 +334,8 @@ def ms(seconds: float) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+    python = platform.python_version()
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()}"
 
 
 def report(tables: dict[int, dict[str, float]], push: dict[str, Any] | None) -> str:

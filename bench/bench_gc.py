@@ -44,7 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import targets  # noqa: E402
-from doc import write_section  # noqa: E402
+from doc import cpu_model, write_section  # noqa: E402
 from targets import Target  # noqa: E402
 
 DOC_PATH = REPO_ROOT / "docs" / "benchmarks.md"
@@ -431,14 +431,7 @@ def render(
     ratio = ref["downtime_s"] / edge["gc_wall_s"] if edge["gc_wall_s"] else 0.0
     gc_ratio = ref["gc_s"] / edge["gc_wall_s"] if edge["gc_wall_s"] else 0.0
     ok = edge["gc_wall_s"] <= ref["gc_s"]
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     commit = sh(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
     lines = [
         f"<!-- {SECTION}:start -->",

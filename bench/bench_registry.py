@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import images
 import targets
-from doc import write_section
+from doc import cpu_model, write_section
 from targets import Target
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -516,13 +516,9 @@ def sh(cmd: list[str]) -> str:
 
 
 def machine_lines() -> Iterator[str]:
-    cpu = "unknown"
+    cpu = cpu_model()
     mem = "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"

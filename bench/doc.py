@@ -30,3 +30,14 @@ def write_section(name: str, section: str, path: Path = DOC_PATH) -> None:
     tmp = path.with_suffix(f".{name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def cpu_model() -> str:
+    """The processor's model name, for the machine line of a section."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
