@@ -176,8 +176,7 @@ class Metadata:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         # The GC mark and the usage report work in temp tables over every manifest and blob.
-        # conn.execute("PRAGMA temp_store=MEMORY")
-        # conn.execute("PRAGMA cache_size=-65536")  # KiB: 64 MiB at most, per connection
+        conn.execute("PRAGMA temp_store=MEMORY")
         with self._lock:
             self._close_orphans()
             self._by_thread[threading.get_ident()] = (threading.current_thread(), conn)
