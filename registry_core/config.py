@@ -26,7 +26,7 @@ class StorageConfig:
     quota_bytes: int = 0
     """0 means no quota: capacity is the volume's."""
     reserve_percent: float = 5.0
-    reserve_min_bytes: int = 1 << 30
+    reserve_max_bytes: int = 1 << 30
     """The low-space reserve is the smaller of reserve_percent of capacity and this."""
 
 

@@ -32,7 +32,7 @@ def capacity(root: Path, storage: StorageConfig, used_bytes: int) -> Capacity:
     if storage.quota_bytes > 0 and storage.quota_bytes < total:
         total = storage.quota_bytes
         free = min(free, max(0, storage.quota_bytes - used_bytes))
-    reserve = min(int(total * storage.reserve_percent / 100), storage.reserve_min_bytes)
+    reserve = min(int(total * storage.reserve_percent / 100), storage.reserve_max_bytes)
     return Capacity(total, free, reserve, storage.quota_bytes)
 
 

@@ -92,7 +92,7 @@ def test_low_space_refusals_are_visible(registry: Registry) -> None:
     storage = registry.config.storage
     storage.quota_bytes = report.used_bytes + 2000
     storage.reserve_percent = 80.0
-    storage.reserve_min_bytes = 1 << 30
+    storage.reserve_max_bytes = 1 << 30
     registry._used_cache = (0.0, 0)
     with pytest.raises(InsufficientSpace) as err:
         registry.start_upload("q", 5000)
