@@ -30,6 +30,7 @@ from registry_core.errors import (
     ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
+    NameInvalid,
     NameUnknown,
     RangeInvalid,
     RegistryError,
@@ -174,7 +175,7 @@ class Registry:
         validate_name(name)
         try:
             info = self.stat_blob(source, digest)
-        except (BlobUnknown, ManifestInvalid):
+        except (BlobUnknown, NameInvalid):  # the client then uploads it (spec fallback)
             return None
         with self.db.write() as conn:
             repo_id = _ensure_repo(conn, name)
@@ -195,10 +196,23 @@ class Registry:
                 "VALUES (?, ?, 0, ?, ?)",
                 (upload_id, name, t, t),
             )
+        self._forget_stale_writers()
         self._writers[upload_id] = HashingWriter(
             self.files.upload_path(upload_id), 0, "sha256", hashlib.sha256()
         )
         return Upload(upload_id, name, 0)
+
+    def _forget_stale_writers(self, keep: int = 256) -> None:
+        """Drop the hash states of uploads that ended elsewhere (purged by a GC, say)."""
+        if len(self._writers) < keep:
+            return
+        live = {r[0] for r in self.db.conn.execute("SELECT id FROM uploads")}
+        with self._lock:  # claims take this lock too; other threads only add or pop
+            for upload_id in list(self._writers):
+                if upload_id not in live and upload_id not in self._busy:
+                    writer = self._writers.pop(upload_id, None)
+                    if writer is not None:
+                        writer.close()
 
     def upload_status(self, name: str, upload_id: str) -> Upload:
         validate_name(name)
@@ -253,8 +267,12 @@ class Registry:
             self._busy.discard(upload_id)
 
     def save_progress(self, name: str, upload_id: str, writer: HashingWriter) -> Upload:
-        """Acknowledge the bytes written so far: fsync, then record the new size."""
+        """Acknowledge the bytes written so far: fsync, then record the new size.
+
+        The file is closed until the next chunk (the hash state stays in memory), so that an
+        upload the client abandons holds no file descriptor."""
         writer.flush(durable=True)
+        writer.close()
         with self.db.write() as conn:
             cur = conn.execute(
                 "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND repository = ?",

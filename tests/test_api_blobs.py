@@ -3,6 +3,9 @@ digest verification, cancel, cross-repository mount, restart, sha512, the low-sp
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 from api_helpers import (
     assert_error,
@@ -341,6 +344,7 @@ async def test_mount_falls_back_to_a_session(api: httpx.AsyncClient) -> None:
     for params in [
         {"mount": missing, "from": "source/repo"},  # source lacks the blob
         {"mount": digest, "from": "no/such/repo"},  # source repository unknown
+        {"mount": digest, "from": "Not..A/Name"},  # source name invalid
         {"mount": digest},  # no source given
     ]:
         resp = await api.post("/v2/target/repo/blobs/uploads/", params=params)
@@ -353,6 +357,28 @@ async def test_mount_falls_back_to_a_session(api: httpx.AsyncClient) -> None:
     resp = await api.put(location, params={"digest": digest}, content=DATA)
     assert resp.status_code == 201
     assert (await api.get(f"/v2/target/repo/blobs/{digest}")).content == DATA
+
+
+async def test_abandoned_uploads_hold_no_file_descriptors(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    def open_upload_files() -> int:
+        uploads = str(registry.datadir.uploads)
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if _target(fd).startswith(uploads))
+
+    before = open_upload_files()
+    for i in range(20):  # each client sends one chunk, then goes away
+        location = await start_session(api, f"lib/abandoned{i}")
+        assert (await patch_chunk(api, location, DATA, 0)).status_code == 202
+    assert open_upload_files() == before
+
+
+def _target(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
 
 
 # ---- restart ------------------------------------------------------------------------------
