@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from support import LiveServer, free_port, require_tool, start_live_server
 
 from registry_core.auth import Authenticator, read_credentials
@@ -18,6 +19,11 @@ from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.http.app import RegistryApp
 from registry_core.registry import Registry
+
+# Property tests check correctness, not speed (benchmarks do that): no per-example deadline,
+# which a loaded CI machine would turn into flakes.
+settings.register_profile("edge", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("edge")
 
 
 @pytest.fixture
