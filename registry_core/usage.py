@@ -143,33 +143,33 @@ def usage_report(registry: Registry) -> UsageReport:
 
 
 def _repository_sizes(conn: sqlite3.Connection) -> list[tuple[int, str, int, int, int, int]]:
-    """(id, name, total, exclusive, tags, manifests) per repository, by name."""
+    """(id, name, total, exclusive, tags, manifests) per repository, by name.
+
+    One row per (digest, repository) that a manifest there references (config, layers, the
+    manifest body), keyed by digest first, so that counting the repositories of each digest
+    is an ordered scan: a digest is exclusive where that count is 1."""
     conn.execute("DROP TABLE IF EXISTS temp.usage_repo_ref")
-    conn.execute("DROP TABLE IF EXISTS temp.usage_digest_repos")
     conn.execute(
-        "CREATE TEMP TABLE usage_repo_ref(repository_id INTEGER NOT NULL, digest TEXT NOT NULL, "
-        "PRIMARY KEY (repository_id, digest)) WITHOUT ROWID"
+        "CREATE TEMP TABLE usage_repo_ref(digest TEXT NOT NULL, repository_id INTEGER NOT NULL, "
+        "size INTEGER NOT NULL, PRIMARY KEY (digest, repository_id)) WITHOUT ROWID"
     )
     conn.execute(
-        "INSERT OR IGNORE INTO usage_repo_ref(repository_id, digest) "
-        "SELECT m.repository_id, mb.digest FROM manifests m "
-        "JOIN manifest_blobs mb ON mb.manifest_id = m.id "
-        "UNION ALL SELECT repository_id, digest FROM manifests"
+        "INSERT OR IGNORE INTO usage_repo_ref(digest, repository_id, size) "
+        "SELECT x.digest, x.repo, b.size FROM ("
+        " SELECT mb.digest AS digest, m.repository_id AS repo FROM manifests m "
+        " JOIN manifest_blobs mb ON mb.manifest_id = m.id "
+        " UNION ALL SELECT digest, repository_id FROM manifests"
+        ") x JOIN blobs b ON b.digest = x.digest"
     )
-    conn.execute(
-        "CREATE TEMP TABLE usage_digest_repos AS SELECT digest, COUNT(*) AS n "
-        "FROM usage_repo_ref GROUP BY digest"
-    )
-    conn.execute("CREATE INDEX temp.usage_digest_repos_d ON usage_digest_repos(digest)")
     rows = conn.execute(
         "SELECT r.id, r.name, COALESCE(s.total, 0), COALESCE(s.exclusive, 0), "
         " (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), "
         " (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) "
         "FROM repositories r LEFT JOIN ("
-        " SELECT rr.repository_id AS repo, SUM(b.size) AS total, "
-        "  SUM(CASE WHEN dr.n = 1 THEN b.size ELSE 0 END) AS exclusive "
-        " FROM usage_repo_ref rr JOIN blobs b ON b.digest = rr.digest "
-        " JOIN usage_digest_repos dr ON dr.digest = rr.digest GROUP BY rr.repository_id"
+        " SELECT repository_id AS repo, SUM(size) AS total, "
+        "  SUM(CASE WHEN n = 1 THEN size ELSE 0 END) AS exclusive FROM ("
+        "  SELECT repository_id, size, COUNT(*) OVER (PARTITION BY digest) AS n "
+        "  FROM usage_repo_ref) GROUP BY repository_id"
         ") s ON s.repo = r.id ORDER BY r.name"
     ).fetchall()
     return [(int(a), str(b), int(c), int(d), int(e), int(f)) for a, b, c, d, e, f in rows]
