@@ -297,11 +297,6 @@ class EdgeConsoleApp(App[None]):
         for view in self.views():
             view.data_changed()
 
-    def stop_server(self) -> None:
-        """Stop the in-process server gracefully (in-flight requests finish)."""
-        if self.service is not None and self.attached is None:
-            self.service.stop()
-
     # ---- actions -----------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:

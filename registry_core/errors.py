@@ -104,10 +104,6 @@ class Unsupported(RegistryError):
     code, status, default_message = "UNSUPPORTED", 400, "the operation is unsupported"
 
 
-class TooManyRequests(RegistryError):
-    code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
-
-
 class RangeInvalid(BlobUploadInvalid):
     """A chunk that does not start where the upload ends: HTTP 416 per the spec."""
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from registry_core.auth import Authenticator
+from registry_core.config import Config
 from registry_core.datadir import DataDir
 from registry_core.errors import NotEnabledError
 from registry_core.gc import GarbageCollector
@@ -45,7 +46,7 @@ class RegistryService:
         self.registry.on_change = self.usage_sampler.notify
 
     @property
-    def config(self):  # type: ignore[no-untyped-def]
+    def config(self) -> Config:
         return self.registry.config
 
     def start(self, listen: str | None = None) -> ListenAddress:

@@ -21,7 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -534,9 +534,6 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def on_blur(self) -> None:
         self._refresh_position(self.cursor)
-
-    def refresh_all(self) -> None:
-        self.refresh(Region(0, 0, self.size.width, self.size.height))
 
 
 def _scan_slice(

@@ -295,10 +295,11 @@ class RegistryApp:
             self.stats.bytes_in += len(body)
             return _upload_accepted(name, upload.id, upload.size)
         # A body of unknown length (chunked) is refused too once the reserve is reached.
-        self.registry.check_room(expected or 0)
+        # In a thread: a refusal is counted with a database write.
+        await self.run(self.registry.check_room, expected or 0)
         writer = await self.run(self.registry.claim_writer, name, upload_id, start)
         try:
-            self.stats.bytes_in += await receive_into(request.stream(), writer, None, expected)
+            self.stats.bytes_in += await receive_into(request.stream(), writer, expected)
             upload = await self.run(self.registry.save_progress, name, upload_id, writer)
         finally:
             self.registry.release_writer(upload_id)
@@ -324,10 +325,10 @@ class RegistryApp:
             self.stats.bytes_in += len(body)
             return _blob_created(name, info.digest)
         if expected:
-            self.registry.check_room(expected)
+            await self.run(self.registry.check_room, expected)
         writer = await self.run(self.registry.claim_writer, name, upload_id, start)
         try:
-            self.stats.bytes_in += await receive_into(request.stream(), writer, None, expected)
+            self.stats.bytes_in += await receive_into(request.stream(), writer, expected)
             info = await self.run(self.registry.finish_upload, name, upload_id, writer, final)
         finally:
             self.registry.release_writer(upload_id)

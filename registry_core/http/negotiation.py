@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from registry_core.errors import ManifestUnknown
 from registry_core.manifests import INDEX_MEDIA_TYPES
+from registry_core.reference import is_digest_like
 from registry_core.registry import Registry, StoredManifest
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -23,7 +24,7 @@ def choose_manifest(registry: Registry, name: str, reference: str, accept: str) 
     types = accepted_types(accept)
     if not types or "*/*" in types or stored.media_type in types:
         return stored
-    if stored.media_type in INDEX_MEDIA_TYPES and not _is_digest(reference):
+    if stored.media_type in INDEX_MEDIA_TYPES and not is_digest_like(reference):
         child = registry.index_child_for(name, stored.digest, DEFAULT_PLATFORM)
         if child is not None and child.media_type in types:
             return child
@@ -32,6 +33,3 @@ def choose_manifest(registry: Registry, name: str, reference: str, accept: str) 
         detail={"mediaType": stored.media_type, "digest": str(stored.digest)},
     )
 
-
-def _is_digest(reference: str) -> bool:
-    return ":" in reference

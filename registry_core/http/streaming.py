@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 
 from registry_core.errors import SizeInvalid
 from registry_core.store.blobs import HashingWriter
@@ -19,7 +18,6 @@ BATCH_BYTES = 1 << 20
 async def receive_into(
     chunks: AsyncIterator[bytes],
     writer: HashingWriter,
-    executor: Executor | None = None,
     expected: int | None = None,
 ) -> int:
     """Append the whole body to `writer`; returns the bytes written."""
@@ -37,12 +35,12 @@ async def receive_into(
         if len(buf) >= BATCH_BYTES:
             if pending is not None:
                 await pending
-            pending = loop.run_in_executor(executor, writer.write, buf)
+            pending = loop.run_in_executor(None, writer.write, buf)
             buf = bytearray()
     if pending is not None:
         await pending
     if buf:
-        await loop.run_in_executor(executor, writer.write, buf)
+        await loop.run_in_executor(None, writer.write, buf)
     if expected is not None and total != expected:
         raise SizeInvalid(
             f"received {total} bytes but Content-Length or Content-Range said {expected}"

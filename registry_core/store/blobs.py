@@ -48,9 +48,6 @@ class BlobFiles:
         fd = os.open(self.upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
 
-    def upload_size(self, upload_id: str) -> int:
-        return self.upload_path(upload_id).stat().st_size
-
     def truncate_upload(self, upload_id: str, size: int) -> None:
         """Drop bytes past the last acknowledged offset (a chunk cut off by a crash)."""
         with open(self.upload_path(upload_id), "r+b") as f:
@@ -142,10 +139,6 @@ class HashingWriter:
 
     def digest(self) -> Digest:
         return Digest(self.algorithm, self._hasher.hexdigest())
-
-    def copy(self) -> HashingWriter:
-        """A writer whose hash state is a snapshot of this one (file handle not shared)."""
-        return HashingWriter(self.path, self.offset, self.algorithm, self._hasher.copy())
 
 
 def hash_file(path: Path, algorithm: str, limit: int | None = None) -> Any:
