@@ -13,6 +13,7 @@ from registry_core.errors import ManifestUnknown
 from registry_core.manifests import parse_manifest
 from registry_core.reference import Digest, validate_name
 from registry_core.registry import Registry
+from registry_core.usage import repository_sizes
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,18 @@ class ManifestDetail:
 
 
 def repositories(registry: Registry) -> list[RepositorySummary]:
-    """Every repository with at least one manifest, sorted by name."""
-    rows = registry.db.conn.execute(
-        """
-        SELECT r.name,
-               (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id),
-               (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id),
-               (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
-                    SELECT mb.digest FROM manifest_blobs mb JOIN manifests m
-                      ON m.id = mb.manifest_id WHERE m.repository_id = r.id
-                    UNION SELECT m.digest FROM manifests m WHERE m.repository_id = r.id)),
-               (SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id)
-        FROM repositories r
-        WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-        ORDER BY r.name
-        """
-    ).fetchall()
-    return [RepositorySummary(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    """Every repository with at least one manifest, sorted by name; sizes as the usage
+    report counts them (the Images and Storage screens must agree)."""
+    with registry.db.read() as conn:
+        sizes = repository_sizes(conn)
+        pushed = dict(
+            conn.execute("SELECT repository_id, MAX(created_at) FROM manifests GROUP BY 1")
+        )
+    return [
+        RepositorySummary(name, tags, manifests, total, pushed.get(repo_id))
+        for repo_id, name, total, _exclusive, tags, manifests in sizes
+        if manifests
+    ]
 
 
 def tags(registry: Registry, name: str | None = None) -> list[TagRow]:

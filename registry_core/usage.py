@@ -95,7 +95,7 @@ def usage_report(registry: Registry) -> UsageReport:
         ).fetchone()
         manifest_count = conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0]
         tag_count = conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0]
-        repos = _repository_sizes(conn)
+        repos = repository_sizes(conn)
         untagged_total, untagged_by_repo, untagged_count = _untagged(conn)
         reclaim = mark(
             conn, delete_untagged=cfg.delete_untagged, cutoff=t - cfg.grace_period_seconds
@@ -142,7 +142,7 @@ def usage_report(registry: Registry) -> UsageReport:
     )
 
 
-def _repository_sizes(conn: sqlite3.Connection) -> list[tuple[int, str, int, int, int, int]]:
+def repository_sizes(conn: sqlite3.Connection) -> list[tuple[int, str, int, int, int, int]]:
     """(id, name, total, exclusive, tags, manifests) per repository, by name.
 
     One row per (digest, repository) that a manifest there references (config, layers, the
