@@ -7,6 +7,7 @@ would be ambiguous.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -18,9 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+from imagebuilder import REF_NAME, BuiltImage
 
 from registry_core.auth import read_credentials
 from registry_core.datadir import DataDir
+from registry_core.reference import Digest, digest_bytes
 from registry_core.service import RegistryService
 
 
@@ -46,13 +49,13 @@ def basic_auth_header(username: str, password: str) -> str:
 
 
 @dataclass
-class LiveServer:
-    service: RegistryService
+class Endpoint:
+    """What a client needs to reach a running registry over TLS."""
+
     host: str
     port: int
     username: str
     password: str
-    ca_cert: Path
     cert_dir: Path
     """A directory holding only ca.crt, as skopeo's --*-cert-dir wants."""
 
@@ -68,6 +71,10 @@ class LiveServer:
     def creds(self) -> str:
         return f"{self.username}:{self.password}"
 
+    @property
+    def ca_cert(self) -> Path:
+        return self.cert_dir / "ca.crt"
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_cert))
 
@@ -80,6 +87,13 @@ class LiveServer:
         )
 
 
+@dataclass
+class LiveServer(Endpoint):
+    """The registry served in this process (its own thread and event loop)."""
+
+    service: RegistryService
+
+
 def start_live_server(datadir: DataDir, cert_dir: Path) -> LiveServer:
     service = RegistryService(datadir)
     port = service.config.port
@@ -87,7 +101,7 @@ def start_live_server(datadir: DataDir, cert_dir: Path) -> LiveServer:
     username, password = read_credentials(datadir)
     cert_dir.mkdir(exist_ok=True)
     shutil.copy(datadir.ca_cert, cert_dir / "ca.crt")
-    return LiveServer(service, "127.0.0.1", port, username, password, datadir.ca_cert, cert_dir)
+    return LiveServer("127.0.0.1", port, username, password, cert_dir, service)
 
 
 def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
@@ -97,3 +111,40 @@ def run_skopeo(skopeo: str, *args: str, timeout: float = 300) -> str:
     )
     assert proc.returncode == 0, f"skopeo {' '.join(args)} failed: {proc.stderr.strip()}"
     return proc.stdout
+
+
+# ---- skopeo against an Endpoint ---------------------------------------------------------------
+
+
+def remote(server: Endpoint, ref: str) -> str:
+    return f"docker://{server.address}/{ref}"
+
+
+def skopeo_auth(server: Endpoint, prefix: str = "") -> list[str]:
+    """Credentials and CA for skopeo; prefix "src-" or "dest-" for `copy`."""
+    return [f"--{prefix}creds", server.creds, f"--{prefix}cert-dir", str(server.cert_dir)]
+
+
+def blob_files(directory: Path) -> set[str]:
+    """Digests of the blob files in a directory, each checked against its content."""
+    names = set()
+    for path in directory.iterdir():
+        if len(path.name) == 64:
+            assert digest_bytes(path.read_bytes()).hex == path.name, path
+            names.add(f"sha256:{path.name}")
+    return names
+
+
+def oci_layout_digest(layout: Path, tag: str) -> Digest:
+    """The digest index.json names for `tag`, after checking the blobs match their names."""
+    index = json.loads((layout / "index.json").read_bytes())
+    found = [d for d in index["manifests"] if d.get("annotations", {}).get(REF_NAME) == tag]
+    assert len(found) == 1, index
+    blob_files(layout / "blobs" / "sha256")
+    return Digest("sha256", found[0]["digest"].removeprefix("sha256:"))
+
+
+def expected_blobs(image: BuiltImage) -> set[str]:
+    """The manifest(s) plus every config and layer of a built image."""
+    digests = {str(image.digest)} | {str(m.digest) for m in image.manifests}
+    return digests | {str(d) for d in image.blob_digests}

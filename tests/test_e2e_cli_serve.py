@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import sqlite3
-import ssl
 import subprocess
 import sys
 import threading
@@ -27,11 +26,20 @@ from typing import Any
 
 import httpx
 import pytest
-from imagebuilder import REF_NAME, BuiltImage, ImageSpec, write_docker_dir, write_oci_layout
-from support import free_port, run_skopeo
+from imagebuilder import ImageSpec, write_docker_dir, write_oci_layout
+from support import (
+    Endpoint,
+    blob_files,
+    expected_blobs,
+    free_port,
+    oci_layout_digest,
+    remote,
+    run_skopeo,
+    skopeo_auth,
+)
 
 from registry_core.manifests import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
-from registry_core.reference import Digest, digest_bytes
+from registry_core.reference import digest_bytes
 
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
 
@@ -69,41 +77,17 @@ def cli_ok(data: Path, *args: str) -> str:
 
 
 @dataclass
-class Served:
+class Served(Endpoint):
     """A running `edge-console serve` subprocess and what a client needs to reach it."""
 
     proc: subprocess.Popen[str]
     data: Path
-    port: int
-    username: str
-    password: str
-    cert_dir: Path
     stdout: Path
     stderr: Path
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.address}"
-
-    @property
-    def creds(self) -> str:
-        return f"{self.username}:{self.password}"
-
-    @property
     def state_file(self) -> Path:
         return self.data / "server.json"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, verify=self.ssl_context(), auth=(self.username, self.password)
-        )
 
     def access_lines(self) -> list[re.Match[str]]:
         lines = self.stderr.read_text(encoding="utf-8").splitlines()
@@ -160,7 +144,9 @@ def start_serve(
             env=cli_env(),
             cwd=ROOT,
         )
-    served = Served(proc, data, port, info["username"], info["password"], cert_dir, stdout, stderr)
+    served = Served(
+        "127.0.0.1", port, info["username"], info["password"], cert_dir, proc, data, stdout, stderr
+    )
     try:
         wait_ready(served)
     except BaseException:
@@ -200,38 +186,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
         server.proc.wait()
 
 
-def remote(served: Served, ref: str) -> str:
-    return f"docker://{served.address}/{ref}"
-
-
-def creds_args(served: Served, prefix: str = "") -> list[str]:
-    return [f"--{prefix}creds", served.creds, f"--{prefix}cert-dir", str(served.cert_dir)]
-
-
-def oci_tag_digest(layout: Path, tag: str) -> Digest:
-    index = json.loads((layout / "index.json").read_bytes())
-    found = [d for d in index["manifests"] if d.get("annotations", {}).get(REF_NAME) == tag]
-    assert len(found) == 1, index
-    digest = Digest("sha256", found[0]["digest"].removeprefix("sha256:"))
-    body = (layout / "blobs" / "sha256" / digest.hex).read_bytes()
-    assert digest_bytes(body) == digest
-    return digest
-
-
-def blob_names(directory: Path) -> set[str]:
-    """Digests of the blob files in a directory, each checked against its content."""
-    names = set()
-    for path in directory.iterdir():
-        if len(path.name) == 64:
-            assert digest_bytes(path.read_bytes()).hex == path.name
-            names.add(f"sha256:{path.name}")
-    return names
-
-
-def all_blobs(image: BuiltImage) -> set[str]:
-    return {str(image.digest)} | {str(d) for d in image.blob_digests}
-
-
 # ---- the tests --------------------------------------------------------------------------------
 
 
@@ -246,7 +200,7 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
 
     for image, ref in ((v1, "edge/app:v1"), (v2, "edge/app:v2"), (docker, "edge/docker:1")):
         run_skopeo(
-            skopeo, "copy", *creds_args(served, "dest-"), image.reference, remote(served, ref)
+            skopeo, "copy", *skopeo_auth(served, "dest-"), image.reference, remote(served, ref)
         )
 
     out = tmp_path / "pulled"
@@ -254,24 +208,26 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
     run_skopeo(
         skopeo,
         "copy",
-        *creds_args(served, "src-"),
+        *skopeo_auth(served, "src-"),
         remote(served, "edge/app:v1"),
         f"oci:{out / 'v1'}:v1",
     )
-    assert oci_tag_digest(out / "v1", "v1") == v1.digest
-    assert blob_names(out / "v1" / "blobs" / "sha256") == all_blobs(v1)
+    assert oci_layout_digest(out / "v1", "v1") == v1.digest
+    assert blob_files(out / "v1" / "blobs" / "sha256") == expected_blobs(v1)
 
     tags = json.loads(
-        run_skopeo(skopeo, "list-tags", *creds_args(served), remote(served, "edge/app"))
+        run_skopeo(skopeo, "list-tags", *skopeo_auth(served), remote(served, "edge/app"))
     )
     assert tags == {"Repository": f"{served.address}/edge/app", "Tags": ["v1", "v2"]}
 
     info = json.loads(
-        run_skopeo(skopeo, "inspect", *creds_args(served), remote(served, "edge/docker:1"))
+        run_skopeo(skopeo, "inspect", *skopeo_auth(served), remote(served, "edge/docker:1"))
     )
     assert info["Digest"] == str(docker.digest)
     assert info["Layers"] == [str(d) for d in docker.layer_digests]
-    raw = run_skopeo(skopeo, "inspect", "--raw", *creds_args(served), remote(served, "edge/app:v2"))
+    raw = run_skopeo(
+        skopeo, "inspect", "--raw", *skopeo_auth(served), remote(served, "edge/app:v2")
+    )
     assert raw.encode() == v2.body
 
     with served.client() as client:
@@ -289,7 +245,7 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
             skopeo,
             "--insecure-policy",
             "copy",
-            *creds_args(served, "src-"),
+            *skopeo_auth(served, "src-"),
             remote(served, "edge/app:v1"),
             f"oci:{out / 'gone'}:v1",
         ],
@@ -300,7 +256,7 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
     assert failed.returncode != 0
     assert "manifest unknown" in failed.stderr.lower()
     tags = json.loads(
-        run_skopeo(skopeo, "list-tags", *creds_args(served), remote(served, "edge/app"))
+        run_skopeo(skopeo, "list-tags", *skopeo_auth(served), remote(served, "edge/app"))
     )
     assert tags["Tags"] == ["v2"]
 
@@ -309,22 +265,22 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
         skopeo,
         "copy",
         "--preserve-digests",
-        *creds_args(served, "src-"),
+        *skopeo_auth(served, "src-"),
         remote(served, "edge/app:v2"),
         f"oci:{out / 'v2'}:v2",
     )
-    assert oci_tag_digest(out / "v2", "v2") == v2.digest
-    assert blob_names(out / "v2" / "blobs" / "sha256") == all_blobs(v2)
+    assert oci_layout_digest(out / "v2", "v2") == v2.digest
+    assert blob_files(out / "v2" / "blobs" / "sha256") == expected_blobs(v2)
     run_skopeo(
         skopeo,
         "copy",
         "--preserve-digests",
-        *creds_args(served, "src-"),
+        *skopeo_auth(served, "src-"),
         remote(served, "edge/docker:1"),
         f"dir:{out / 'docker'}",
     )
     assert digest_bytes((out / "docker" / "manifest.json").read_bytes()) == docker.digest
-    assert blob_names(out / "docker") == {str(d) for d in docker.blob_digests}
+    assert blob_files(out / "docker") == {str(d) for d in docker.blob_digests}
 
     # One access line per request on stderr: each of these distinct paths appears once.
     probes = [f"/v2/edge/probe{i}/tags/list" for i in range(5)]

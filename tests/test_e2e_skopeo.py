@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from imagebuilder import (
-    REF_NAME,
     BuiltImage,
     ImageSpec,
     base_layer,
@@ -24,32 +23,24 @@ from imagebuilder import (
     write_oci_index,
     write_oci_layout,
 )
-from support import LiveServer, run_skopeo
+from support import (
+    LiveServer,
+    blob_files,
+    expected_blobs,
+    oci_layout_digest,
+    remote,
+    run_skopeo,
+    skopeo_auth,
+)
 
 from registry_core.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from registry_core.reference import Digest, digest_bytes
+from registry_core.reference import digest_bytes
 from registry_core.service import RegistryService
 
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-def src_args(server: LiveServer) -> list[str]:
-    return ["--src-creds", server.creds, "--src-cert-dir", str(server.cert_dir)]
-
-
-def dest_args(server: LiveServer) -> list[str]:
-    return ["--dest-creds", server.creds, "--dest-cert-dir", str(server.cert_dir)]
-
-
-def auth_args(server: LiveServer) -> list[str]:
-    return ["--creds", server.creds, "--cert-dir", str(server.cert_dir)]
-
-
-def remote(server: LiveServer, ref: str) -> str:
-    return f"docker://{server.address}/{ref}"
 
 
 def skopeo_fails(skopeo: str, *args: str) -> str:
@@ -62,32 +53,9 @@ def skopeo_fails(skopeo: str, *args: str) -> str:
 
 
 def raw_manifest(skopeo: str, server: LiveServer, ref: str) -> bytes:
-    return run_skopeo(skopeo, "inspect", "--raw", *auth_args(server), remote(server, ref)).encode()
-
-
-def oci_layout_digest(layout: Path, tag: str) -> Digest:
-    """The digest index.json names for `tag`, after checking the blobs match their names."""
-    index = json.loads((layout / "index.json").read_bytes())
-    found = [d for d in index["manifests"] if d.get("annotations", {}).get(REF_NAME) == tag]
-    assert len(found) == 1, index
-    assert_blobs_intact(layout / "blobs" / "sha256")
-    return Digest("sha256", found[0]["digest"].removeprefix("sha256:"))
-
-
-def assert_blobs_intact(directory: Path) -> set[str]:
-    """Every blob file's content hashes to its name; returns the digests present."""
-    names = set()
-    for path in directory.iterdir():
-        if len(path.name) == 64:
-            assert digest_bytes(path.read_bytes()).hex == path.name, path
-            names.add(f"sha256:{path.name}")
-    return names
-
-
-def expected_blobs(image: BuiltImage) -> set[str]:
-    """The manifest(s) plus every config and layer of a built image."""
-    digests = {str(image.digest)} | {str(m.digest) for m in image.manifests}
-    return digests | {str(d) for d in image.blob_digests}
+    return run_skopeo(
+        skopeo, "inspect", "--raw", *skopeo_auth(server), remote(server, ref)
+    ).encode()
 
 
 def stored_blob_files(server: LiveServer) -> set[str]:
@@ -124,21 +92,36 @@ def test_push_inspect_delete_and_copy_back(
     base = base_layer()
 
     # OCI layout images: v1 and v2 share the base layer, so the second sends only its own.
-    run_skopeo(skopeo, "copy", *dest_args(server), v1.reference, remote(server, "e2e/app:v1"))
+    run_skopeo(
+        skopeo, "copy", *skopeo_auth(server, "dest-"), v1.reference, remote(server, "e2e/app:v1")
+    )
     assert stats.bytes_in == v1.total_size
-    run_skopeo(skopeo, "copy", *dest_args(server), v2.reference, remote(server, "e2e/app:v2"))
+    run_skopeo(
+        skopeo, "copy", *skopeo_auth(server, "dest-"), v2.reference, remote(server, "e2e/app:v2")
+    )
     assert stats.bytes_in == v1.total_size + v2.total_size - base.size
 
     # The Docker-format image goes to another repository: its base layer (same bytes, Docker
     # media type) is mounted from e2e/app, not uploaded again.
     before = stats.bytes_in
-    run_skopeo(skopeo, "copy", *dest_args(server), docker.reference, remote(server, "e2e/docker:1"))
+    run_skopeo(
+        skopeo,
+        "copy",
+        *skopeo_auth(server, "dest-"),
+        docker.reference,
+        remote(server, "e2e/docker:1"),
+    )
     assert stats.bytes_in - before == docker.total_size - base.size
 
     # The two-platform index with both children.
     before = stats.bytes_in
     run_skopeo(
-        skopeo, "copy", "--all", *dest_args(server), multi.reference, remote(server, "e2e/multi:1")
+        skopeo,
+        "copy",
+        "--all",
+        *skopeo_auth(server, "dest-"),
+        multi.reference,
+        remote(server, "e2e/multi:1"),
     )
     assert stats.bytes_in - before == multi.total_size - base.size
 
@@ -160,7 +143,7 @@ def test_push_inspect_delete_and_copy_back(
 
     # list-tags
     tags = json.loads(
-        run_skopeo(skopeo, "list-tags", *auth_args(server), remote(server, "e2e/app"))
+        run_skopeo(skopeo, "list-tags", *skopeo_auth(server), remote(server, "e2e/app"))
     )
     assert tags["Tags"] == ["v1", "v2"]
 
@@ -170,7 +153,7 @@ def test_push_inspect_delete_and_copy_back(
     assert raw_manifest(skopeo, server, "e2e/multi:1") == multi.body
     assert digest_bytes(raw_manifest(skopeo, server, "e2e/multi:1")) == multi.digest
     info = json.loads(
-        run_skopeo(skopeo, "inspect", *auth_args(server), remote(server, "e2e/app:v2"))
+        run_skopeo(skopeo, "inspect", *skopeo_auth(server), remote(server, "e2e/app:v2"))
     )
     assert info["Digest"] == str(v2.digest)
     assert info["Layers"] == [str(d) for d in v2.layer_digests]
@@ -183,7 +166,7 @@ def test_push_inspect_delete_and_copy_back(
             "arm64",
             "--override-variant",
             "v8",
-            *auth_args(server),
+            *skopeo_auth(server),
             remote(server, "e2e/multi:1"),
         )
     )
@@ -194,23 +177,27 @@ def test_push_inspect_delete_and_copy_back(
     assert info["Layers"] == [str(d) for d in arm.layer_digests]
 
     # Delete v1 by digest: it can no longer be pulled and its tag is gone.
-    run_skopeo(skopeo, "delete", *auth_args(server), remote(server, f"e2e/app@{v1.digest}"))
+    run_skopeo(skopeo, "delete", *skopeo_auth(server), remote(server, f"e2e/app@{v1.digest}"))
     out = tmp_path / "out"
     out.mkdir()
     stderr = skopeo_fails(
-        skopeo, "copy", *src_args(server), remote(server, "e2e/app:v1"), f"oci:{out / 'app'}:v1"
+        skopeo,
+        "copy",
+        *skopeo_auth(server, "src-"),
+        remote(server, "e2e/app:v1"),
+        f"oci:{out / 'app'}:v1",
     )
     assert "manifest unknown" in stderr.lower()
     stderr = skopeo_fails(
         skopeo,
         "copy",
-        *src_args(server),
+        *skopeo_auth(server, "src-"),
         remote(server, f"e2e/app@{v1.digest}"),
         f"oci:{out / 'gone'}:v1",
     )
     assert "manifest unknown" in stderr.lower()
     tags = json.loads(
-        run_skopeo(skopeo, "list-tags", *auth_args(server), remote(server, "e2e/app"))
+        run_skopeo(skopeo, "list-tags", *skopeo_auth(server), remote(server, "e2e/app"))
     )
     assert tags["Tags"] == ["v2"]
 
@@ -219,23 +206,23 @@ def test_push_inspect_delete_and_copy_back(
         skopeo,
         "copy",
         "--preserve-digests",
-        *src_args(server),
+        *skopeo_auth(server, "src-"),
         remote(server, "e2e/app:v2"),
         f"oci:{out / 'app'}:v2",
     )
     assert oci_layout_digest(out / "app", "v2") == v2.digest
-    assert assert_blobs_intact(out / "app" / "blobs" / "sha256") == expected_blobs(v2)
+    assert blob_files(out / "app" / "blobs" / "sha256") == expected_blobs(v2)
 
     run_skopeo(
         skopeo,
         "copy",
         "--preserve-digests",
-        *src_args(server),
+        *skopeo_auth(server, "src-"),
         remote(server, "e2e/docker:1"),
         f"dir:{out / 'docker'}",
     )
     assert (out / "docker" / "manifest.json").read_bytes() == docker.body
-    pulled = assert_blobs_intact(out / "docker") | {str(docker.digest)}
+    pulled = blob_files(out / "docker") | {str(docker.digest)}
     assert pulled == expected_blobs(docker)
 
     run_skopeo(
@@ -243,12 +230,12 @@ def test_push_inspect_delete_and_copy_back(
         "copy",
         "--all",
         "--preserve-digests",
-        *src_args(server),
+        *skopeo_auth(server, "src-"),
         remote(server, "e2e/multi:1"),
         f"oci:{out / 'multi'}:multi",
     )
     assert oci_layout_digest(out / "multi", "multi") == multi.digest
-    assert assert_blobs_intact(out / "multi" / "blobs" / "sha256") == expected_blobs(multi)
+    assert blob_files(out / "multi" / "blobs" / "sha256") == expected_blobs(multi)
 
 
 def test_docker_manifest_negotiation(
@@ -257,13 +244,17 @@ def test_docker_manifest_negotiation(
     """A Docker-format image answers a Docker Accept; an index falls back only when asked."""
     docker, multi = images["docker"], images["multi"]
     run_skopeo(
-        skopeo, "copy", *dest_args(live_server), docker.reference, remote(live_server, "n/d:1")
+        skopeo,
+        "copy",
+        *skopeo_auth(live_server, "dest-"),
+        docker.reference,
+        remote(live_server, "n/d:1"),
     )
     run_skopeo(
         skopeo,
         "copy",
         "--all",
-        *dest_args(live_server),
+        *skopeo_auth(live_server, "dest-"),
         multi.reference,
         remote(live_server, "n/m:1"),
     )
@@ -385,7 +376,11 @@ def test_wrong_password_is_an_auth_error(
     # Nothing was stored; the right password works.
     assert live_server.service.registry.catalog().items == []
     run_skopeo(
-        skopeo, "copy", *dest_args(live_server), v1.reference, remote(live_server, "e2e/auth:v1")
+        skopeo,
+        "copy",
+        *skopeo_auth(live_server, "dest-"),
+        v1.reference,
+        remote(live_server, "e2e/auth:v1"),
     )
     assert live_server.service.registry.catalog().items == ["e2e/auth"]
 
