@@ -1,0 +1,137 @@
+"""Per-request cost inside the HTTP app (no network, no TLS): what Python spends on one
+authenticated `GET /v2/` and one manifest `GET` (served from the in-memory cache after the
+first), as a check on the hot path. Medians of several rounds.
+
+    .venv/bin/python bench/bench_app.py [--no-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from doc import cpu_model, write_section  # noqa: E402
+
+from registry_core.auth import Authenticator, read_credentials  # noqa: E402
+from registry_core.datadir import DataDir  # noqa: E402
+from registry_core.enablement import enable  # noqa: E402
+from registry_core.http.app import RegistryApp  # noqa: E402
+from registry_core.manifests import OCI_CONFIG, OCI_MANIFEST  # noqa: E402
+from registry_core.registry import Registry  # noqa: E402
+
+SECTION = "bench_app"
+CALLS = 20_000
+ROUNDS = 5
+
+
+def seed(registry: Registry) -> None:
+    config, layer = b'{"architecture":"amd64","os":"linux"}', b"x" * 1000
+    c, layer_info = registry.put_blob("bench/app", config), registry.put_blob("bench/app", layer)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": str(c.digest), "size": len(config)},
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": str(layer_info.digest),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    registry.put_manifest("bench/app", "v1", body, OCI_MANIFEST)
+
+
+def scope(path: str, authorization: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "https",
+        "http_version": "1.1",
+        "headers": [
+            (b"host", b"bench"),
+            (b"authorization", authorization),
+            (b"accept", OCI_MANIFEST.encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("bench", 443),
+    }
+
+
+async def per_call_us(app: RegistryApp, request: dict[str, Any]) -> float:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await app(request, receive, send)
+    start = time.perf_counter()
+    for _ in range(CALLS):
+        await app(request, receive, send)
+    return (time.perf_counter() - start) / CALLS * 1e6
+
+
+async def run() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        datadir = DataDir(Path(tmp) / "data")
+        enable(datadir, node_ip="127.0.0.1", port=31001)
+        registry = Registry(datadir)
+        seed(registry)
+        app = RegistryApp(registry, Authenticator(datadir).check)
+        user, password = read_credentials(datadir)
+        auth = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+        results = {}
+        for label, path in (("GET /v2/", "/v2/"), ("GET manifest", "/v2/bench/app/manifests/v1")):
+            rounds = [await per_call_us(app, scope(path, auth)) for _ in range(ROUNDS)]
+            results[label] = statistics.median(rounds)
+        registry.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+    results = asyncio.run(run())
+    rows = [f"| {label} | {us:.1f} µs |" for label, us in results.items()]
+    section = "\n".join(
+        [
+            f"<!-- {SECTION}:start -->",
+            "## Per-request cost inside the app (`bench/bench_app.py`)",
+            "",
+            f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu_model()}; "
+            f"median of {ROUNDS} rounds of {CALLS:,} calls straight into the ASGI app "
+            "(authenticated; no network or TLS, which granian handles in Rust).",
+            "",
+            "| request | time per call |",
+            "|---|---:|",
+            *rows,
+            f"<!-- {SECTION}:end -->",
+        ]
+    )
+    print(section)
+    if not args.no_doc:
+        write_section(SECTION, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
