@@ -13,6 +13,10 @@ class ConfigError(EdgeError):
     """config.toml or the data dir is unusable."""
 
 
+class SchemaTooNew(ConfigError):
+    """The data dir's database was written by a newer release; it is left untouched."""
+
+
 class NotEnabledError(EdgeError):
     """The data dir has not been enabled (no certificates or credentials yet)."""
 
@@ -28,9 +32,16 @@ class RegistryError(EdgeError):
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "unknown error"
 
-    def __init__(self, message: str | None = None, detail: Any = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.message = message or self.default_message
         self.detail = detail
+        self.headers = headers or {}
+        """Response headers the error's answer carries (Content-Range on a 416, say)."""
         super().__init__(self.message)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +122,16 @@ class RangeInvalid(BlobUploadInvalid):
     default_message = "requested range not satisfiable"
 
 
+class RangeNotSatisfiable(RegistryError):
+    """A blob GET whose Range no byte of the blob satisfies (RFC 9110: 416)."""
+
+    code, status, default_message = "SIZE_INVALID", 416, "requested range not satisfiable"
+
+
+class UriTooLong(RegistryError):
+    code, status, default_message = "NAME_INVALID", 414, "request path too long"
+
+
 class ManifestTooLarge(RegistryError):
     code, status, default_message = "SIZE_INVALID", 413, "manifest exceeds the 4 MiB limit"
 
@@ -119,9 +140,35 @@ class InsufficientSpace(Denied):
     """Uploads refused by the low-space guard."""
 
 
+class StorageFull(InsufficientSpace):
+    """The volume itself is full: ENOSPC or EDQUOT from a write, or SQLite's SQLITE_FULL.
+
+    Answered like the low-space guard, 403 DENIED with an OCI body, not 507: a full disk is not
+    cured by the retries clients make on a 5xx, and one code for both refusals is one thing
+    for clients and scripts to recognise. Nothing acknowledged before is affected.
+    """
+
+    default_message = (
+        "no space left on device; delete unused images and run a garbage collection"
+    )
+
+
 class PaginationNumberInvalid(RegistryError):
     code, status, default_message = (
         "PAGINATION_NUMBER_INVALID",
         400,
         "invalid number of results requested",
     )
+
+
+class TooManyRequests(RegistryError):
+    """Refused for now (a cap on concurrent uploads); the answer says when to retry."""
+
+    code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class BodyTimeout(SizeInvalid):
+    """A request body that stopped arriving: it never reached its declared length."""
+
+    status = 408
+    default_message = "the request body stopped arriving"

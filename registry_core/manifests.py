@@ -51,11 +51,6 @@ INDEX_MEDIA_TYPES: frozenset[str] = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 MANIFEST_MEDIA_TYPES: frozenset[str] = IMAGE_MANIFEST_MEDIA_TYPES | INDEX_MEDIA_TYPES
 OCI_MEDIA_TYPES: frozenset[str] = frozenset({OCI_MANIFEST, OCI_INDEX})
 SCHEMA1_MEDIA_TYPES: frozenset[str] = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
-# Content types that say nothing about the manifest kind; treated like an absent header.
-GENERIC_CONTENT_TYPES: frozenset[str] = frozenset(
-    {"", "application/json", "application/octet-stream", "text/plain"}
-)
-
 # RFC 6838 section 4.2 restricted names, as the image-spec requires for mediaType.
 _RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 MEDIA_TYPE_RE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
@@ -168,7 +163,11 @@ def _reject_constant(name: str) -> Any:
 
 def _load_json(body: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"manifest is not UTF-8 JSON: invalid byte at offset {exc.start}") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise _invalid(f"manifest is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
@@ -336,11 +335,17 @@ def _infer_media_type(doc: Mapping[str, Any]) -> str:
 
 
 def _effective_media_type(doc: Mapping[str, Any], content_type: str | None) -> str:
+    """The manifest's media type. A Content-Type, when sent, must name a manifest type this
+    registry stores and agree with the body's mediaType; without one the body decides."""
     header = _normalize_content_type(content_type)
     _check_schema_version(doc, header)
+    if header and header not in MANIFEST_MEDIA_TYPES:
+        raise _invalid(
+            f"Content-Type {header[:100]!r} is not a manifest media type; send one of "
+            + ", ".join(sorted(MANIFEST_MEDIA_TYPES)),
+            "Content-Type",
+        )
     field = _opt_str(doc, "mediaType", "manifest")
-    if header in GENERIC_CONTENT_TYPES:
-        header = ""
     if field is not None and header and field != header:
         raise _invalid(
             f"mediaType {field[:100]!r} does not match Content-Type {header[:100]!r}", "mediaType"

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from registry_core.errors import DigestInvalid, NameInvalid, Unsupported
+from registry_core.errors import BlobUploadUnknown, DigestInvalid, NameInvalid, Unsupported
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -33,6 +33,8 @@ TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 ALGORITHM_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 ENCODED_RE = re.compile(r"[a-zA-Z0-9=_-]+")
 LOWER_HEX_RE = re.compile(r"[a-f0-9]+")
+# Upload ids are ours (uuid4, lowercase): anything else cannot name an upload.
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _name_problem(name: str) -> str | None:
@@ -74,6 +76,13 @@ def validate_tag(tag: str) -> str:
             detail={"tag": tag[:200]},
         )
     return tag
+
+
+def validate_upload_id(upload_id: str) -> str:
+    """Return `upload_id` when it can name an upload session; BlobUploadUnknown otherwise."""
+    if UPLOAD_ID_RE.fullmatch(upload_id) is None:
+        raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
+    return upload_id
 
 
 @dataclass(frozen=True)

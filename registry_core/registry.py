@@ -43,6 +43,7 @@ from registry_core.reference import (
     parse_reference,
     validate_name,
     validate_tag,
+    validate_upload_id,
 )
 from registry_core.store.blobs import BlobFiles, HashingWriter, hash_file
 from registry_core.store.metadata import Metadata, now
@@ -114,6 +115,7 @@ class Registry:
         self.config = config or load_config(datadir.config)
         self.db = Metadata(datadir.database)
         self.files = BlobFiles(datadir.blobs, datadir.uploads)
+        self.ballast = space.Ballast(datadir.root / space.BALLAST_NAME)
         self._writers: dict[str, HashingWriter] = {}
         self._busy: set[str] = set()
         self._lock = threading.Lock()
@@ -163,6 +165,7 @@ class Registry:
     def delete_blob(self, name: str, digest: Digest | str) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
         info = self.stat_blob(name, digest)
+        self.ballast.release_if_low()
         with self.db.write() as conn:
             conn.execute(
                 "DELETE FROM repository_blobs WHERE digest = ? AND repository_id = "
@@ -190,12 +193,16 @@ class Registry:
         upload_id = str(uuid.uuid4())
         self.files.create_upload(upload_id)
         t = now()
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO uploads(id, repository, size, created_at, updated_at) "
-                "VALUES (?, ?, 0, ?, ?)",
-                (upload_id, name, t, t),
-            )
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    "INSERT INTO uploads(id, repository, size, created_at, updated_at) "
+                    "VALUES (?, ?, 0, ?, ?)",
+                    (upload_id, name, t, t),
+                )
+        except BaseException:
+            self.files.remove_upload(upload_id)
+            raise
         self._forget_stale_writers()
         self._writers[upload_id] = HashingWriter(
             self.files.upload_path(upload_id), 0, "sha256", hashlib.sha256()
@@ -216,6 +223,7 @@ class Registry:
 
     def upload_status(self, name: str, upload_id: str) -> Upload:
         validate_name(name)
+        validate_upload_id(upload_id)
         row = self.db.conn.execute(
             "SELECT size FROM uploads WHERE id = ? AND repository = ?", (upload_id, name)
         ).fetchone()
@@ -368,6 +376,7 @@ class Registry:
 
     def cancel_upload(self, name: str, upload_id: str) -> None:
         self.upload_status(name, upload_id)
+        self.ballast.release_if_low()
         with self.db.write() as conn:
             conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         writer = self._writers.pop(upload_id, None)
@@ -393,6 +402,10 @@ class Registry:
     def capacity(self) -> space.Capacity:
         return space.capacity(self.datadir.root, self.config.storage, self.used_bytes())
 
+    def fill_ballast(self) -> bool:
+        """Hold back room for deleting on a full volume (space.Ballast), if there is room."""
+        return self.ballast.fill(self.capacity().reserve_bytes)
+
     def check_room(self, incoming_bytes: int) -> None:
         """DENIED when the upload would eat into the low-space reserve."""
         try:
@@ -413,7 +426,7 @@ class Registry:
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('low_space_last_refusal', ?)",
                     (repr(now()),),
                 )
-        except sqlite3.Error:
+        except (sqlite3.Error, InsufficientSpace):  # StorageFull: the volume is full
             pass
 
     def _changed(self, reason: str) -> None:
@@ -427,8 +440,13 @@ class Registry:
     # ---- manifests -----------------------------------------------------------------------
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
+        """The manifest a tag or digest names; a tag that cannot exist is simply unknown
+        (404, as the distribution-spec conformance suite expects), a malformed digest not."""
         validate_name(name)
-        ref = parse_reference(reference)
+        try:
+            ref = parse_reference(reference)
+        except NameInvalid:
+            raise ManifestUnknown(detail={"name": name, "reference": reference[:200]}) from None
         repo_id = self._repo_id(name, missing=ManifestUnknown)
         if isinstance(ref, Digest):
             row = self.db.conn.execute(
@@ -602,6 +620,7 @@ class Registry:
         validate_name(name)
         ref = parse_reference(reference)
         repo_id = self._repo_id(name, missing=ManifestUnknown)
+        self.ballast.release_if_low()
         with self.db.write() as conn:
             if not isinstance(ref, Digest):
                 cur = conn.execute(

@@ -169,8 +169,15 @@ def test_media_type_field_and_content_type_must_agree() -> None:
     invalid(oci_manifest(), "does not match Content-Type", m.OCI_INDEX)
 
 
-def test_generic_content_type_counts_as_absent() -> None:
-    assert parse(oci_manifest(), "application/json").media_type == m.OCI_MANIFEST
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "garbage"])
+def test_content_type_must_be_a_manifest_type(content_type: str) -> None:
+    invalid(oci_manifest(), "is not a manifest media type", content_type)
+
+
+def test_body_must_be_utf8() -> None:
+    body = json.dumps(oci_manifest()).encode("utf-16")
+    with pytest.raises(ManifestInvalid, match="not UTF-8"):
+        m.parse_manifest(body, m.OCI_MANIFEST)
 
 
 @pytest.mark.parametrize(
@@ -194,7 +201,7 @@ def test_unknown_media_types(media_type: str) -> None:
     doc = oci_manifest(mediaType=media_type)
     invalid(doc, "unsupported manifest media type")
     del doc["mediaType"]
-    invalid(doc, "unsupported manifest media type", media_type)
+    invalid(doc, "is not a manifest media type", media_type)
 
 
 def test_schema1_is_not_supported() -> None:
@@ -225,7 +232,7 @@ def test_content_confusion_is_rejected() -> None:
         (b"", "not valid JSON"),
         (b"[]", "must be a JSON object"),
         (b'"x"', "must be a JSON object"),
-        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"\xff\xfe\x00", "not UTF-8"),
         (b"[" * 100_000, "not valid JSON"),
         (b'{"schemaVersion": 2, "schemaVersion": 2}', "repeats the key"),
         (b'{"schemaVersion": NaN}', "non-JSON number"),

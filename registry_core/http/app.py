@@ -15,26 +15,32 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from registry_core.errors import (
     BlobUploadInvalid,
     ManifestTooLarge,
+    NameInvalid,
     PaginationNumberInvalid,
     RangeInvalid,
+    RangeNotSatisfiable,
     RegistryError,
     SizeInvalid,
     Unauthorized,
     Unsupported,
+    UriTooLong,
 )
+from registry_core.http.blob_response import BlobResponse
+from registry_core.http.limits import UploadSlots, body_idle_receive, upload_slot
 from registry_core.http.manifest_cache import ManifestCache
+from registry_core.http.ranges import Unsatisfiable, parse_range
 from registry_core.http.streaming import read_limited, receive_into
 from registry_core.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
-from registry_core.reference import Digest, parse_digest
+from registry_core.reference import Digest, parse_digest, validate_name, validate_upload_id
 from registry_core.registry import Page, Registry
 
 log = logging.getLogger("edge_registry.http")
@@ -43,12 +49,9 @@ access_log = logging.getLogger("edge_registry.access")
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 REALM = "Edge Registry"
 SMALL_BODY_BYTES = 4 << 20
+MAX_PATH_CHARS = 8192
 
 Handler = Callable[..., Awaitable[Response]]
-
-
-class BlobFileResponse(FileResponse):
-    chunk_size = 1 << 20
 
 
 @dataclass
@@ -75,12 +78,14 @@ class RegistryApp:
         self.access_logging = access_logging
         self.stats = Stats()
         self.manifests = ManifestCache(registry)
+        self.upload_slots = UploadSlots(registry.config.limits.max_concurrent_uploads)
+        self.body_idle_timeout = registry.config.limits.body_idle_timeout_seconds
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(r"^$"), {"GET": self.base}),
-            (re.compile(r"^_catalog$"), {"GET": self.catalog}),
-            (re.compile(r"^(?P<name>.+)/tags/list$"), {"GET": self.tags}),
+            (re.compile(r""), {"GET": self.base}),
+            (re.compile(r"_catalog"), {"GET": self.catalog}),
+            (re.compile(r"(?P<name>.+)/tags/list"), {"GET": self.tags}),
             (
-                re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$"),
+                re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
                 {
                     "GET": self.get_manifest,
                     "PUT": self.put_manifest,
@@ -88,11 +93,11 @@ class RegistryApp:
                 },
             ),
             (
-                re.compile(r"^(?P<name>.+)/blobs/uploads/?$"),
+                re.compile(r"(?P<name>.+)/blobs/uploads/?"),
                 {"POST": self.start_upload},
             ),
             (
-                re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)$"),
+                re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"),
                 {
                     "GET": self.upload_status,
                     "PATCH": self.patch_upload,
@@ -101,10 +106,10 @@ class RegistryApp:
                 },
             ),
             (
-                re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"),
+                re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
                 {"GET": self.get_blob, "DELETE": self.delete_blob},
             ),
-            (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), {"GET": self.referrers}),
+            (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"), {"GET": self.referrers}),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,6 +119,7 @@ class RegistryApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
+        receive = body_idle_receive(scope, receive, self.body_idle_timeout)
         request = Request(scope, receive)
         response = await self.respond(request)
         response.headers.update(API_HEADERS)
@@ -147,20 +153,25 @@ class RegistryApp:
             return error_response(RegistryError("internal error; see the server log"), head)
 
     async def dispatch(self, request: Request) -> Response:
-        path = request.url.path
-        if not path.startswith("/v2/") and path != "/v2":
-            return error_response(RegistryError("not found"), request.method == "HEAD", 404)
-        rest = path[4:]
-        method = "GET" if request.method == "HEAD" else request.method
+        head = request.method == "HEAD"
+        path = _raw_path(request.scope)
+        if len(path) > MAX_PATH_CHARS:
+            raise UriTooLong(detail={"length": len(path), "limit": MAX_PATH_CHARS})
+        if path == "/v2":
+            path = "/v2/"
+        if not path.startswith("/v2/"):
+            return error_response(RegistryError("not found"), head, 404)
+        method = "GET" if head else request.method
         for pattern, handlers in self.routes:
-            match = pattern.match(rest)
+            match = pattern.fullmatch(path, 4)
             if match is None:
                 continue
             handler = handlers.get(method)
             if handler is None:
                 return _method_not_allowed(request, handlers)
-            return await handler(request, **match.groupdict())
-        return error_response(RegistryError("not found"), request.method == "HEAD", 404)
+            params = {key: _path_param(key, value) for key, value in match.groupdict().items()}
+            return await handler(request, **params)
+        return error_response(RegistryError("not found"), head, 404)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking core operation in a worker thread."""
@@ -250,11 +261,15 @@ class RegistryApp:
     async def get_blob(self, request: Request, name: str, digest: str) -> Response:
         info = self.registry.stat_blob(name, digest)
         headers = {"Docker-Content-Digest": str(info.digest), "ETag": f'"{info.digest}"'}
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(info.size)
-            headers["Accept-Ranges"] = "bytes"
-            return Response(headers=headers, media_type="application/octet-stream")
-        return BlobFileResponse(info.path, headers=headers, media_type="application/octet-stream")
+        try:
+            byte_range = parse_range(request.headers.get("range"), info.size)
+        except Unsatisfiable as exc:
+            raise RangeNotSatisfiable(
+                f"requested range not satisfiable: the blob has {exc.size} bytes",
+                detail={"size": exc.size},
+                headers={"Content-Range": f"bytes */{exc.size}"},
+            ) from None
+        return BlobResponse(info.path, info.size, headers, byte_range, request.method == "HEAD")
 
     async def delete_blob(self, request: Request, name: str, digest: str) -> Response:
         await self.run(self.registry.delete_blob, name, digest)
@@ -262,6 +277,7 @@ class RegistryApp:
 
     # ---- uploads -------------------------------------------------------------------------
 
+    @upload_slot
     async def start_upload(self, request: Request, name: str) -> Response:
         params = request.query_params
         mount, source = params.get("mount"), params.get("from")
@@ -287,6 +303,7 @@ class RegistryApp:
         upload = self.registry.upload_status(name, upload_id)
         return _upload_accepted(name, upload.id, upload.size, status=204)
 
+    @upload_slot
     async def patch_upload(self, request: Request, name: str, upload_id: str) -> Response:
         start, expected = _content_range(request)
         body = await _small_body(request, expected)
@@ -305,6 +322,7 @@ class RegistryApp:
             self.registry.release_writer(upload_id)
         return _upload_accepted(name, upload.id, upload.size)
 
+    @upload_slot
     async def finish_upload(self, request: Request, name: str, upload_id: str) -> Response:
         digest = request.query_params.get("digest")
         if not digest:
@@ -339,9 +357,36 @@ class RegistryApp:
         return Response(status_code=204)
 
 
+def _raw_path(scope: Scope) -> str:
+    """The request path as sent, percent-escapes kept (ASGI's `path` is already decoded, so
+    `%2F` would turn into a separator there)."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return str(scope["path"])
+    return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+
+
+def _path_param(key: str, raw: str) -> str:
+    """One path parameter, percent-decoded; a name may not hide a '/' in an escape."""
+    if key == "name" and "%2f" in raw.lower():
+        raise NameInvalid(
+            f"invalid repository name {raw[:300]!r}: '/' may not be percent-encoded",
+            detail={"name": raw[:300]},
+        )
+    try:
+        value = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        value = raw  # not UTF-8 once decoded: the grammar check rejects the escapes as sent
+    if key == "name":
+        return validate_name(value)
+    if key == "upload_id":
+        return validate_upload_id(value)
+    return value
+
+
 def error_response(exc: RegistryError, head: bool, status: int | None = None) -> Response:
     status = status or exc.status
-    headers: dict[str, str] = {}
+    headers = dict(exc.headers)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
     if status == 404 and exc.code == "UNKNOWN":
@@ -400,7 +445,7 @@ def _content_length(request: Request) -> int | None:
     return int(value)
 
 
-_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)")
 
 
 def _content_range(request: Request) -> tuple[int | None, int | None]:
@@ -409,7 +454,7 @@ def _content_range(request: Request) -> tuple[int | None, int | None]:
     value = request.headers.get("content-range")
     if value is None:
         return None, length
-    match = _RANGE.match(value.strip())
+    match = _RANGE.fullmatch(value.strip())
     if match is None:
         raise BlobUploadInvalid(f"invalid Content-Range {value!r}")
     start, end = int(match[1]), int(match[2])
