@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from registry_core.errors import GCInProgressError
+from registry_core.errors import GCInProgressError, RegistryError, StorageFull
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.store.metadata import now
@@ -337,6 +337,7 @@ class GarbageCollector:
         grace = float(cfg.grace_period_seconds if grace_period is None else grace_period)
         if grace < 0:
             raise ValueError("grace period must not be negative")
+        self.registry.ballast.release_if_low()  # a full volume: room for the WAL
         record = self._acquire(trigger, dry_run, du, grace)
         run = _Run(record, on_event)
         self._run = run
@@ -362,8 +363,9 @@ class GarbageCollector:
 
             try:
                 record_sample(self.registry, "gc")
-            except sqlite3.Error:
+            except (sqlite3.Error, StorageFull):
                 log.exception("could not record a usage sample after gc")
+            self.registry.fill_ballast()
             for hook in list(self.after_run):
                 try:
                     hook(record)
@@ -478,7 +480,7 @@ class GarbageCollector:
                 continue
             try:
                 self._publish(run)
-            except sqlite3.Error:
+            except (sqlite3.Error, StorageFull):
                 log.exception("gc heartbeat failed")
 
     def _publish(self, run: _Run) -> None:
@@ -527,7 +529,7 @@ class GarbageCollector:
                         ),
                     )
                 return
-            except sqlite3.OperationalError:
+            except (sqlite3.OperationalError, StorageFull):
                 if attempt == 4:
                     raise
                 time.sleep(0.5)
@@ -619,6 +621,7 @@ class GarbageCollector:
         self._check_cancel(run)
         self._sweep_manifests(run, dead, cutoff)
         self._sweep_blobs(run, garbage, cutoff)
+        self._purge_orphan_blobs(run, cutoff)
         self._purge_uploads(run)
 
     def _sweep_manifests(
@@ -706,6 +709,38 @@ class GarbageCollector:
             self._log(
                 run, f"deleted {record.blobs_deleted} blobs, {record.bytes_freed} bytes freed"
             )
+
+    def _purge_orphan_blobs(self, run: _Run, cutoff: float) -> None:
+        """Blob files with no row, older than the cutoff: left by a power cut or a full volume
+        between the rename that put them in place and the commit that would have recorded
+        them. Re-checked under the write lock, which that rename and commit also hold."""
+        record = run.record
+        db, files = self.registry.db, self.registry.files
+        known = {str(r[0]) for r in db.conn.execute("SELECT digest FROM blobs")}
+        orphans: list[tuple[str, Any, int]] = []
+        for path in files.blobs_root.glob("*/*/*"):
+            try:
+                digest = str(parse_digest(f"{path.parent.parent.name}:{path.name}"))
+                st = path.stat()
+            except (RegistryError, OSError):
+                continue  # not a blob file of ours: leave it alone
+            if digest not in known and st.st_mtime < cutoff:
+                orphans.append((digest, path, st.st_size))
+        for batch in _chunks(orphans, SWEEP_BATCH):
+            self._check_cancel(run)
+            with db.write() as conn:
+                for digest, path, size in batch:
+                    if conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (digest,)).fetchone():
+                        continue
+                    if not record.dry_run:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                    run.deleted_blobs.append({"digest": digest, "size": size, "orphan": True})
+                    with run.lock:
+                        record.blobs_deleted += 1
+                        record.bytes_freed += size
+        if orphans:
+            self._log(run, f"{len(orphans)} blob files without a record (orphans) removed")
 
     def _purge_uploads(self, run: _Run) -> None:
         record = run.record

@@ -57,6 +57,7 @@ class RegistryService:
         self.server = RegistryServer(self.app, address, cert, key)
         self.server.start()
         write_server_state(self.datadir, address, self.config.tls)
+        self.registry.fill_ballast()
         self.scheduler.start()
         log.info(
             "serving %s on %s (TLS %s)",

@@ -18,6 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from registry_core.errors import StorageFull
 from registry_core.gc import mark
 from registry_core.registry import Registry
 from registry_core.store.metadata import now
@@ -288,7 +289,7 @@ class UsageSampler:
         reason = "delete" if "delete" in reasons else (sorted(reasons) or ["push"])[0]
         try:
             record_sample(self.registry, reason)
-        except sqlite3.Error:
+        except (sqlite3.Error, StorageFull):
             log.exception("could not record a usage sample")
 
     def close(self) -> None:

@@ -3,11 +3,15 @@
 Layout: `blobs/<algorithm>/<first two hex>/<hex>` for committed content and
 `uploads/<id>` for upload sessions in progress. A blob file only ever appears by an atomic
 rename of a complete, verified, fsynced file, so a crash leaves no half-written blob
-visible; at worst an orphaned upload file that the GC purges.
+visible; at worst an orphaned upload file that the GC purges. Every directory entry that
+must outlive a power cut (a new upload file, a new directory, a rename) is followed by an
+fsync of its directory; docs/durability.md tells the order. A full volume raises
+StorageFull and leaves no partial file behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from registry_core.reference import Digest
+from registry_core.store.full import refused_when_full
 
 READ_CHUNK = 1 << 20
 PARALLEL_HASH_MIN = 256 << 10
@@ -45,8 +50,14 @@ class BlobFiles:
         return self.path(digest).is_file()
 
     def create_upload(self, upload_id: str) -> None:
-        fd = os.open(self.upload_path(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
+        path = self.upload_path(upload_id)
+        try:
+            with refused_when_full("creating an upload"):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                _fsync_dir(self.uploads_root)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
     def truncate_upload(self, upload_id: str, size: int) -> None:
         """Drop bytes past the last acknowledged offset (a chunk cut off by a crash)."""
@@ -62,9 +73,10 @@ class BlobFiles:
         if target.is_file():
             source.unlink(missing_ok=True)
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
-        _fsync_dir(target.parent)
+        with refused_when_full("storing a blob"):
+            _make_dirs(target.parent)
+            os.replace(source, target)
+            _fsync_dir(target.parent)
         return True
 
     def write_bytes(self, data: bytes, digest: Digest) -> bool:
@@ -76,10 +88,14 @@ class BlobFiles:
     def write_temp(self, data: bytes) -> Path:
         """A durable temporary file holding `data`, ready for `commit`."""
         tmp = self.uploads_root / f".tmp-{uuid.uuid4().hex}"
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with refused_when_full("writing a blob"), open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def remove(self, digest: Digest) -> None:
@@ -94,6 +110,8 @@ class HashingWriter:
     """Appends to an upload file while hashing; `write` is meant to run off the event loop.
 
     The hash state lives in memory only; after a restart `resume` rebuilds it from the file.
+    A write that fails (a full volume) rewinds the file and the hash to where this request
+    began, the last acknowledged offset, so that nothing of it is left taking space.
     """
 
     path: Path
@@ -101,6 +119,7 @@ class HashingWriter:
     algorithm: str = "sha256"
     _hasher: Any = field(default=None, repr=False)
     _file: Any = field(default=None, repr=False)
+    _mark: tuple[int, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def resume(cls, path: Path, offset: int, algorithm: str = "sha256") -> HashingWriter:
@@ -112,25 +131,54 @@ class HashingWriter:
         if self._file is None:
             self._file = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
             self._file.seek(self.offset)
+            # Opened at the acknowledged offset: each request starts here (see close()).
+            self._mark = (self.offset, self._hasher.copy())
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.open()
+        try:
+            with refused_when_full("receiving an upload"):
+                self._write(data)
+        except BaseException:
+            self._rewind()
+            raise
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) < PARALLEL_HASH_MIN:
             self._hasher.update(data)
             self._file.write(data)
         else:
             hashed = _hash_pool.submit(self._hasher.update, data)
-            self._file.write(data)
-            self._file.flush()
-            start_writeback(self._file.fileno(), self.offset, len(data))
-            hashed.result()
+            try:
+                self._file.write(data)
+                self._file.flush()
+                start_writeback(self._file.fileno(), self.offset, len(data))
+            finally:
+                hashed.result()
         self.offset += len(data)
+
+    def _rewind(self) -> None:
+        """Back to the mark: the file truncated, the hash restored, the file closed."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # flushing what the disk refused fails again
+                self._file.close()
+            self._file = None
+        if self._mark is not None:
+            self.offset, hasher = self._mark
+            self._hasher = hasher.copy()
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, self.offset)
 
     def flush(self, durable: bool = False) -> None:
         if self._file is not None:
-            self._file.flush()
-            if durable:
-                os.fsync(self._file.fileno())
+            try:
+                with refused_when_full("receiving an upload"):
+                    self._file.flush()
+                    if durable:
+                        os.fsync(self._file.fileno())
+            except BaseException:
+                self._rewind()
+                raise
 
     def close(self) -> None:
         if self._file is not None:
@@ -179,6 +227,21 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     """
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+
+
+def _make_dirs(path: Path) -> None:
+    """`mkdir -p`, fsyncing the parent of each directory made, so that a blob renamed into
+    a new `blobs/sha256/ab/` is still reachable after a power cut."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        _fsync_dir(directory.parent)
 
 
 def _fsync_dir(path: Path) -> None:

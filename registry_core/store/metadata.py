@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from registry_core.store.full import refused_when_full
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -196,15 +198,20 @@ class Metadata:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its first statement."""
+        """A write transaction holding the database's write lock from its first statement.
+
+        A full volume (SQLITE_FULL, or ENOSPC from file work inside) raises StorageFull,
+        with the transaction rolled back and the connection usable."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with refused_when_full("writing to the database"):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
