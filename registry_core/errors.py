@@ -17,6 +17,10 @@ class SchemaTooNew(ConfigError):
     """The data dir's database was written by a newer release; it is left untouched."""
 
 
+class SchemaTooNew(ConfigError):
+    """The data dir's database was written by a newer release; it is left untouched."""
+
+
 class NotEnabledError(EdgeError):
     """The data dir has not been enabled (no certificates or credentials yet)."""
 

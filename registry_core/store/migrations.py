@@ -1,0 +1,282 @@
+"""Versioned schema migrations, keyed on SQLite's `PRAGMA user_version`.
+
+`STEPS[i]` takes the database from version i to i + 1. Each step runs in one transaction with
+the new `user_version`, so a step is applied entirely or not at all, and concurrent openers
+serialise on `BEGIN IMMEDIATE` and re-read the version inside it: only one of them migrates.
+A database newer than the last step is refused before anything is written to it.
+
+Steps run with foreign keys off (so rebuilding a table does not cascade into its children);
+a step that rebuilds a table runs `PRAGMA foreign_key_check(<table>)` itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry_core.errors import SchemaTooNew
+
+Apply = Callable[[sqlite3.Connection], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration: `apply` brings version `version - 1` to `version`."""
+
+    version: int
+    description: str
+    apply: Apply
+
+
+def script(sql: str) -> Apply:
+    """A step body running `sql` statement by statement inside the step's transaction
+    (`executescript` would commit the transaction first)."""
+
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in _statements(sql):
+            conn.execute(statement)
+
+    return apply
+
+
+def _statements(sql: str) -> list[str]:
+    """Split at each `;` that ends a statement (not one inside a literal or a trigger)."""
+    statements, buf = [], ""
+    *pieces, tail = sql.split(";")
+    for piece in pieces:
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            statements.append(buf)
+            buf = ""
+    rest = buf + tail
+    if any(ln.strip() and not ln.strip().startswith("--") for ln in rest.splitlines()):
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {rest!r}")
+    return statements
+
+
+# Version 1: the schema every release before migrations wrote (with meta.schema_version = '1'
+# and user_version 0). Its text must not change: a fresh database and an old one must agree.
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repositories (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+
+-- Every stored content file, layers, configs and manifest bodies alike, once each.
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    touched_at REAL NOT NULL          -- last upload, mount or reference; the grace clock
+) WITHOUT ROWID;
+
+-- A blob is visible in a repository once uploaded, mounted or referenced there.
+CREATE TABLE IF NOT EXISTS repository_blobs (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id),
+    digest TEXT NOT NULL,
+    linked_at REAL NOT NULL,
+    PRIMARY KEY (repository_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repository_blobs_digest ON repository_blobs(digest);
+
+CREATE TABLE IF NOT EXISTS manifests (
+    id INTEGER PRIMARY KEY,
+    repository_id INTEGER NOT NULL REFERENCES repositories(id),
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    artifact_type TEXT,
+    size INTEGER NOT NULL,            -- bytes of the manifest body
+    content_size INTEGER NOT NULL,    -- config + layers as declared (0 for an index)
+    subject TEXT,                     -- OCI 1.1 subject digest, if any
+    annotations TEXT,                 -- JSON object or NULL
+    platforms TEXT,                   -- "linux/amd64, linux/arm64" for an index
+    image_created TEXT,               -- the image config's `created`, if any
+    created_at REAL NOT NULL,
+    UNIQUE (repository_id, digest)
+);
+CREATE INDEX IF NOT EXISTS manifests_digest ON manifests(digest);
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repository_id, subject)
+    WHERE subject IS NOT NULL;
+
+-- The blobs (config and layers) each manifest references.
+CREATE TABLE IF NOT EXISTS manifest_blobs (
+    manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- 'config' or 'layer'
+    size INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (manifest_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_blobs_digest ON manifest_blobs(digest);
+
+-- The child manifests an index references.
+CREATE TABLE IF NOT EXISTS manifest_children (
+    parent_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+    child_digest TEXT NOT NULL,
+    platform TEXT,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (parent_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_children_child ON manifest_children(child_digest);
+
+CREATE TABLE IF NOT EXISTS tags (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id),
+    name TEXT NOT NULL,
+    manifest_id INTEGER NOT NULL REFERENCES manifests(id),
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (repository_id, name)
+);
+CREATE INDEX IF NOT EXISTS tags_manifest ON tags(manifest_id);
+
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    repository TEXT NOT NULL,
+    size INTEGER NOT NULL,            -- bytes received and acknowledged so far
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS gc_runs (
+    id INTEGER PRIMARY KEY,
+    trigger TEXT NOT NULL,            -- 'schedule', 'manual', 'cli'
+    dry_run INTEGER NOT NULL,
+    delete_untagged INTEGER NOT NULL,
+    grace_period_seconds REAL NOT NULL,
+    owner TEXT NOT NULL,              -- "<hostname>:<pid>" of the process running it
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    heartbeat_at REAL NOT NULL,
+    status TEXT NOT NULL,             -- 'running', 'succeeded', 'failed', 'cancelled'
+    phase TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    manifests_scanned INTEGER NOT NULL DEFAULT 0,
+    manifests_deleted INTEGER NOT NULL DEFAULT 0,
+    manifests_kept_grace INTEGER NOT NULL DEFAULT 0,
+    blobs_scanned INTEGER NOT NULL DEFAULT 0,
+    blobs_deleted INTEGER NOT NULL DEFAULT 0,
+    blobs_kept_grace INTEGER NOT NULL DEFAULT 0,
+    uploads_purged INTEGER NOT NULL DEFAULT 0,
+    bytes_freed INTEGER NOT NULL DEFAULT 0,
+    errors TEXT NOT NULL DEFAULT '[]',    -- JSON list of strings
+    details TEXT NOT NULL DEFAULT '{}'    -- JSON: what was (or would be) deleted
+);
+
+CREATE TABLE IF NOT EXISTS usage_samples (
+    taken_at REAL PRIMARY KEY,
+    reason TEXT NOT NULL,             -- 'push', 'delete', 'gc', 'start'
+    used_bytes INTEGER NOT NULL,
+    capacity_bytes INTEGER NOT NULL,
+    free_bytes INTEGER NOT NULL,
+    reclaimable_bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "the original schema", script(V1_SCHEMA)),
+)
+LATEST = STEPS[-1].version
+
+
+def upgrade(path: Path, steps: Sequence[Step] = STEPS) -> int:
+    """Create or upgrade the database at `path` to the last of `steps`; returns that version.
+
+    SchemaTooNew if the database is newer, leaving the file as it was."""
+    latest = _latest(steps)
+    if path.exists():
+        _refuse_if_too_new(path, _header_version(path), latest)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        return migrate(conn, steps)
+    finally:
+        conn.close()
+
+
+def migrate(conn: sqlite3.Connection, steps: Sequence[Step] = STEPS) -> int:
+    """Apply the missing `steps` on `conn` (autocommit mode), one transaction each."""
+    latest = _latest(steps)
+    with _transaction(conn, "BEGIN"):  # the common case: up to date, no write lock taken
+        stored = user_version(conn)
+        _refuse_if_too_new(_db_path(conn), stored or _legacy_version(conn), latest)
+    while stored != latest:
+        with _transaction(conn, "BEGIN IMMEDIATE"):
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            stored = user_version(conn)
+            version = stored or _legacy_version(conn)
+            _refuse_if_too_new(_db_path(conn), version, latest)
+            if stored == latest:
+                break
+            if version == stored:
+                step = steps[version]
+                step.apply(conn)
+                version = step.version
+            # else: written before migrations existed; adopt its version, touching no data
+            conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+            stored = version
+    return latest
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _legacy_version(conn: sqlite3.Connection) -> int:
+    """meta.schema_version of a database written before user_version was used, or 0."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None and str(row[0]).isdigit() else 0
+
+
+def _header_version(path: Path) -> int:
+    """user_version as the file header holds it (bytes 60-63), read without SQLite: opening
+    a WAL database, even read-only, would leave -wal and -shm files behind."""
+    with path.open("rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return 0
+    return int.from_bytes(header[60:64], "big", signed=True)
+
+
+def _refuse_if_too_new(path: Path, version: int, latest: int) -> None:
+    if version > latest:
+        raise SchemaTooNew(
+            f"the data dir {path.parent} was written by a newer release (database schema "
+            f"version {version}; this release knows versions up to {latest}): "
+            "use that release or a newer one"
+        )
+
+
+def _db_path(conn: sqlite3.Connection) -> Path:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return Path(row[2])
+
+
+def _latest(steps: Sequence[Step]) -> int:
+    if [s.version for s in steps] != list(range(1, len(steps) + 1)):
+        raise ValueError("migration steps must be numbered 1, 2, 3... in order")
+    return len(steps)

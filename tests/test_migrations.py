@@ -1,0 +1,274 @@
+"""Schema migrations: a data dir written by the release before migrations (the committed
+fixture, see fixtures/make_datadir_v1.py) opens, upgrades and keeps every image; a newer
+release's data dir is refused untouched; a failing step changes nothing; concurrent openers
+migrate once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli_basics import assert_one_line_error, cli
+
+from registry_core.datadir import DataDir
+from registry_core.errors import ConfigError, SchemaTooNew
+from registry_core.gc import GarbageCollector
+from registry_core.reference import parse_digest
+from registry_core.registry import Registry
+from registry_core.store.migrations import LATEST, STEPS, Step, migrate, script, upgrade
+from registry_core.usage import usage_history
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXPECTED: dict[str, Any] = json.loads((FIXTURES / "datadir-v1.expected.json").read_text())
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> DataDir:
+    """The committed v1 data dir, unpacked and not yet opened."""
+    with tarfile.open(FIXTURES / "datadir-v1.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    return DataDir(tmp_path / "data")
+
+
+@pytest.fixture
+def upgraded(v1: DataDir) -> Iterator[Registry]:
+    reg = Registry(v1)
+    yield reg
+    reg.close()
+
+
+def versions(path: Path) -> tuple[int, str | None]:
+    """(user_version, meta.schema_version) read with a plain connection."""
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(conn.execute("PRAGMA user_version").fetchone()[0]), row and row[0]
+
+
+def dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [f"user_version {conn.execute('PRAGMA user_version').fetchone()[0]}",
+                *conn.iterdump()]
+    finally:
+        conn.close()
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def schema_of(path: Path) -> list[tuple[str, ...]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+
+
+# ---- the fixture itself -----------------------------------------------------------------------
+
+
+def test_fixture_is_a_pre_migration_data_dir(v1: DataDir, tmp_path: Path) -> None:
+    assert versions(v1.database) == (0, "1")
+    # Step 1 must be exactly the schema the old release wrote.
+    fresh = tmp_path / "step1.db"
+    assert upgrade(fresh, STEPS[:1]) == 1
+    assert schema_of(fresh) == schema_of(v1.database)
+    assert (FIXTURES / "datadir-v1.tar.gz").stat().st_size < 64 * 1024
+
+
+# ---- upgrading it -----------------------------------------------------------------------------
+
+
+def test_v1_data_dir_upgrades_in_place(v1: DataDir) -> None:
+    stored = {d: (v1.blobs / "sha256" / d[7:9] / d[7:]).read_bytes() for d in EXPECTED["blobs"]}
+    reg = Registry(v1)
+    reg.close()
+    assert versions(v1.database) == (LATEST, str(LATEST))
+    after = {d: (v1.blobs / "sha256" / d[7:9] / d[7:]).read_bytes() for d in EXPECTED["blobs"]}
+    assert after == stored
+
+
+def test_every_image_is_kept(upgraded: Registry) -> None:
+    assert upgraded.catalog().items == sorted(EXPECTED["tags"])
+    for repo, tags in EXPECTED["tags"].items():
+        assert upgraded.tags(repo).items == sorted(tags)
+        for tag, digest in tags.items():
+            by_tag = upgraded.get_manifest(repo, tag)
+            by_digest = upgraded.get_manifest(repo, digest)
+            assert str(by_tag.digest) == digest
+            assert by_tag.body() == by_digest.body()
+            assert hashlib.sha256(by_tag.body()).hexdigest() == digest[7:]
+        for digest, media_type in EXPECTED["manifests"][repo].items():
+            manifest = upgraded.get_manifest(repo, digest)
+            assert manifest.media_type == media_type
+            assert "sha256:" + hashlib.sha256(manifest.body()).hexdigest() == digest
+    for digest in EXPECTED["blobs"]:
+        path = upgraded.files.path(parse_digest(digest))
+        assert "sha256:" + sha256_file(path) == digest
+
+
+def test_references_history_and_samples_are_kept(upgraded: Registry) -> None:
+    v1_0 = EXPECTED["tags"]["edge/app"]["1.0"]
+    [sbom] = upgraded.referrers("edge/app", v1_0)
+    assert sbom.artifact_type == "application/vnd.example.sbom+json"
+    stable = upgraded.get_manifest("tools/busy", EXPECTED["tags"]["tools/busy"]["stable"])
+    for child in json.loads(stable.body())["manifests"]:
+        assert upgraded.get_manifest("tools/busy", child["digest"]).size == child["size"]
+    runs = GarbageCollector(upgraded).history()
+    assert [{"id": r.id, "status": r.status, "manifests_deleted": r.manifests_deleted,
+             "blobs_deleted": r.blobs_deleted, "bytes_freed": r.bytes_freed}
+            for r in runs] == EXPECTED["gc_runs"]
+    assert len(usage_history(upgraded)) == EXPECTED["usage_samples"]
+
+
+def test_upgraded_store_is_consistent_for_gc(upgraded: Registry) -> None:
+    """A dry run with no grace period finds nothing to collect: every reference survived."""
+    record = GarbageCollector(upgraded).run(trigger="cli", dry_run=True, grace_period=0.0)
+    assert record.status == "succeeded"
+    assert (record.manifests_deleted, record.blobs_deleted) == (0, 0)
+
+
+def test_opening_twice_is_idempotent(v1: DataDir) -> None:
+    Registry(v1).close()
+    first = dump(v1.database)
+    Registry(v1).close()
+    assert upgrade(v1.database) == LATEST
+    assert dump(v1.database) == first
+
+
+def test_cli_usage_upgrades_a_v1_data_dir(v1: DataDir) -> None:
+    result = cli(v1.root, "usage", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["tags"] == sum(len(t) for t in EXPECTED["tags"].values())
+    assert report["manifests"] == sum(len(m) for m in EXPECTED["manifests"].values())
+    assert versions(v1.database) == (LATEST, str(LATEST))
+
+
+def test_fresh_data_dir_gets_the_latest_version(datadir: DataDir) -> None:
+    Registry(datadir).close()
+    assert versions(datadir.database) == (LATEST, str(LATEST))
+
+
+# ---- a newer release's data dir ---------------------------------------------------------------
+
+
+def make_newer(path: Path) -> str:
+    """Mark the database as written by a release one version ahead; returns its hash."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    return sha256_file(path)
+
+
+def test_newer_data_dir_is_refused_untouched(v1: DataDir) -> None:
+    before = make_newer(v1.database)
+    with pytest.raises(SchemaTooNew) as err:
+        Registry(v1)
+    assert isinstance(err.value, ConfigError)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"version {LATEST + 1}" in message and f"up to {LATEST}" in message
+    assert sha256_file(v1.database) == before
+    assert sorted(p.name for p in v1.root.glob("registry.db*")) == ["registry.db"]
+
+
+def test_newer_data_dir_is_refused_inside_the_transaction_too(v1: DataDir) -> None:
+    """The file-header check is a shortcut; the check under the lock is the one that holds."""
+    make_newer(v1.database)
+    conn = sqlite3.connect(v1.database, isolation_level=None)
+    try:
+        before = conn.execute("SELECT COUNT(*) FROM manifests").fetchone()
+        with pytest.raises(SchemaTooNew):
+            migrate(conn)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST + 1
+        assert conn.execute("SELECT COUNT(*) FROM manifests").fetchone() == before
+    finally:
+        conn.close()
+
+
+def test_cli_refuses_a_newer_data_dir_in_one_line(v1: DataDir) -> None:
+    before = make_newer(v1.database)
+    for command in ("usage", "gc"):
+        result = cli(v1.root, command)
+        assert_one_line_error(result, "newer release", f"version {LATEST + 1}", f"up to {LATEST}")
+    assert sha256_file(v1.database) == before
+
+
+# ---- steps: all or nothing, and once --------------------------------------------------------
+
+
+def half_done_then_raise(conn: sqlite3.Connection) -> None:
+    script("CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
+           "ALTER TABLE repositories ADD COLUMN note TEXT;\n"
+           "UPDATE meta SET value = 'broken';\n")(conn)
+    raise RuntimeError("step failed partway")
+
+
+FAILING_STEPS = {
+    "raises": half_done_then_raise,
+    "bad_sql": script("CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
+                      "ALTER TABLE repositories ADD COLUMN note TEXT;\n"
+                      "INSERT INTO no_such_table VALUES (1);\n"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAILING_STEPS))
+def test_a_failing_step_changes_nothing(upgraded: Registry, kind: str) -> None:
+    path = upgraded.datadir.database
+    before = dump(path)
+    steps = (*STEPS, Step(LATEST + 1, "fails", FAILING_STEPS[kind]))
+    with pytest.raises((RuntimeError, sqlite3.OperationalError)):
+        upgrade(path, steps)
+    assert dump(path) == before
+    assert versions(path) == (LATEST, str(LATEST))
+
+
+def test_a_later_step_applies_and_then_this_release_refuses(v1: DataDir) -> None:
+    steps = (*STEPS, Step(LATEST + 1, "tokens", script(
+        "CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
+        "INSERT INTO tokens SELECT 'repo;' || name FROM repositories;\n")))
+    assert upgrade(v1.database, steps) == LATEST + 1
+    assert versions(v1.database) == (LATEST + 1, str(LATEST + 1))
+    with sqlite3.connect(v1.database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0] == len(EXPECTED["tags"])
+    with pytest.raises(SchemaTooNew):
+        upgrade(v1.database)
+
+
+def log_migration(conn: sqlite3.Connection) -> None:
+    """A step with a visible trace; it holds the write lock a moment so that the other
+    process reaches BEGIN IMMEDIATE while this one migrates."""
+    conn.execute("CREATE TABLE migration_log (pid INTEGER NOT NULL)")
+    conn.execute("INSERT INTO migration_log VALUES (?)", (os.getpid(),))
+    time.sleep(0.3)
+
+
+RACE_STEPS = (*STEPS, Step(LATEST + 1, "log", log_migration))
+
+
+def _race(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    results.put(upgrade(Path(path), RACE_STEPS))
+
+
+def test_two_processes_opening_a_fresh_dir_migrate_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    path = tmp_path / "registry.db"
+    procs = [ctx.Process(target=_race, args=(str(path), barrier, results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sorted(results.get(timeout=5) for _ in procs) == [LATEST + 1] * 2
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM migration_log").fetchone()[0] == 1
