@@ -17,10 +17,6 @@ class SchemaTooNew(ConfigError):
     """The data dir's database was written by a newer release; it is left untouched."""
 
 
-class SchemaTooNew(ConfigError):
-    """The data dir's database was written by a newer release; it is left untouched."""
-
-
 class NotEnabledError(EdgeError):
     """The data dir has not been enabled (no certificates or credentials yet)."""
 
