@@ -31,6 +31,24 @@ class StorageConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Bounds on what one client can hold on to (slow and abusive clients)."""
+
+    header_read_timeout_seconds: float = 10.0
+    """A connection whose request head is not complete within this is closed (also idle
+    keep-alive connections)."""
+    body_idle_timeout_seconds: float = 60.0
+    """A request body that sends no byte for this long is cut off with 408; an upload keeps
+    the bytes acknowledged before."""
+    max_concurrent_uploads: int = 64
+    """Upload requests carrying a body at once; beyond, 429 TOOMANYREQUESTS."""
+    read_buffer_bytes: int = 1 << 20
+    """The server's read buffer per connection (8192 at least). A request head that does not
+    fit is answered 431 with no body by the server; it is also the largest body part the app
+    receives at once (fewer, larger parts: faster uploads)."""
+
+
+@dataclass
 class Config:
     device_name: str = "edge"
     dns_domain: str = "local"
@@ -42,6 +60,7 @@ class Config:
     username: str = "ase-ecr-user"
     gc: GCConfig = field(default_factory=GCConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def endpoint_host(self) -> str:
@@ -76,7 +95,7 @@ def save_config(config: Config, path: Path) -> None:
 
 def _from_dict(raw: dict[str, object], path: Path) -> Config:
     config = Config()
-    sections = {"gc": config.gc, "storage": config.storage}
+    sections = {"gc": config.gc, "storage": config.storage, "limits": config.limits}
     for key, value in raw.items():
         if key in sections and isinstance(value, dict):
             for sub_key, sub_value in value.items():

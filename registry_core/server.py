@@ -129,13 +129,21 @@ class _GranianBackend:
         from granian.log import LogLevels
         from granian.server.embed import Server
 
+        limits = server.app.registry.config.limits
         self._server = Server(
             server.app,
             address=server.listen.host,
             port=server.listen.port,
             interface=Interfaces.ASGINL,
             http=HTTPModes.auto if _http_mode() == "auto" else HTTPModes.http1,
-            http1_settings=HTTP1Settings(keep_alive=True, max_buffer_size=1 << 20),
+            http1_settings=HTTP1Settings(
+                # hyper closes a connection whose request head (the first, or the next on a
+                # kept-alive one) is not complete in time, and answers 431 to a head larger
+                # than its read buffer.
+                header_read_timeout=max(1, round(limits.header_read_timeout_seconds * 1000)),
+                keep_alive=True,
+                max_buffer_size=max(8192, limits.read_buffer_bytes),
+            ),
             http2_settings=HTTP2Settings(
                 adaptive_window=True,
                 initial_connection_window_size=16 << 20,

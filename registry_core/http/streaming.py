@@ -25,18 +25,25 @@ async def receive_into(
     pending: asyncio.Future[None] | None = None
     buf = bytearray()
     total = 0
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        buf += chunk
-        total += len(chunk)
-        if expected is not None and total > expected:
-            break
-        if len(buf) >= BATCH_BYTES:
-            if pending is not None:
-                await pending
-            pending = loop.run_in_executor(None, writer.write, buf)
-            buf = bytearray()
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            buf += chunk
+            total += len(chunk)
+            if expected is not None and total > expected:
+                break
+            if len(buf) >= BATCH_BYTES:
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, writer.write, buf)
+                buf = bytearray()
+    except BaseException:
+        # A body cut off (idle timeout, disconnect): the writer is released by the caller
+        # and may be claimed by the next request, so no write of ours may still be running.
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])
+        raise
     if pending is not None:
         await pending
     if buf:
