@@ -34,6 +34,7 @@ from registry_core.errors import (
     NameUnknown,
     RangeInvalid,
     RegistryError,
+    StorageFull,
 )
 from registry_core.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from registry_core.reference import (
@@ -281,13 +282,17 @@ class Registry:
         upload the client abandons holds no file descriptor."""
         writer.flush(durable=True)
         writer.close()
-        with self.db.write() as conn:
-            cur = conn.execute(
-                "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND repository = ?",
-                (writer.offset, now(), upload_id, name),
-            )
-            if cur.rowcount == 0:
-                raise BlobUploadUnknown(detail={"uuid": upload_id})
+        try:
+            with self.db.write() as conn:
+                cur = conn.execute(
+                    "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND repository = ?",
+                    (writer.offset, now(), upload_id, name),
+                )
+                if cur.rowcount == 0:
+                    raise BlobUploadUnknown(detail={"uuid": upload_id})
+        except StorageFull:
+            writer.rewind()  # the chunk is not acknowledged: give its space back
+            raise
         return Upload(upload_id, name, writer.offset)
 
     def finish_upload(

@@ -140,7 +140,7 @@ class HashingWriter:
             with refused_when_full("receiving an upload"):
                 self._write(data)
         except BaseException:
-            self._rewind()
+            self.rewind()
             raise
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
@@ -157,8 +157,9 @@ class HashingWriter:
                 hashed.result()
         self.offset += len(data)
 
-    def _rewind(self) -> None:
-        """Back to the mark: the file truncated, the hash restored, the file closed."""
+    def rewind(self) -> None:
+        """Back to where this request began: the file truncated, the hash restored, the file
+        closed."""
         if self._file is not None:
             with contextlib.suppress(OSError):  # flushing what the disk refused fails again
                 self._file.close()
@@ -177,7 +178,7 @@ class HashingWriter:
                     if durable:
                         os.fsync(self._file.fileno())
             except BaseException:
-                self._rewind()
+                self.rewind()
                 raise
 
     def close(self) -> None:
