@@ -96,14 +96,22 @@ class RawReply:
 
 
 async def raw_request(
-    app: RegistryApp, method: str, path: str, headers: dict[str, str] | None = None
+    app: RegistryApp,
+    method: str,
+    path: str,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
 ) -> RawReply:
     """One request straight through the ASGI interface, with every body message kept.
 
     httpx drops the body of a HEAD reply, so this is how to see what the app really sends.
+    Headers given as a list of pairs are sent exactly so (no Host added).
     """
     sent: list[dict[str, Any]] = []
-    raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    if isinstance(headers, list):  # sent exactly as given
+        pairs = headers
+    else:  # with the Host header every HTTP/1.1 client sends
+        pairs = [("host", "registry.test"), *(headers or {}).items()]
+    raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in pairs]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},

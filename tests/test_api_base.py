@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from api_helpers import assert_error, make_app, make_client, push_blob, raw_request, sha256
+from api_helpers import (
+    assert_error,
+    make_app,
+    make_client,
+    push_blob,
+    push_image,
+    raw_request,
+    sha256,
+)
 
 from registry_core.datadir import DataDir
 from registry_core.registry import Registry
@@ -207,3 +216,22 @@ async def test_error_bodies_never_hold_a_traceback(api: httpx.AsyncClient) -> No
         resp = await api.request(method, path)
         assert 400 <= resp.status_code < 500, (method, path, resp.text)
         assert_error(resp, resp.status_code)
+
+
+@pytest.mark.parametrize(
+    "hosts", [[], [("Host", "")], [("Host", "a"), ("Host", "b")]], ids=["none", "empty", "two"]
+)
+async def test_http11_needs_exactly_one_host(
+    datadir: DataDir, registry: Registry, credentials: tuple[str, str], hosts: list[tuple[str, str]]
+) -> None:
+    """RFC 9112 section 3.2: 400, before authentication and before any route runs."""
+    async with make_client(make_app(registry, datadir), credentials) as client:
+        pushed = await push_image(client, "lib/app", "v1")
+    auth = ("Authorization", basic(":".join(credentials))["Authorization"])
+    path = f"/v2/lib/app/manifests/{pushed.digest}"
+    reply = await raw_request(make_app(registry, datadir), "DELETE", path, [*hosts, auth])
+    assert reply.status == 400
+    error = json.loads(reply.body)["errors"][0]
+    assert error["code"] == "UNSUPPORTED"
+    assert "Host header" in error["message"]
+    assert str(registry.get_manifest("lib/app", pushed.digest).digest) == pushed.digest

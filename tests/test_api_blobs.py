@@ -64,9 +64,42 @@ async def test_range_get(api: httpx.AsyncClient) -> None:
         assert resp.headers["content-range"] == f"bytes {start}-{end}/{total}", header
         assert resp.content == DATA[start : end + 1], header
         assert resp.headers["content-length"] == str(end - start + 1)
-    resp = await api.get(url, headers={"Range": f"bytes={total}-"})
-    assert resp.status_code == 416
-    assert resp.headers["content-range"] == f"bytes */{total}"
+    for header in (f"bytes={total}-", f"bytes={total}-{total + 5}", "bytes=-0", "bytes=5000-,-0"):
+        resp = await api.get(url, headers={"Range": header})
+        assert_error(resp, 416, "SIZE_INVALID")
+        assert resp.headers["content-range"] == f"bytes */{total}", header
+        head = await api.head(url, headers={"Range": header})
+        assert (head.status_code, head.content) == (416, b"")
+
+
+async def test_range_ignored_when_malformed_or_multiple(api: httpx.AsyncClient) -> None:
+    """RFC 9110 section 14.2: an invalid Range is ignored, and so (by choice) are several."""
+    digest = await push_blob(api, "lib/app", DATA)
+    url = f"/v2/lib/app/blobs/{digest}"
+    for header in (
+        "bytes=500-0",
+        "bytes=abc",
+        "items=0-5",
+        "bytes=--5",
+        "bytes 0-5",
+        "bytes=",
+        "bytes=\u00b2-5",
+        "bytes=0-1,5-6",
+        "bytes=0-1,-3",
+    ):
+        resp = await api.get(url, headers={"Range": header.encode("latin-1")})
+        assert resp.status_code == 200, header
+        assert resp.content == DATA, header
+        assert "content-range" not in resp.headers
+
+
+async def test_range_head_mirrors_get(api: httpx.AsyncClient) -> None:
+    digest = await push_blob(api, "lib/app", DATA)
+    head = await api.head(f"/v2/lib/app/blobs/{digest}", headers={"Range": "bytes=10-19"})
+    assert head.status_code == 206
+    assert head.content == b""
+    assert head.headers["content-range"] == f"bytes 10-19/{len(DATA)}"
+    assert head.headers["content-length"] == "10"
 
 
 async def test_blob_unknown(api: httpx.AsyncClient) -> None:

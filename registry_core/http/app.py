@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -140,6 +140,7 @@ class RegistryApp:
     async def respond(self, request: Request) -> Response:
         head = request.method == "HEAD"
         try:
+            _check_host(request.scope)
             if (
                 self.check_auth is not None
                 and self.check_auth(request.headers.get("authorization")) is None
@@ -148,6 +149,9 @@ class RegistryApp:
             return await self.dispatch(request)
         except RegistryError as exc:
             return error_response(exc, head)
+        except ClientDisconnect:  # also what the server reports for malformed chunked framing
+            cut = SizeInvalid("the request body was cut off or its chunked framing is malformed")
+            return error_response(cut, head)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             return error_response(RegistryError("internal error; see the server log"), head)
@@ -355,6 +359,21 @@ class RegistryApp:
     async def cancel_upload(self, request: Request, name: str, upload_id: str) -> Response:
         await self.run(self.registry.cancel_upload, name, upload_id)
         return Response(status_code=204)
+
+
+def _check_host(scope: Scope) -> None:
+    """HTTP/1.1 requires exactly one Host header (RFC 9112 section 3.2); an https URL always
+    has an authority, so it may not be empty (granian stands an empty one in for a missing
+    one)."""
+    if scope.get("http_version") != "1.1":
+        return
+    values = [value for key, value in scope["headers"] if key == b"host"]
+    hosts = len(values)
+    if hosts != 1 or not values[0]:
+        raise Unsupported(
+            f"an HTTP/1.1 request needs exactly one non-empty Host header, not {hosts}",
+            detail={"host_headers": hosts},
+        )
 
 
 def _raw_path(scope: Scope) -> str:
