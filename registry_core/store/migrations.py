@@ -235,7 +235,8 @@ def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL, say)
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
