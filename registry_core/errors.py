@@ -128,6 +128,10 @@ class RangeNotSatisfiable(RegistryError):
     code, status, default_message = "SIZE_INVALID", 416, "requested range not satisfiable"
 
 
+class HeadersTooLarge(RegistryError):
+    code, status, default_message = "UNSUPPORTED", 431, "request header fields too large"
+
+
 class UriTooLong(RegistryError):
     code, status, default_message = "NAME_INVALID", 414, "request path too long"
 

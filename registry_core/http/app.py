@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from registry_core.errors import (
     BlobUploadInvalid,
+    HeadersTooLarge,
     ManifestTooLarge,
     NameInvalid,
     PaginationNumberInvalid,
@@ -50,6 +51,7 @@ API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 REALM = "Edge Registry"
 SMALL_BODY_BYTES = 4 << 20
 MAX_PATH_CHARS = 8192
+MAX_HEADER_BYTES = 64 << 10
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -140,7 +142,7 @@ class RegistryApp:
     async def respond(self, request: Request) -> Response:
         head = request.method == "HEAD"
         try:
-            _check_host(request.scope)
+            _check_head(request.scope)
             if (
                 self.check_auth is not None
                 and self.check_auth(request.headers.get("authorization")) is None
@@ -361,13 +363,21 @@ class RegistryApp:
         return Response(status_code=204)
 
 
-def _check_host(scope: Scope) -> None:
-    """HTTP/1.1 requires exactly one Host header (RFC 9112 section 3.2); an https URL always
-    has an authority, so it may not be empty (granian stands an empty one in for a missing
-    one)."""
+def _check_head(scope: Scope) -> None:
+    """The request head's framing, before authentication looks at it.
+
+    Headers are capped here, below the server's read buffer, so that the 431 carries an OCI
+    body (a head past the buffer gets the server's own 431, without one). HTTP/1.1 requires
+    exactly one Host header (RFC 9112 section 3.2); an https URL always has an authority, so
+    it may not be empty (granian stands an empty one in for a missing one).
+    """
+    headers = scope["headers"]
+    size = sum(len(key) + len(value) + 4 for key, value in headers)
+    if size > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(detail={"size": size, "limit": MAX_HEADER_BYTES})
     if scope.get("http_version") != "1.1":
         return
-    values = [value for key, value in scope["headers"] if key == b"host"]
+    values = [value for key, value in headers if key == b"host"]
     hosts = len(values)
     if hosts != 1 or not values[0]:
         raise Unsupported(
