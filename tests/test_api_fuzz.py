@@ -6,13 +6,18 @@ of registry_core.reference)."""
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
-from api_helpers import Pushed, assert_error, push_image, sha256, start_session
-from hypothesis import HealthCheck, given, settings
+from api_helpers import BASE_URL, Pushed, assert_error, push_image, sha256, start_session
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from store_snapshot import Snapshot, take_snapshot
+
+from registry_core.datadir import DataDir
+from registry_core.manifests import OCI_MANIFEST
 
 FUZZ = settings(
     max_examples=40,
@@ -242,3 +247,104 @@ async def test_any_path(
     if method == "DELETE" and "manifests" in path:
         return
     assert (await api.get("/v2/lib/app/manifests/v1")).content == seeded.body
+
+
+# ---- hostile variants of every route's parameters (issue 7) --------------------------------
+
+# Inserted into a valid parameter, as sent on the wire: control characters, encoded slashes,
+# dot-dots, non-ASCII digits and letters that look like ASCII ones. A literal `..` segment is
+# normalised away by httpx's URL parser, so a whole-segment dot-dot is sent encoded (the live
+# corpus, tests/corpus.py, sends literal ones over a raw socket).
+HOSTILE = ["%00", "%0A", "%0D", "%0D%0A", "%09", "%7F", "%20", "%2F", "%2f", "%5C", "..",
+           "%2E%2E", "%D9%A3", "%C2%B2", "%EF%BC%91", "%D0%B0", "%EF%BD%81", "%E2%80%8B",
+           "%E2%84%AA", "%C4%B1", "a" * 300]  # fmt: skip
+PARAM_CODES = {
+    "name": {"NAME_INVALID"},
+    "tag": {"MANIFEST_UNKNOWN", "NAME_INVALID", "MANIFEST_INVALID"},
+    "manifest": {"DIGEST_INVALID"},
+    "blob": {"DIGEST_INVALID"},
+    "upload": {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"},
+}
+ROUTES = [
+    ("GET", "/v2/{name}/tags/list"),
+    ("GET", "/v2/{name}/manifests/{tag}"),
+    ("HEAD", "/v2/{name}/manifests/{manifest}"),
+    ("PUT", "/v2/{name}/manifests/{tag}"),
+    ("PUT", "/v2/{name}/manifests/{manifest}"),
+    ("DELETE", "/v2/{name}/manifests/{tag}"),
+    ("DELETE", "/v2/{name}/manifests/{manifest}"),
+    ("GET", "/v2/{name}/blobs/{blob}"),
+    ("HEAD", "/v2/{name}/blobs/{blob}"),
+    ("DELETE", "/v2/{name}/blobs/{blob}"),
+    ("POST", "/v2/{name}/blobs/uploads/"),
+    ("GET", "/v2/{name}/blobs/uploads/{upload}"),
+    ("PATCH", "/v2/{name}/blobs/uploads/{upload}"),
+    ("PUT", "/v2/{name}/blobs/uploads/{upload}"),
+    ("DELETE", "/v2/{name}/blobs/uploads/{upload}"),
+    ("GET", "/v2/{name}/referrers/{manifest}"),
+]
+CHUNK = b"hostile chunk"
+
+
+@dataclass
+class Target:
+    """The seeded store: valid values of every route parameter, and its snapshot."""
+
+    image: Pushed
+    params: dict[str, str]
+    before: Snapshot
+
+
+@pytest.fixture
+async def target(api: httpx.AsyncClient, datadir: DataDir) -> Target:
+    image = await push_image(api, "lib/app", "v1")
+    upload = (await start_session(api, "lib/app")).rsplit("/", 1)[1]
+    params = {
+        "name": "lib/app",
+        "tag": "v1",
+        "manifest": image.digest,
+        "blob": image.doc["layers"][0]["digest"],
+        "upload": upload,
+    }
+    return Target(image, params, take_snapshot(datadir))
+
+
+def still_a_valid(param: str, decoded: str) -> bool:
+    """True when a mutation happens to leave a valid value (`v..1` is a valid tag)."""
+    return param == "tag" and TAG.fullmatch(decoded) is not None
+
+
+@settings(FUZZ, max_examples=250)
+@given(route=st.sampled_from(ROUTES), data=st.data())
+async def test_hostile_route_parameters(
+    api: httpx.AsyncClient,
+    datadir: DataDir,
+    target: Target,
+    route: tuple[str, str],
+    data: st.DataObject,
+) -> None:
+    method, template = route
+    names = re.findall(r"{(\w+)}", template)
+    param = data.draw(st.sampled_from(names), label="param")
+    valid = target.params[param]
+    insert = data.draw(st.sampled_from(HOSTILE), label="insert")
+    at = data.draw(st.integers(0, len(valid)), label="at")
+    hostile = valid[:at] + insert + valid[at:]
+    assume(not still_a_valid(param, unquote(hostile)))
+    raw_path = template.format(**{**target.params, param: hostile})
+    url = httpx.URL(BASE_URL + raw_path)
+    assume(url.raw_path == raw_path.encode())  # sent as written, not normalised
+
+    headers = {"Content-Type": OCI_MANIFEST} if "manifests" in template else {}
+    body = target.image.body if "manifests" in template else CHUNK
+    params = {"digest": sha256(CHUNK)} if method == "PUT" and "uploads" in template else {}
+    if method == "PATCH":
+        headers["Content-Range"] = f"0-{len(CHUNK) - 1}"
+    content = body if method in ("PUT", "PATCH", "POST") else None
+    resp = await api.request(method, url, params=params, headers=headers, content=content)
+
+    assert 400 <= resp.status_code < 500, (method, raw_path, resp.status_code, resp.text[:300])
+    error = assert_error(resp, resp.status_code)
+    if method != "HEAD":
+        assert error["code"] in PARAM_CODES[param], (method, raw_path, error)
+    assert target.before.diff(take_snapshot(datadir)) == [], (method, raw_path)
