@@ -17,6 +17,7 @@ from registry_core.certs import ensure_certificates
 from registry_core.config import Config, load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError
+from registry_core.store.migrations import refuse_newer
 
 Progress = Callable[[str], None]
 
@@ -36,6 +37,7 @@ def enable(
 ) -> Config:
     """Write config, certificates and credentials; keep what exists unless overridden."""
     say = progress or (lambda _line: None)
+    refuse_newer(datadir.database)  # a newer release's config would lose what we don't know
     datadir.ensure()
     fresh = not datadir.config.exists()
     old = load_config(datadir.config)

@@ -196,10 +196,12 @@ def test_newer_data_dir_is_refused_inside_the_transaction_too(v1: DataDir) -> No
 
 def test_cli_refuses_a_newer_data_dir_in_one_line(v1: DataDir) -> None:
     before = make_newer(v1.database)
-    for command in ("usage", "gc"):
+    config = v1.config.read_bytes()
+    for command in ("usage", "gc", "enable"):
         result = cli(v1.root, command)
         assert_one_line_error(result, "newer release", f"version {LATEST + 1}", f"up to {LATEST}")
     assert sha256_file(v1.database) == before
+    assert v1.config.read_bytes() == config
 
 
 # ---- steps: all or nothing, and once --------------------------------------------------------

@@ -200,6 +200,13 @@ def upgrade(path: Path, steps: Sequence[Step] = STEPS) -> int:
         conn.close()
 
 
+def refuse_newer(path: Path) -> None:
+    """SchemaTooNew when the database at `path` was written by a newer release; touches
+    nothing (for operations such as `enable` that write the data dir but not the database)."""
+    if path.exists():
+        _refuse_if_too_new(path, _header_version(path), LATEST)
+
+
 def migrate(conn: sqlite3.Connection, steps: Sequence[Step] = STEPS) -> int:
     """Apply the missing `steps` on `conn` (autocommit mode), one transaction each."""
     latest = _latest(steps)
