@@ -117,9 +117,14 @@ def enable_and_export(tmp_path: Path) -> tuple[Path, int, dict[str, Any], Path]:
 
 
 def start_serve(
-    tmp_path: Path, data: Path | None = None, port: int = 0, cert_dir: Path | None = None
+    tmp_path: Path,
+    data: Path | None = None,
+    port: int = 0,
+    cert_dir: Path | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> Served:
-    """Enable a data dir, export its CA and serve it; or serve an enabled `data` again."""
+    """Enable a data dir, export its CA and serve it; or serve an enabled `data` again.
+    `prefix` runs the server under another command (strace, say)."""
     if data is None or cert_dir is None:
         data, port, info, cert_dir = enable_and_export(tmp_path)
     else:
@@ -129,6 +134,7 @@ def start_serve(
     with open(stdout, "w") as out, open(stderr, "w") as err:
         proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "console",
