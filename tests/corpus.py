@@ -949,6 +949,8 @@ def _chunked_framing_cases(seed: Seed) -> list[Case]:
     put = repo + b"/manifests/" + b(seed.tag)
     post = repo + b"/blobs/uploads/?digest=" + b(sha256(b"abc"))
     te = ((b"Transfer-Encoding", b"chunked"),)
+    # Not here: a malformed trailer field. RFC 9110 6.5.1 lets a recipient discard trailers,
+    # and the server does, so the body (valid) is stored: not a fault.
     bodies = [
         (b"zz\r\nabc\r\n0\r\n\r\n", "chunk size not hex"),
         (b"3\r\nabcX0\r\n\r\n", "no CRLF after the chunk data"),
@@ -956,7 +958,6 @@ def _chunked_framing_cases(seed: Seed) -> list[Case]:
         (b"3;\x00\r\nabc\r\n0\r\n\r\n", "NUL in a chunk extension"),
         (b"ffffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n", "chunk size overflows"),
         (b"-3\r\nabc\r\n0\r\n\r\n", "negative chunk size"),
-        (b"3\r\nabc\r\n0\r\nX-Trailer: a\x00b\r\n\r\n", "NUL in a trailer"),
         (b"0x3\r\nabc\r\n0\r\n\r\n", "0x prefix"),
     ]
     why = "RFC 9112 7.1: malformed chunked framing is a 400; nothing stored, session unchanged"

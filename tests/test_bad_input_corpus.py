@@ -45,6 +45,7 @@ WAITING_TIMEOUT = 1.5
 HEAD_BODY_WAIT = 0.2
 WORKERS = 8
 SESSION_BYTES = b"0123456789"
+SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS", b"TRACE"}
 
 
 # ---- a raw HTTP/1.1 client over TLS --------------------------------------------------------
@@ -309,7 +310,8 @@ def summarize(
     by_family: dict[str, list[tuple[Case, list[str]]]] = {}
     for case, found in failures:
         by_family.setdefault(case.family, []).append((case, found))
-    lines = []
+    served = [f"{c.label} -> {f[0]}" for c, f in failures if f[0].startswith("status 2")]
+    lines = ["== served though it should be refused:", *served[:shown]] if served else []
     for family, items in by_family.items():
         lines.append(f"== {family}: {len(items)} of {total[family]} cases fail")
         for case, found in items[:shown]:
@@ -344,8 +346,16 @@ async def test_bad_input_corpus(served: LiveServer) -> None:
     cases = build_corpus(seeded.seed)
     context = served.ssl_context()
     started = time.monotonic()
+    # Safe methods first: a destructive case that wrongly succeeds must not turn the reads
+    # after it into failures of their own.
+    safe = [c for c in cases if c.method in SAFE_METHODS]
+    unsafe = [c for c in cases if c.method not in SAFE_METHODS]
     with ThreadPoolExecutor(WORKERS) as pool:
-        results = list(pool.map(lambda c: run_case(served, context, c), cases))
+        results = [
+            r
+            for batch in (safe, unsafe)
+            for r in pool.map(lambda c: run_case(served, context, c), batch)
+        ]
     elapsed = time.monotonic() - started
     failures = [(case, found) for case, found in results if found]
     total: dict[str, int] = {}
