@@ -108,7 +108,7 @@ class Authenticator:
     """Checks `Authorization: Basic ...` headers against users.json.
 
     scrypt costs tens of milliseconds on purpose, so a header that verified once is
-    remembered (by an HMAC of its exact value under a per-process key, so the cache never
+    remembered (by a MAC of its exact value under a per-process key, so the cache never
     holds passwords). Only successes are cached; the cache empties when users.json changes.
     """
 
@@ -131,7 +131,10 @@ class Authenticator:
             return None
         if time.monotonic() >= self._next_check:
             self._reload_if_changed()
-        key = hmac.digest(self._key, authorization.encode("utf-8", "surrogatepass"), "sha256")
+        # Keyed BLAKE2b is a MAC in one pass: half the cost of HMAC-SHA256 on this hot path.
+        key = hashlib.blake2b(
+            authorization.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
+        ).digest()
         cached = self._cache.get(key)
         if cached is not None:
             return cached
