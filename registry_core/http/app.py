@@ -47,7 +47,7 @@ from registry_core.registry import Page, Registry
 log = logging.getLogger("edge_registry.http")
 access_log = logging.getLogger("edge_registry.access")
 
-API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+API_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 REALM = "Edge Registry"
 SMALL_BODY_BYTES = 4 << 20
 MAX_PATH_CHARS = 8192
@@ -124,7 +124,7 @@ class RegistryApp:
         receive = body_idle_receive(scope, receive, self.body_idle_timeout)
         request = Request(scope, receive)
         response = await self.respond(request)
-        response.headers.update(API_HEADERS)
+        response.raw_headers.append(API_HEADER)  # no response sets it: append, no lookup
         await response(scope, receive, send)
         self.stats.requests += 1
         if response.status_code >= 400:
