@@ -7,6 +7,7 @@ Timeouts are set short in config.toml; every wait below is a hang guard, not a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -315,3 +316,26 @@ def wait_for(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached within the hang guard"
         time.sleep(0.02)
+
+
+# ---- oversized request heads -----------------------------------------------------------------
+
+
+def test_oversized_header_fields_get_431(server: LiveServer) -> None:
+    with server.client() as client:
+        # Under the server's read buffer, the app's own cap answers with an OCI body.
+        big = client.get("/v2/", headers={"X-Big": "x" * (70 << 10)})
+        assert big.status_code == 431
+        assert big.json()["errors"][0]["code"]
+        assert client.get("/v2/", headers={"X-Fits": "x" * (60 << 10)}).status_code == 200
+
+    # Beyond the server's read buffer (1 MiB), or past 100 fields, hyper answers before the
+    # app sees the request: 431 without a body, and the connection is closed.
+    for extra in ({"X-Huge": "x" * (2 << 20)}, {f"X-F{i}": "v" for i in range(150)}):
+        sock = tls_connect(server)
+        with contextlib.suppress(OSError):  # the server may close before reading it all
+            sock.sendall(request_head(server, "GET", "/v2/", **extra))
+        answer = read_to_close(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert b"\r\ncontent-length: 0\r\n" in answer.lower()
