@@ -507,12 +507,16 @@ class Registry:
 
     def _check_references(self, conn: sqlite3.Connection, repo_id: int, manifest: Manifest) -> None:
         for desc in manifest.blob_descriptors():
+            # In this repository: a blob of another one is reached by a mount, never by
+            # naming it (the repository's access would otherwise extend to any blob).
             row = conn.execute(
-                "SELECT size FROM blobs WHERE digest = ?", (str(desc.digest),)
+                "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
+                "WHERE b.digest = ? AND rb.repository_id = ?",
+                (str(desc.digest), repo_id),
             ).fetchone()
             if row is None or not self.files.exists(desc.digest):
                 raise ManifestBlobUnknown(
-                    f"blob {desc.digest} is not in the registry",
+                    f"blob {desc.digest} is not in this repository (upload or mount it first)",
                     detail={"digest": str(desc.digest)},
                 )
             if int(row[0]) != desc.size:

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from registry_core.errors import (
     BlobUploadInvalid,
     HeadersTooLarge,
+    ManifestInvalid,
     ManifestTooLarge,
     NameInvalid,
     PaginationNumberInvalid,
@@ -52,6 +53,8 @@ REALM = "Edge Registry"
 SMALL_BODY_BYTES = 4 << 20
 MAX_PATH_CHARS = 8192
 MAX_HEADER_BYTES = 64 << 10
+# RFC 9110 section 7.2: uri-host [":" port]; reg-name characters, or an IPv6 literal.
+_HOST = re.compile(rb"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -227,12 +230,14 @@ class RegistryApp:
             and int(length) > MAX_MANIFEST_BYTES
         ):
             raise ManifestTooLarge(detail={"size": int(length), "limit": MAX_MANIFEST_BYTES})
+        content_types = request.headers.getlist("content-type")
+        if len(content_types) > 1:
+            raise ManifestInvalid("send one Content-Type header, not several")
         body = await read_limited(request.stream(), MAX_MANIFEST_BYTES)
         if body is None:
             raise ManifestTooLarge(detail={"limit": MAX_MANIFEST_BYTES})
-        result = await self.run(
-            self.registry.put_manifest, name, reference, body, request.headers.get("content-type")
-        )
+        content_type = content_types[0] if content_types else None
+        result = await self.run(self.registry.put_manifest, name, reference, body, content_type)
         headers = {
             "Location": f"/v2/{name}/manifests/{result.digest}",
             "Docker-Content-Digest": str(result.digest),
@@ -378,11 +383,20 @@ def _check_head(scope: Scope) -> None:
     if scope.get("http_version") != "1.1":
         return
     values = [value for key, value in headers if key == b"host"]
-    hosts = len(values)
-    if hosts != 1 or not values[0]:
+    if len(values) != 1 or _HOST.fullmatch(values[0]) is None:
+        shown = [v.decode("latin-1")[:100] for v in values]
         raise Unsupported(
-            f"an HTTP/1.1 request needs exactly one non-empty Host header, not {hosts}",
-            detail={"host_headers": hosts},
+            "an HTTP/1.1 request needs exactly one Host header holding a host[:port]",
+            detail={"host": shown},
+        )
+    if sum(1 for key, _ in headers if key == b"authorization") > 1:
+        raise Unauthorized("send one Authorization header, not several")
+    codings = [v.strip().lower() for key, v in headers if key == b"transfer-encoding"]
+    if codings and codings != [b"chunked"]:
+        # RFC 9112 section 6.1: chunked once and last; the server has decoded it once only.
+        raise Unsupported(
+            "Transfer-Encoding must be exactly 'chunked'",
+            detail={"transfer_encoding": [c.decode("latin-1")[:100] for c in codings]},
         )
 
 
