@@ -170,8 +170,8 @@ def send(server: LiveServer, context: ssl.SSLContext, case: Case) -> Reply:
 def parser_refusal(reply: Reply) -> bool:
     """An answer of the HTTP server itself (granian's parser), before any request reached the
     app: every app answer carries the API version header. Such an answer cannot have an OCI
-    body; it must be a bare 400, 414 or 431 that closes the connection (docs/durability.md
-    and the README list it as the one exception)."""
+    body; it must be a bare 400, 414 or 431 that closes the connection (the README's "How the
+    API treats bad input" names it as the one exception)."""
     return (
         reply.header("docker-distribution-api-version") is None
         and reply.status in (400, 414, 431)
