@@ -176,3 +176,15 @@ class BodyTimeout(SizeInvalid):
 
     status = 408
     default_message = "the request body stopped arriving"
+
+
+class StoreError(EdgeError):
+    """The metadata store failed in a way no caller can act on (a bug or a damaged file);
+    answered as an internal error."""
+
+
+class StoreBusy(RegistryError):
+    """The metadata store stayed locked past its busy timeout (another process holds the write
+    lock); the request may be retried."""
+
+    code, status, default_message = "UNAVAILABLE", 503, "the metadata store is busy; retry"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -35,6 +34,8 @@ from registry_core.errors import (
     RangeInvalid,
     RegistryError,
     StorageFull,
+    StoreBusy,
+    StoreError,
 )
 from registry_core.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from registry_core.reference import (
@@ -46,8 +47,10 @@ from registry_core.reference import (
     validate_tag,
     validate_upload_id,
 )
+from registry_core.store import Store
 from registry_core.store.blobs import BlobFiles, HashingWriter, hash_file
-from registry_core.store.metadata import Metadata, now
+from registry_core.store.manifests import ChildRef, NewManifest, ReferencedBlob
+from registry_core.store.metadata import Metadata
 
 USED_BYTES_TTL = 1.0
 
@@ -114,7 +117,7 @@ class Registry:
         datadir.ensure()
         self.datadir = datadir
         self.config = config or load_config(datadir.config)
-        self.db = Metadata(datadir.database)
+        self.store = Store(datadir.database)
         self.files = BlobFiles(datadir.blobs, datadir.uploads)
         self.ballast = space.Ballast(datadir.root / space.BALLAST_NAME)
         self._writers: dict[str, HashingWriter] = {}
@@ -125,27 +128,24 @@ class Registry:
         """Called with 'push' or 'delete' after a manifest commit (the service debounces it
         into usage samples); must be cheap and must not raise."""
 
+    @property
+    def db(self) -> Metadata:
+        """The raw connections, for tests that arrange or inspect rows directly; the core
+        goes through `store`."""
+        return self.store.metadata
+
     def close(self) -> None:
-        self.db.close()
+        self.store.close()
 
     # ---- catalog -------------------------------------------------------------------------
 
     def catalog(self, n: int | None = None, last: str | None = None) -> Page:
         """Repositories that hold at least one manifest, sorted."""
-        rows = self.db.conn.execute(
-            "SELECT name FROM repositories r WHERE name > ? AND EXISTS "
-            "(SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY name LIMIT ?",
-            (last or "", _limit(n)),
-        ).fetchall()
-        return _page([r[0] for r in rows], n)
+        return _page(self.store.catalog.repositories_page(last or "", _limit(n)), n)
 
     def tags(self, name: str, n: int | None = None, last: str | None = None) -> Page:
         repo_id = self._repo_id(name)
-        rows = self.db.conn.execute(
-            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
-            (repo_id, last or "", _limit(n)),
-        ).fetchall()
-        return _page([r[0] for r in rows], n)
+        return _page(self.store.catalog.tag_names(repo_id, last or "", _limit(n)), n)
 
     # ---- blobs ---------------------------------------------------------------------------
 
@@ -153,26 +153,18 @@ class Registry:
         """A blob visible in the repository, or BlobUnknown."""
         validate_name(name)
         digest = _digest(digest)
-        row = self.db.conn.execute(
-            "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
-            "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
-            (name, str(digest)),
-        ).fetchone()
+        size = self.store.blobs.size_in_repository(name, str(digest))
         path = self.files.path(digest)
-        if row is None or not path.is_file():
+        if size is None or not path.is_file():
             raise BlobUnknown(detail={"digest": str(digest)})
-        return BlobInfo(digest, int(row[0]), path)
+        return BlobInfo(digest, size, path)
 
     def delete_blob(self, name: str, digest: Digest | str) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
         info = self.stat_blob(name, digest)
         self.ballast.release_if_low()
-        with self.db.write() as conn:
-            conn.execute(
-                "DELETE FROM repository_blobs WHERE digest = ? AND repository_id = "
-                "(SELECT id FROM repositories WHERE name = ?)",
-                (str(info.digest), name),
-            )
+        with self.store.exclusive():
+            self.store.blobs.unlink(name, str(info.digest))
 
     def mount_blob(self, name: str, digest: Digest | str, source: str) -> BlobInfo | None:
         """Link a blob from another repository; None if the source does not have it."""
@@ -181,9 +173,9 @@ class Registry:
             info = self.stat_blob(source, digest)
         except (BlobUnknown, NameInvalid):  # the client then uploads it (spec fallback)
             return None
-        with self.db.write() as conn:
-            repo_id = _ensure_repo(conn, name)
-            _link(conn, repo_id, str(info.digest), touch=True)
+        with self.store.exclusive():
+            repo_id = self.store.catalog.ensure_repository(name)
+            self.store.blobs.link(repo_id, str(info.digest), touch=True)
         return info
 
     # ---- uploads -------------------------------------------------------------------------
@@ -193,14 +185,9 @@ class Registry:
         self.check_room(expected_size)
         upload_id = str(uuid.uuid4())
         self.files.create_upload(upload_id)
-        t = now()
         try:
-            with self.db.write() as conn:
-                conn.execute(
-                    "INSERT INTO uploads(id, repository, size, created_at, updated_at) "
-                    "VALUES (?, ?, 0, ?, ?)",
-                    (upload_id, name, t, t),
-                )
+            with self.store.exclusive():
+                self.store.uploads.create(upload_id, name)
         except BaseException:
             self.files.remove_upload(upload_id)
             raise
@@ -214,7 +201,7 @@ class Registry:
         """Drop the hash states of uploads that ended elsewhere (purged by a GC, say)."""
         if len(self._writers) < keep:
             return
-        live = {r[0] for r in self.db.conn.execute("SELECT id FROM uploads")}
+        live = self.store.uploads.ids()
         with self._lock:  # claims take this lock too; other threads only add or pop
             for upload_id in list(self._writers):
                 if upload_id not in live and upload_id not in self._busy:
@@ -225,12 +212,10 @@ class Registry:
     def upload_status(self, name: str, upload_id: str) -> Upload:
         validate_name(name)
         validate_upload_id(upload_id)
-        row = self.db.conn.execute(
-            "SELECT size FROM uploads WHERE id = ? AND repository = ?", (upload_id, name)
-        ).fetchone()
-        if row is None:
+        size = self.store.uploads.size(upload_id, name)
+        if size is None:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
-        return Upload(upload_id, name, int(row[0]))
+        return Upload(upload_id, name, size)
 
     def claim_writer(self, name: str, upload_id: str, start: int | None) -> HashingWriter:
         """Take the upload's writer for one request; `release_writer` must follow.
@@ -283,12 +268,8 @@ class Registry:
         writer.flush(durable=True)
         writer.close()
         try:
-            with self.db.write() as conn:
-                cur = conn.execute(
-                    "UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND repository = ?",
-                    (writer.offset, now(), upload_id, name),
-                )
-                if cur.rowcount == 0:
+            with self.store.exclusive():
+                if not self.store.uploads.set_size(upload_id, name, writer.offset):
                     raise BlobUploadUnknown(detail={"uuid": upload_id})
         except StorageFull:
             writer.rewind()  # the chunk is not acknowledged: give its space back
@@ -311,34 +292,26 @@ class Registry:
             self.save_progress(name, upload_id, writer)
             _verify(expected, actual)
         size = writer.offset
-        with self.db.write() as conn:
-            if conn.execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)).fetchone() is None:
+        with self.store.exclusive():
+            if not self.store.uploads.exists(upload_id):
                 raise BlobUploadUnknown(detail={"uuid": upload_id})
-            self._commit_blob(conn, name, writer.path, expected, size)
-            conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+            self._commit_blob(name, writer.path, expected, size)
+            self.store.uploads.delete(upload_id)
         writer.path.unlink(missing_ok=True)  # still there if the blob already was
         self._writers.pop(upload_id, None)
         return BlobInfo(expected, size, self.files.path(expected))
 
-    def _commit_blob(
-        self, conn: sqlite3.Connection, name: str, source: Path, digest: Digest, size: int
-    ) -> None:
+    def _commit_blob(self, name: str, source: Path, digest: Digest, size: int) -> None:
         # Under the write lock, so that a GC sweep cannot remove the file between our
         # existence check and the row that protects it. A source left over because the
         # blob was already stored is removed by the caller after the commit: unlinking a
         # big file takes long, and the lock holds up every other push meanwhile.
         key = str(digest)
-        row = conn.execute("SELECT size FROM blobs WHERE digest = ?", (key,)).fetchone()
-        if row is None or not self.files.exists(digest):
+        if not self.store.blobs.exists(key) or not self.files.exists(digest):
             self.files.remove(digest)
             self.files.commit(source, digest)
-        t = now()
-        conn.execute(
-            "INSERT INTO blobs(digest, size, created_at, touched_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(digest) DO UPDATE SET touched_at = excluded.touched_at",
-            (key, size, t, t),
-        )
-        _link(conn, _ensure_repo(conn, name), key, touch=False)
+        self.store.blobs.record(key, size)
+        self.store.blobs.link(self.store.catalog.ensure_repository(name), key, touch=False)
 
     def put_blob(self, name: str, data: bytes, digest: Digest | str | None = None) -> BlobInfo:
         """Store bytes held in memory as a blob in one step (a monolithic upload: no session
@@ -349,8 +322,8 @@ class Registry:
         self.check_room(len(data))
         tmp = self.files.write_temp(data)
         try:
-            with self.db.write() as conn:
-                self._commit_blob(conn, name, tmp, expected, len(data))
+            with self.store.exclusive():
+                self._commit_blob(name, tmp, expected, len(data))
         finally:
             tmp.unlink(missing_ok=True)
         return BlobInfo(expected, len(data), self.files.path(expected))
@@ -382,8 +355,8 @@ class Registry:
     def cancel_upload(self, name: str, upload_id: str) -> None:
         self.upload_status(name, upload_id)
         self.ballast.release_if_low()
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        with self.store.exclusive():
+            self.store.uploads.delete(upload_id)
         writer = self._writers.pop(upload_id, None)
         if writer is not None:
             writer.close()
@@ -396,11 +369,7 @@ class Registry:
         taken, value = self._used_cache
         if time.monotonic() - taken < max_age:
             return value
-        row = self.db.conn.execute(
-            "SELECT (SELECT COALESCE(SUM(size), 0) FROM blobs) + "
-            "(SELECT COALESCE(SUM(size), 0) FROM uploads)"
-        ).fetchone()
-        value = int(row[0])
+        value = self.store.accounting.stored_bytes(with_uploads=True)
         self._used_cache = (time.monotonic(), value)
         return value
 
@@ -422,16 +391,9 @@ class Registry:
     def _count_refusal(self) -> None:
         """Count low-space refusals (shown in the usage report); never fails the request."""
         try:
-            with self.db.write() as conn:
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('low_space_refusals', '1') "
-                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('low_space_last_refusal', ?)",
-                    (repr(now()),),
-                )
-        except (sqlite3.Error, InsufficientSpace):  # StorageFull: the volume is full
+            with self.store.exclusive():
+                self.store.meta.count_low_space_refusal()
+        except (StoreError, StoreBusy, InsufficientSpace):  # StorageFull: the volume is full
             pass
 
     def _changed(self, reason: str) -> None:
@@ -454,22 +416,13 @@ class Registry:
             raise ManifestUnknown(detail={"name": name, "reference": reference[:200]}) from None
         repo_id = self._repo_id(name, missing=ManifestUnknown)
         if isinstance(ref, Digest):
-            row = self.db.conn.execute(
-                "SELECT digest, media_type, size FROM manifests "
-                "WHERE repository_id = ? AND digest = ?",
-                (repo_id, str(ref)),
-            ).fetchone()
+            head = self.store.manifests.head(repo_id, str(ref))
         else:
-            row = self.db.conn.execute(
-                "SELECT m.digest, m.media_type, m.size FROM tags t "
-                "JOIN manifests m ON m.id = t.manifest_id "
-                "WHERE t.repository_id = ? AND t.name = ?",
-                (repo_id, ref),
-            ).fetchone()
-        if row is None:
+            head = self.store.manifests.head_by_tag(repo_id, ref)
+        if head is None:
             raise ManifestUnknown(detail={"name": name, "reference": reference})
-        digest = parse_digest(row[0])
-        return StoredManifest(digest, row[1], int(row[2]), self.files.path(digest))
+        digest = parse_digest(head.digest)
+        return StoredManifest(digest, head.media_type, head.size, self.files.path(digest))
 
     def put_manifest(
         self, name: str, reference: str, body: bytes, content_type: str | None
@@ -486,130 +439,89 @@ class Registry:
             )
         manifest = parse_manifest(body, content_type)
         image_created = self._image_created(manifest)
-        with self.db.write() as conn:
-            repo_id = _ensure_repo(conn, name)
-            self._check_references(conn, repo_id, manifest)
-            self._store_body(conn, body, digest)
-            _link(conn, repo_id, str(digest), touch=False)
+        store = self.store
+        with store.exclusive():
+            repo_id = store.catalog.ensure_repository(name)
+            self._check_references(repo_id, manifest)
+            self._store_body(body, digest)
+            store.blobs.link(repo_id, str(digest), touch=False)
             manifest_id, created = self._insert_manifest(
-                conn, repo_id, digest, len(body), manifest, image_created
+                repo_id, digest, len(body), manifest, image_created
             )
             if not isinstance(ref, Digest):
-                conn.execute(
-                    "INSERT INTO tags(repository_id, name, manifest_id, updated_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(repository_id, name) DO UPDATE SET "
-                    "manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
-                    (repo_id, ref, manifest_id, now()),
-                )
+                store.catalog.set_tag(repo_id, ref, manifest_id)
         subject = manifest.subject.digest if manifest.subject else None
         self._changed("push")
         return PutManifestResult(digest, created, subject)
 
-    def _check_references(self, conn: sqlite3.Connection, repo_id: int, manifest: Manifest) -> None:
+    def _check_references(self, repo_id: int, manifest: Manifest) -> None:
         for desc in manifest.blob_descriptors():
             # In this repository: a blob of another one is reached by a mount, never by
             # naming it (the repository's access would otherwise extend to any blob).
-            row = conn.execute(
-                "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
-                "WHERE b.digest = ? AND rb.repository_id = ?",
-                (str(desc.digest), repo_id),
-            ).fetchone()
-            if row is None or not self.files.exists(desc.digest):
+            size = self.store.blobs.size_linked(repo_id, str(desc.digest))
+            if size is None or not self.files.exists(desc.digest):
                 raise ManifestBlobUnknown(
                     f"blob {desc.digest} is not in this repository (upload or mount it first)",
                     detail={"digest": str(desc.digest)},
                 )
-            if int(row[0]) != desc.size:
+            if size != desc.size:
                 raise ManifestInvalid(
                     f"descriptor size {desc.size} of {desc.digest} does not match "
-                    f"the stored blob ({row[0]} bytes)",
+                    f"the stored blob ({size} bytes)",
                     detail={"digest": str(desc.digest)},
                 )
         for desc in manifest.child_descriptors():
-            row = conn.execute(
-                "SELECT size FROM manifests WHERE repository_id = ? AND digest = ?",
-                (repo_id, str(desc.digest)),
-            ).fetchone()
-            if row is None:
+            if self.store.manifests.id_of(repo_id, str(desc.digest)) is None:
                 raise ManifestUnknown(
                     f"index child {desc.digest} is not in this repository",
                     detail={"digest": str(desc.digest)},
                 )
 
-    def _store_body(self, conn: sqlite3.Connection, body: bytes, digest: Digest) -> None:
+    def _store_body(self, body: bytes, digest: Digest) -> None:
         key = str(digest)
-        exists = conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (key,)).fetchone()
-        if exists is None or not self.files.exists(digest):
+        if not self.store.blobs.exists(key) or not self.files.exists(digest):
             self.files.remove(digest)
             self.files.write_bytes(body, digest)
-        t = now()
-        conn.execute(
-            "INSERT INTO blobs(digest, size, created_at, touched_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(digest) DO UPDATE SET touched_at = excluded.touched_at",
-            (key, len(body), t, t),
-        )
+        self.store.blobs.record(key, len(body))
 
     def _insert_manifest(
         self,
-        conn: sqlite3.Connection,
         repo_id: int,
         digest: Digest,
         size: int,
         manifest: Manifest,
         image_created: str | None,
     ) -> tuple[int, bool]:
-        row = conn.execute(
-            "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?",
-            (repo_id, str(digest)),
-        ).fetchone()
-        if row is not None:
-            return int(row[0]), False
+        manifests = self.store.manifests
+        existing = manifests.id_of(repo_id, str(digest))
+        if existing is not None:
+            return existing, False
         blobs = manifest.blob_descriptors()
-        annotations = dict(manifest.annotations) if manifest.annotations else None
-        platforms = ", ".join(str(p) for p in manifest.platforms()) or None
-        cur = conn.execute(
-            "INSERT INTO manifests(repository_id, digest, media_type, artifact_type, size, "
-            "content_size, subject, annotations, platforms, image_created, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                repo_id,
-                str(digest),
-                manifest.media_type,
-                manifest.effective_artifact_type(),
-                size,
-                sum(d.size for d in blobs),
-                str(manifest.subject.digest) if manifest.subject else None,
-                json.dumps(annotations) if annotations else None,
-                platforms,
-                image_created,
-                now(),
-            ),
-        )
-        manifest_id = int(cur.lastrowid or 0)
-        conn.executemany(
-            "INSERT INTO manifest_blobs(manifest_id, digest, kind, size, position) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    manifest_id,
-                    str(d.digest),
-                    "config" if d is manifest.config else "layer",
-                    d.size,
-                    i,
-                )
-                for i, d in enumerate(blobs)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO manifest_children(parent_id, child_digest, platform, position) "
-            "VALUES (?, ?, ?, ?)",
-            [
-                (manifest_id, str(d.digest), str(d.platform) if d.platform else None, i)
-                for i, d in enumerate(manifest.child_descriptors())
-            ],
+        manifest_id = manifests.insert(
+            NewManifest(
+                repository_id=repo_id,
+                digest=str(digest),
+                media_type=manifest.media_type,
+                artifact_type=manifest.effective_artifact_type(),
+                size=size,
+                subject=str(manifest.subject.digest) if manifest.subject else None,
+                annotations=dict(manifest.annotations) if manifest.annotations else None,
+                platforms=", ".join(str(p) for p in manifest.platforms()) or None,
+                image_created=image_created,
+                blobs=tuple(
+                    ReferencedBlob(
+                        str(d.digest), "config" if d is manifest.config else "layer", d.size
+                    )
+                    for d in blobs
+                ),
+                children=tuple(
+                    ChildRef(str(d.digest), str(d.platform) if d.platform else None)
+                    for d in manifest.child_descriptors()
+                ),
+            )
         )
         for d in blobs:
-            _link(conn, repo_id, str(d.digest), touch=True)
+            self.store.blobs.link(repo_id, str(d.digest), touch=True)
         return manifest_id, True
 
     def _image_created(self, manifest: Manifest) -> str | None:
@@ -630,50 +542,31 @@ class Registry:
         ref = parse_reference(reference)
         repo_id = self._repo_id(name, missing=ManifestUnknown)
         self.ballast.release_if_low()
-        with self.db.write() as conn:
+        with self.store.exclusive():
             if not isinstance(ref, Digest):
-                cur = conn.execute(
-                    "DELETE FROM tags WHERE repository_id = ? AND name = ? "
-                    "RETURNING (SELECT digest FROM manifests WHERE id = manifest_id)",
-                    (repo_id, validate_tag(ref)),
-                )
-                row = cur.fetchone()
-                if row is None:
+                untagged = self.store.catalog.delete_tag(repo_id, validate_tag(ref))
+                if untagged is None:
                     raise ManifestUnknown(detail={"name": name, "reference": reference})
-                deleted = DeletedManifest(name, parse_digest(row[0]), (ref,))
+                deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
             else:
-                deleted = self._delete_by_digest(conn, repo_id, name, ref)
+                deleted = self._delete_by_digest(repo_id, name, ref)
         self._changed("delete")
         return deleted
 
-    def _delete_by_digest(
-        self, conn: sqlite3.Connection, repo_id: int, name: str, digest: Digest
-    ) -> DeletedManifest:
-        row = conn.execute(
-            "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?",
-            (repo_id, str(digest)),
-        ).fetchone()
-        if row is None:
+    def _delete_by_digest(self, repo_id: int, name: str, digest: Digest) -> DeletedManifest:
+        store = self.store
+        manifest_id = store.manifests.id_of(repo_id, str(digest))
+        if manifest_id is None:
             raise ManifestUnknown(detail={"name": name, "digest": str(digest)})
-        manifest_id = int(row[0])
-        parent = conn.execute(
-            "SELECT p.digest FROM manifest_children c JOIN manifests p ON p.id = c.parent_id "
-            "WHERE p.repository_id = ? AND c.child_digest = ? LIMIT 1",
-            (repo_id, str(digest)),
-        ).fetchone()
-        if parent is not None:
+        parents = store.manifests.listing_indexes(manifest_id)
+        if parents:
             raise Denied(
-                f"{digest} is part of the index {parent[0]}; delete the index instead",
-                detail={"index": parent[0]},
+                f"{digest} is part of the index {parents[0].digest}; delete the index instead",
+                detail={"index": parents[0].digest},
             )
-        tags = tuple(
-            r[0]
-            for r in conn.execute(
-                "DELETE FROM tags WHERE manifest_id = ? RETURNING name", (manifest_id,)
-            ).fetchall()
-        )
-        conn.execute("DELETE FROM manifests WHERE id = ?", (manifest_id,))
-        return DeletedManifest(name, digest, tuple(sorted(tags)))
+        tags = store.catalog.delete_tags_of(manifest_id)
+        store.manifests.delete(manifest_id)
+        return DeletedManifest(name, digest, tuple(tags))
 
     def untag(self, name: str, tag: str) -> DeletedManifest:
         return self.delete_manifest(name, validate_tag(tag))
@@ -684,56 +577,27 @@ class Registry:
         """OCI 1.1 referrers of `digest` in the repository (the subject need not exist)."""
         validate_name(name)
         digest = _digest(digest)
-        sql = (
-            "SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations "
-            "FROM manifests m JOIN repositories r ON r.id = m.repository_id "
-            "WHERE r.name = ? AND m.subject = ?"
-        )
-        params: list[str] = [name, str(digest)]
-        if artifact_type:
-            sql += " AND m.artifact_type = ?"
-            params.append(artifact_type)
-        rows = self.db.conn.execute(sql + " ORDER BY m.digest", params).fetchall()
+        repo_id = self.store.catalog.repository_id(name)
+        if repo_id is None:
+            return []
+        rows = self.store.manifests.referrers(repo_id, str(digest), artifact_type)
         return [
-            Referrer(r[0], r[1], int(r[2]), r[3], json.loads(r[4]) if r[4] else None) for r in rows
+            Referrer(m.media_type, m.digest, m.size, m.artifact_type, m.annotations) for m in rows
         ]
 
     def index_child_for(self, name: str, index: Digest, platform: str) -> StoredManifest | None:
         """The child of an index for a platform such as 'linux/amd64' (Accept fallback)."""
-        row = self.db.conn.execute(
-            "SELECT c.child_digest FROM manifest_children c JOIN manifests m ON m.id = c.parent_id "
-            "JOIN repositories r ON r.id = m.repository_id "
-            "WHERE r.name = ? AND m.digest = ? AND c.platform = ? ORDER BY c.position LIMIT 1",
-            (name, str(index), platform),
-        ).fetchone()
-        return None if row is None else self.get_manifest(name, row[0])
+        child = self.store.manifests.child_for_platform(name, str(index), platform)
+        return None if child is None else self.get_manifest(name, child)
 
     # ---- helpers -------------------------------------------------------------------------
 
     def _repo_id(self, name: str, missing: type[RegistryError] = NameUnknown) -> int:
         validate_name(name)
-        row = self.db.conn.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        repo_id = self.store.catalog.repository_id(name)
+        if repo_id is None:
             raise missing(detail={"name": name})
-        return int(row[0])
-
-
-def _ensure_repo(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT id FROM repositories WHERE name = ?", (name,)).fetchone()
-    if row is not None:
-        return int(row[0])
-    cur = conn.execute("INSERT INTO repositories(name, created_at) VALUES (?, ?)", (name, now()))
-    return int(cur.lastrowid or 0)
-
-
-def _link(conn: sqlite3.Connection, repo_id: int, digest: str, touch: bool) -> None:
-    t = now()
-    conn.execute(
-        "INSERT OR IGNORE INTO repository_blobs(repository_id, digest, linked_at) VALUES (?, ?, ?)",
-        (repo_id, digest, t),
-    )
-    if touch:
-        conn.execute("UPDATE blobs SET touched_at = ? WHERE digest = ?", (t, digest))
+        return repo_id
 
 
 def _verify(expected: Digest, actual: Digest) -> None:

@@ -28,8 +28,12 @@ def refused_when_full(what: str) -> Iterator[None]:
     except (OSError, sqlite3.Error) as exc:
         if not is_disk_full(exc):
             raise
-        raise StorageFull(
-            f"no space left on device while {what}; delete unused images and run a "
-            "garbage collection to make room",
-            detail={"reason": getattr(exc, "strerror", None) or str(exc)},
-        ) from exc
+        raise storage_full(what, exc) from exc
+
+
+def storage_full(what: str, exc: BaseException) -> StorageFull:
+    return StorageFull(
+        f"no space left on device while {what}; delete unused images and run a "
+        "garbage collection to make room",
+        detail={"reason": getattr(exc, "strerror", None) or str(exc)},
+    )

@@ -1,0 +1,42 @@
+"""The liveness rule, written once as SQL, for the whole-store mark and for the one-manifest
+re-check of the sweep (store/reachability.py) and for "which index lists this manifest".
+
+Edges run from a holder to what it holds, always inside one repository:
+
+* index -> child manifest (`manifest_children`), and
+* subject -> referrer (OCI 1.1 `subject`).
+
+Roots are tagged manifests and, when untagged manifests are kept, every untagged manifest
+that is not a referrer; with a grace period, manifests created at or after the cutoff too.
+Each fragment is filtered with `{where}` (over `p`/`c` for index edges, `s`/`r` for subject
+edges, `m` for roots) and takes named parameters.
+"""
+
+from __future__ import annotations
+
+INDEX_EDGES = (
+    "SELECT p.id AS src, c.id AS dst FROM manifest_children mc "
+    "JOIN manifests p ON p.id = mc.parent_id "
+    "JOIN manifests c ON c.repository_id = p.repository_id AND c.digest = mc.child_digest "
+    "WHERE {where}"
+)
+SUBJECT_EDGES = (
+    "SELECT s.id AS src, r.id AS dst FROM manifests r "
+    "JOIN manifests s ON s.repository_id = r.repository_id AND s.digest = r.subject "
+    "WHERE r.subject IS NOT NULL AND {where}"
+)
+ROOT = (
+    "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) "
+    "OR (:keep_untagged AND m.subject IS NULL))"
+)
+"""Kept with no grace period: tagged, or an untagged non-referrer while untagged are kept."""
+YOUNG = "(:cutoff IS NOT NULL AND m.created_at >= :cutoff)"
+"""Kept by the grace period."""
+
+
+def edges(index_where: str, subject_where: str) -> str:
+    return (
+        INDEX_EDGES.format(where=index_where)
+        + " UNION ALL "
+        + SUBJECT_EDGES.format(where=subject_where)
+    )
