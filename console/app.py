@@ -8,6 +8,8 @@ worker that ends by posting a message; the UI loop only paints.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -18,15 +20,19 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from console.screens.base import Command, View
+from console.context import Command, ConsoleContext
+from console.keys import help_lines, palette_actions
+from console.screens.base import View
 from console.screens.certificates import CertificatesView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
-from console.screens.help import HelpScreen
+from console.screens.help import HelpScreen, HelpSection
 from console.screens.images import ImagesView
 from console.screens.storage import StorageView
 from console.widgets.status import DiskStatus, ServerStatus, StatusHeader
@@ -45,7 +51,11 @@ TABS: tuple[tuple[str, str], ...] = (
     ("gc", "5 Garbage collection"),
 )
 
+SCREENS_GROUP = Binding.Group("go to")
 POLL_INTERVAL = 1.0
+GC_WORKER_GROUPS = frozenset({"gc-run", "gc-preview"})
+QUIT_WAIT = 1.5
+"""Seconds quitting waits for a cancelled garbage collection to stop (between two batches)."""
 LIGHT_THEME = "textual-light"
 DARK_THEME = "textual-dark"
 
@@ -99,15 +109,24 @@ class EdgeConsoleApp(App[None]):
     AUTO_FOCUS = None
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "show_tab('device')", "Device", show=False, id="app.tab.device"),
-        Binding("2", "show_tab('certificates')", "Certs", show=False, id="app.tab.certificates"),
-        Binding("3", "show_tab('images')", "Images", show=False, id="app.tab.images"),
-        Binding("4", "show_tab('storage')", "Storage", show=False, id="app.tab.storage"),
-        Binding("5", "show_tab('gc')", "GC", show=False, id="app.tab.gc"),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("slash", "filter", "Filter", show=False, id="app.filter"),
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="app.theme"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        *(
+            Binding(title[0], f"show_tab('{tab}')", title[2:], show=False, id=f"app.tab.{tab}",
+                    group=SCREENS_GROUP)
+            for tab, title in TABS
+        ),
+        Binding("tab", "app.focus_next", "Next field", show=False, id="app.next_field",
+                tooltip="move between the fields of a screen (shift+tab: back)"),
+        Binding("r", "reload", "Reload", id="app.reload", tooltip="reload this screen"),
+        Binding("slash", "filter", "Filter", id="app.filter",
+                tooltip="filter the list as you type; enter keeps the filter, esc clears it"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False, id="app.palette",
+                tooltip="command palette: every action by name"),
+        Binding("question_mark", "help", "Help", id="app.help",
+                tooltip="this help: the keys of the screen shown"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="app.theme",
+                tooltip="light or dark theme"),
+        Binding("q", "quit", "Quit", id="app.quit",
+                tooltip="quit (a garbage collection in progress is cancelled first)"),
     ]
 
     def __init__(
@@ -203,6 +222,10 @@ class EdgeConsoleApp(App[None]):
             self.poll_registry()
         self.current_view().focus_main()
 
+    def context(self) -> ConsoleContext:
+        """This app as its views see it (mypy checks that it provides the whole context)."""
+        return self
+
     def views(self) -> list[View]:
         return list(self.query(View))
 
@@ -220,6 +243,7 @@ class EdgeConsoleApp(App[None]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.current_view()
         view.shown()
+        self.refresh_bindings()  # `/` exists only on panes with a list
         if self.focused is not None and view in self.focused.ancestors_with_self:
             return
         self.call_after_refresh(view.focus_main)
@@ -273,8 +297,6 @@ class EdgeConsoleApp(App[None]):
                 disk = DiskStatus(cap.capacity_bytes, cap.free_bytes, cap.reserve_bytes)
             except (EdgeError, OSError) as exc:  # a locked or vanished database: try again
                 self.log.warning(f"poll: {exc}")
-            except Exception as exc:  # sqlite3 errors and the like
-                self.log.warning(f"poll: {exc}")
             requests = self.service.app.stats.requests if self.service is not None else None
             self.post_message(Polled(requests, disk, changed))
             deadline = time.monotonic() + POLL_INTERVAL
@@ -310,11 +332,36 @@ class EdgeConsoleApp(App[None]):
 
     def action_help(self) -> None:
         view = self.current_view()
-        self.push_screen(HelpScreen(view.tab_title, view.help_text))
+        self.push_screen(HelpScreen([
+            HelpSection("Keys", help_lines(self.BINDINGS)),
+            HelpSection(view.tab_title, help_lines(view.help_bindings()), view.help_notes),
+        ]))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            with contextlib.suppress(NoMatches):
+                return self.current_view().can_filter
+        return True
 
     def action_filter(self) -> None:
-        if not self.current_view().start_filter():
-            self.notify("Nothing to filter on this screen: / filters Images.", timeout=3)
+        self.current_view().start_filter()
+
+    def action_reload(self) -> None:
+        self.current_view().reload()
+
+    async def action_quit(self) -> None:
+        """Quit; a garbage collection started here is cancelled first and waited for (it stops
+        between two batches), so that the process does not outlive the window."""
+        await self.stop_gc()
+        self.exit()
+
+    async def stop_gc(self) -> None:
+        running = [w for w in self.workers if w.group in GC_WORKER_GROUPS and w.is_running]
+        if not running or self._collector is None:
+            return
+        self._collector.cancel_local()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.workers.wait_for_complete(running), QUIT_WAIT)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT_THEME if self.current_theme.dark else DARK_THEME
@@ -333,30 +380,33 @@ class EdgeConsoleApp(App[None]):
     # ---- command palette ---------------------------------------------------------------------
 
     def all_commands(self) -> list[Command]:
-        commands: list[Command] = []
-        for tab, title in TABS:
-            commands.append(
-                Command(f"Go to {title[2:]}", f"key {title[0]}", partial(self.action_show_tab, tab))
-            )
+        """Every key of the app and of every pane, by what it does, then the extra commands."""
+        commands = [
+            Command(action.title, f"key {action.keys}",
+                    partial(self.call_later, self.run_action, action.action))
+            for action in palette_actions(self.BINDINGS)
+            if action.action != "command_palette"
+        ]
         for tab, _title in TABS:
             view = self.view(tab)
-            for command in view.commands():
+            for action, owner in view.palette_actions():
                 commands.append(
                     Command(
-                        command.title,
-                        command.help,
-                        partial(self._run_on_tab, tab, command.callback),
+                        f"{view.tab_title}: {action.title}",
+                        f"{view.tab_title}, key {action.keys}",
+                        partial(self._run_on_tab, tab, action.action, owner),
                     )
                 )
-        commands += [
-            Command("Filter the list", "key /", self.action_filter),
-            Command("Help: keys", "key ?", self.action_help),
-            Command("Toggle light / dark theme", "key ctrl+t", self.action_toggle_theme),
-            Command("Quit", "key q", self.exit),
-        ]
+            for command in view.commands():
+                commands.append(Command(command.title, command.help,
+                                        partial(self._call_on_tab, tab, command.callback)))
         return commands
 
-    def _run_on_tab(self, tab: str, callback: Callable[[], object]) -> None:
+    def _run_on_tab(self, tab: str, action: str, owner: DOMNode) -> None:
+        self.action_show_tab(tab)
+        self.call_after_refresh(self.run_action, action, owner)
+
+    def _call_on_tab(self, tab: str, callback: Callable[[], object]) -> None:
         self.action_show_tab(tab)
         self.call_after_refresh(callback)
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from registry_core.datadir import DataDir, default_data_dir
+from console.cli_support import fail
 from registry_core.errors import EdgeError
 
 # Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
@@ -51,28 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"console.commands.{name}")
         module.register(subparsers, common)
     return parser
-
-
-def data_dir_of(args: argparse.Namespace) -> DataDir:
-    root = getattr(args, "data_dir", None) or default_data_dir()
-    return DataDir(Path(root).expanduser().resolve())
-
-
-def wants_json(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False))
-
-
-def emit(args: argparse.Namespace, text: str, payload: dict[str, Any]) -> None:
-    """Print human text, or the JSON payload with --json."""
-    if wants_json(args):
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    else:
-        print(text)
-
-
-def fail(message: str) -> int:
-    print(f"edge-console: error: {message}", file=sys.stderr)
-    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.cli import data_dir_of, emit, wants_json
+from console.cli_support import data_dir_of, emit, wants_json
 from console.commands.info import info_payload, info_text
 from registry_core.device import device_info
 from registry_core.enablement import enable

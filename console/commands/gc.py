@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import humanize
 
-from console.cli import data_dir_of, emit, fail, wants_json
+from console.cli_support import data_dir_of, emit, fail, wants_json
 from registry_core.errors import ConfigError
 from registry_core.gc import GarbageCollector, GCEvent, RunRecord
 from registry_core.registry import Registry

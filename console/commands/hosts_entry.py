@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, cast
 
-from console.cli import data_dir_of, emit
+from console.cli_support import data_dir_of, emit
 from registry_core.device import (
     CLIENT_OSES,
     ClientOS,

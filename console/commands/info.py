@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.cli import data_dir_of, emit
+from console.cli_support import data_dir_of, emit
 from registry_core.device import DeviceInfo, device_info
 
 

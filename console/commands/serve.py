@@ -9,7 +9,7 @@ import sys
 import threading
 from types import FrameType
 
-from console.cli import data_dir_of
+from console.cli_support import data_dir_of
 from registry_core.service import RegistryService
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from console.cli import data_dir_of
+from console.cli_support import data_dir_of
 from registry_core.enablement import enable
 from registry_core.registry import Registry
 from registry_core.server import read_server_state

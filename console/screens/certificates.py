@@ -13,10 +13,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
 
-from console.screens.base import Command, View
+from console.screens.base import View
 from console.widgets.format import expires_in
 from registry_core.certs import (
     CA_DER_NAME,
@@ -49,22 +50,25 @@ def default_downloads() -> Path:
 
 
 class CertificatesView(View):
+    tab_id = "certificates"
     tab_title = "Certificates"
-    help_text = """\
-up / down  choose a certificate: its names, issuer and fingerprint show below
-e          export the CA certificate to the path in the field (edit it first: tab)
-f          switch the format: PEM .crt (Linux, macOS, docker) or DER .cer (Windows)
-Check the SHA-256 fingerprint on the laptop after copying the file."""
+    help_notes = (
+        "up / down choose a certificate: its names, issuer and fingerprint show below.\n"
+        "Check the SHA-256 fingerprint on the laptop after copying the file."
+    )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("e", "export", "Export CA", id="certificates.export"),
-        Binding("f", "toggle_format", "Format", id="certificates.format"),
+        Binding("e", "export", "Export CA", id="certificates.export",
+                tooltip="export the CA certificate to the path in the field (edit it: tab)"),
+        Binding("f", "toggle_format", "Format", id="certificates.format",
+                tooltip="export format: PEM .crt (Linux, macOS, docker) or DER .cer (Windows)"),
     ]
 
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.certificates: list[CertificateInfo] = []
-        self.format: ExportFormat = "pem"
+    certificates: reactive[list[CertificateInfo]] = reactive(list, init=False)
+    format: reactive[ExportFormat] = reactive("pem", init=False)
+    detail_index: reactive[int] = reactive(0, init=False)
+    outcome: reactive[ExportFinished | None] = reactive(None, init=False)
+    """The last export's result."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="certs-scroll"):
@@ -90,12 +94,15 @@ Check the SHA-256 fingerprint on the laptop after copying the file."""
         table.add_column("Subject", key="subject")
         table.add_column("Valid until", key="until")
         table.add_column("Expires", key="expires")
-        self.query_one("#export-path", Input).value = str(self.default_path())
+        self.query_one("#export-path", Input).value = str(self.default_path(self.format))
         self.load()
 
-    def default_path(self) -> Path:
+    def reload(self) -> None:
+        self.load()
+
+    def default_path(self, fmt: ExportFormat) -> Path:
         directory = self.edge.downloads_dir or default_downloads()
-        return directory / (CA_PEM_NAME if self.format == "pem" else CA_DER_NAME)
+        return directory / (CA_PEM_NAME if fmt == "pem" else CA_DER_NAME)
 
     @work(thread=True, exclusive=True, group="certificates", exit_on_error=False)
     def load(self) -> None:
@@ -111,6 +118,8 @@ Check the SHA-256 fingerprint on the laptop after copying the file."""
         if message.error:
             self.edge.error(message.error)
         self.certificates = message.certificates
+
+    def watch_certificates(self) -> None:
         table = cast("DataTable[str | Text]", self.query_one("#certs-table", DataTable))
         table.clear()
         now = self.edge.clock()
@@ -122,13 +131,21 @@ Check the SHA-256 fingerprint on the laptop after copying the file."""
                 expires_in(cert.not_after, now),
                 key=cert.role,
             )
-        self.show_detail(0)
+        self.show_detail()
 
     @on(DataTable.RowHighlighted, "#certs-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.show_detail(event.cursor_row)
+        self.detail_index = event.cursor_row
 
-    def show_detail(self, index: int) -> None:
+    def watch_detail_index(self) -> None:
+        self.show_detail()
+
+    def repaint(self) -> None:
+        self.show_detail()
+        self.show_outcome()
+
+    def show_detail(self) -> None:
+        index = self.detail_index
         if not 0 <= index < len(self.certificates):
             return
         cert = self.certificates[index]
@@ -158,21 +175,20 @@ Check the SHA-256 fingerprint on the laptop after copying the file."""
 
     @on(RadioSet.Changed, "#export-format")
     def _format_chosen(self, event: RadioSet.Changed) -> None:
-        self.set_format("der" if event.pressed.id == "fmt-der" else "pem")
+        self.format = "der" if event.pressed.id == "fmt-der" else "pem"
 
     def action_toggle_format(self) -> None:
-        self.set_format("der" if self.format == "pem" else "pem")
+        self.format = "der" if self.format == "pem" else "pem"
 
     def set_format(self, fmt: ExportFormat) -> None:
-        if fmt == self.format:
-            return
-        old_default = str(self.default_path())
         self.format = fmt
+
+    def watch_format(self, old: ExportFormat, fmt: ExportFormat) -> None:
         self.query_one(f"#fmt-{fmt}", RadioButton).value = True
         path_input = self.query_one("#export-path", Input)
         current = path_input.value.strip()
-        if current == old_default:
-            path_input.value = str(self.default_path())
+        if current == str(self.default_path(old)):
+            path_input.value = str(self.default_path(fmt))
         elif current.endswith((".crt", ".cer", ".pem", ".der")):
             suffix = ".crt" if fmt == "pem" else ".cer"
             path_input.value = str(Path(current).with_suffix(suffix))
@@ -202,25 +218,30 @@ Check the SHA-256 fingerprint on the laptop after copying the file."""
 
     @on(ExportFinished)
     def _exported(self, message: ExportFinished) -> None:
-        result = self.query_one("#export-result", Static)
+        self.outcome = message
         if message.error is not None or message.path is None:
-            error = message.error or "export failed"
-            result.update(Text(f"✗ Not exported: {error}", style="bold red"))
-            self.edge.error(f"CA export failed: {error}")
+            self.edge.error(f"CA export failed: {message.error or 'export failed'}")
             return
-        text = Text()
-        text.append(f"✓ Wrote {message.path}\n", style="bold green")
-        text.append("SHA-256 fingerprint (compare on the laptop):\n")
-        text.append(message.fingerprint)
-        result.update(text)
         self.edge.notify(str(message.path), title="CA certificate exported", timeout=6,
                          markup=False)
 
-    def commands(self) -> list[Command]:
-        return [
-            Command("Export the CA certificate", "Certificates, key e", self.action_export),
-            Command("Export format: PEM / DER", "Certificates, key f", self.action_toggle_format),
-        ]
+    def watch_outcome(self) -> None:
+        self.show_outcome()
+
+    def show_outcome(self) -> None:
+        result = self.query_one("#export-result", Static)
+        outcome = self.outcome
+        if outcome is None:
+            return
+        if outcome.error is not None or outcome.path is None:
+            error = outcome.error or "export failed"
+            result.update(Text(f"✗ Not exported: {error}", style=self.style("error", bold=True)))
+            return
+        text = Text()
+        text.append(f"✓ Wrote {outcome.path}\n", style=self.style("success", bold=True))
+        text.append("SHA-256 fingerprint (compare on the laptop):\n")
+        text.append(outcome.fingerprint)
+        result.update(text)
 
 
 def _common_name(subject: str) -> str:

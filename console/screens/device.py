@@ -12,11 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import RadioButton, RadioSet, Static
 
-from console.screens.base import Command, View
+from console.context import Command
+from console.screens.base import View
 from console.widgets.snippet import Snippet
+from console.widgets.status import ROLES
 from registry_core.device import (
     CLIENT_OSES,
     ClientOS,
@@ -41,29 +44,32 @@ class DeviceLoaded(Message):
 
 
 class DeviceView(View):
+    tab_id = "device"
     tab_title = "Device"
-    help_text = """\
-tab / shift+tab   move between the snippets; enter or c copies the focused one
-h   copy the hosts line          a   copy the command that adds it
-i   copy the docker login line   p   copy the password
-r   reveal or hide the password  o   next client OS (Windows, Linux, macOS)
-Copies go to the clipboard of your terminal (OSC 52); the text is always on screen too."""
+    help_notes = (
+        "tab / shift+tab move between the snippets.\n"
+        "Copies go to the clipboard of your terminal (OSC 52); the text is always on screen too."
+    )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "next_os", "Client OS", id="device.os"),
-        Binding("h", "copy_hosts", "Copy hosts", id="device.copy_hosts"),
-        Binding("i", "copy_login", "Copy login", id="device.copy_login"),
-        Binding("r", "reveal", "Reveal", id="device.reveal"),
-        Binding("p", "copy_password", "Copy pw", id="device.copy_password"),
-        Binding("a", "copy_add_command", "Copy add cmd", show=False, id="device.copy_add"),
+        Binding("o", "next_os", "Client OS", id="device.os",
+                tooltip="next client OS (Windows, Linux, macOS)"),
+        Binding("h", "copy_hosts", "Copy hosts", id="device.copy_hosts",
+                tooltip="copy the hosts line"),
+        Binding("m", "copy_add_command", "Copy add cmd", show=False, id="device.copy_add",
+                tooltip="copy the command that adds the hosts line"),
+        Binding("i", "copy_login", "Copy login", id="device.copy_login",
+                tooltip="copy the docker login line"),
+        Binding("p", "copy_password", "Copy pw", id="device.copy_password",
+                tooltip="copy the registry password"),
+        Binding("v", "reveal", "Reveal", id="device.reveal",
+                tooltip="reveal or hide the password"),
     ]
 
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.info: DeviceInfo | None = None
-        self.client_os: ClientOS = "windows"
-        self.revealed = False
-        self.requests: int | None = None
+    info: reactive[DeviceInfo | None] = reactive(None, init=False)
+    client_os: reactive[ClientOS] = reactive("windows", init=False)
+    revealed: reactive[bool] = reactive(False, init=False)
+    requests: reactive[int | None] = reactive(None, init=False)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="device-scroll"):
@@ -89,6 +95,9 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
     def on_mount(self) -> None:
         self.load()
 
+    def reload(self) -> None:
+        self.load()
+
     @work(thread=True, exclusive=True, group="device", exit_on_error=False)
     def load(self) -> None:
         try:
@@ -102,20 +111,36 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
     def _loaded(self, message: DeviceLoaded) -> None:
         if message.error is not None:
             self.edge.error(message.error)
-            self.query_one("#device-facts", Static).update(Text(message.error, style="red"))
+            self.query_one("#device-facts", Static).update(
+                Text(message.error, style=self.style("error"))
+            )
             return
         self.info = message.info
-        self.render_facts()
-        self.render_snippets()
 
     def data_changed(self) -> None:
-        self.render_facts()
+        self.render_facts()  # the server's state is shown here
 
     def show_requests(self, requests: int | None) -> None:
         self.requests = requests
-        self.render_facts()
 
     # ---- painting ----------------------------------------------------------------------------
+
+    def watch_info(self) -> None:
+        self.repaint()
+
+    def watch_revealed(self) -> None:
+        self.render_facts()
+
+    def watch_requests(self) -> None:
+        self.render_facts()
+
+    def watch_client_os(self, client_os: ClientOS) -> None:
+        self.query_one(f"#os-{client_os}", RadioButton).value = True
+        self.render_snippets()
+
+    def repaint(self) -> None:
+        self.render_facts()
+        self.render_snippets()
 
     def render_facts(self) -> None:
         info = self.info
@@ -128,14 +153,12 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(no_wrap=True)
         password = info.password if self.revealed else MASK
-        server_style = {"serving": "green", "attached": "cyan", "down": "bold red"}.get(
-            status.mode, "yellow"
-        )
+        server_style = self.style(ROLES[status.mode], bold=status.mode == "down")
         requests = "-" if self.requests is None else f"{self.requests:,}"
         grid.add_row("Device name", info.device_name, "DNS domain", info.dns_domain)
         grid.add_row("Endpoint", info.endpoint, "Node IP", info.node_ip)
         grid.add_row("Listen", info.listen, "TLS", "on" if self.edge.config.tls else "OFF")
-        grid.add_row("Username", info.username, "Password", password + "  (r, p)")
+        grid.add_row("Username", info.username, "Password", password + "  (v, p)")
         grid.add_row("Server", Text(status.describe(), style=server_style), "Requests", requests)
         self.query_one("#device-facts", Static).update(grid)
 
@@ -158,9 +181,8 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
         )
         container = self.query_one("#setup-list", Vertical)
         container.remove_children()
-        snippets = client_setup_snippets(info, client_os)
         widgets: list[Snippet] = []
-        for snippet in snippets:
+        for snippet in client_setup_snippets(info, client_os):
             widget = Snippet(snippet.title, snippet.text)
             if snippet.text.startswith("docker login"):
                 widget.what = "docker login line"
@@ -174,19 +196,15 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
     def _os_chosen(self, event: RadioSet.Changed) -> None:
         chosen = (event.pressed.id or "os-windows").removeprefix("os-")
         for client_os in CLIENT_OSES:
-            if client_os == chosen and client_os != self.client_os:
+            if client_os == chosen:
                 self.client_os = client_os
-                self.render_snippets()
 
     def action_next_os(self) -> None:
         position = CLIENT_OSES.index(self.client_os)
-        self.set_client_os(CLIENT_OSES[(position + 1) % len(CLIENT_OSES)])
+        self.client_os = CLIENT_OSES[(position + 1) % len(CLIENT_OSES)]
 
     def set_client_os(self, client_os: ClientOS) -> None:
-        self.query_one(f"#os-{client_os}", RadioButton).value = True
-        if client_os != self.client_os:
-            self.client_os = client_os
-            self.render_snippets()
+        self.client_os = client_os
 
     @on(Snippet.CopyRequested)
     def _copy_snippet(self, message: Snippet.CopyRequested) -> None:
@@ -214,31 +232,18 @@ Copies go to the clipboard of your terminal (OSC 52); the text is always on scre
             self.edge.copy_text("docker login line", line)
 
     def action_copy_password(self) -> None:
-        if self.info is not None:
-            self.copy_password()
-
-    def copy_password(self) -> None:
-        assert self.info is not None
-        self.edge.copy_to_clipboard(self.info.password)
+        if self.info is None:
+            return
+        self.app.copy_to_clipboard(self.info.password)
         self.edge.notify("The password is on the clipboard.", title="Copied password",
                          timeout=4)
 
     def action_reveal(self) -> None:
         self.revealed = not self.revealed
-        self.render_facts()
 
     def commands(self) -> list[Command]:
-        commands = [
-            Command("Copy the hosts line", "Device, key h", self.action_copy_hosts),
-            Command("Copy the command that adds the hosts line", "Device, key a",
-                    self.action_copy_add_command),
-            Command("Copy the docker login line", "Device, key i", self.action_copy_login),
-            Command("Copy the registry password", "Device, key p", self.action_copy_password),
-            Command("Reveal / hide the password", "Device, key r", self.action_reveal),
+        return [
+            Command(f"Client OS: {OS_LABELS[client_os]}", "Device",
+                    partial(self.set_client_os, client_os))
+            for client_os in CLIENT_OSES
         ]
-        for client_os in CLIENT_OSES:
-            commands.append(
-                Command(f"Client OS: {OS_LABELS[client_os]}", "Device, key o",
-                        partial(self.set_client_os, client_os))
-            )
-        return commands

@@ -6,8 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import ClassVar, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal, cast
 
+from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,15 +18,27 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, DataTable, Input, Log, ProgressBar, Static
 
-from console.screens.base import Command, View
-from console.widgets.format import duration, size, when
+from console.screens.base import View
+from console.theme import Role
+from console.widgets.confirm import ConfirmationModal
+from console.widgets.format import duration, short_digest, size, when
 from registry_core.errors import EdgeError, GCInProgressError
 from registry_core.gc import GCEvent, RunRecord
 
 HISTORY_LIMIT = 50
+LISTED_MANIFESTS = 8
+"""The confirmation lists at most this many of the manifests a run will delete."""
+STATUS_ROLES: dict[str, Role] = {
+    "succeeded": "success",
+    "running": "warning",
+    "cancelled": "secondary",
+    "failed": "error",
+}
+Busy = Literal["idle", "previewing", "running"]
 EVENT_INTERVAL = 0.05
 """At most one progress message per this many seconds reaches the UI (log lines always do)."""
 
@@ -41,6 +56,27 @@ class GCFinished(Message):
         super().__init__()
         self.record = record
         self.error = error
+
+
+class GCPreviewed(Message):
+    """The dry run that precedes a real run finished: what the run would delete."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__()
+        self.record = record
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the live line shows: a run's progress, a note, or an error."""
+
+    run_id: int | None = None
+    phase: str = ""
+    bytes_freed: int = 0
+    status: str = "running"
+    record: RunRecord | None = None
+    note: str = ""
+    error: str = ""
 
 
 class GCStateLoaded(Message):
@@ -73,31 +109,64 @@ class EventThrottle:
         self.view.post_message(GCProgress(event))
 
 
+def confirm_body(record: RunRecord) -> str:
+    """What the confirmation says a run with these options will delete (from its dry run)."""
+    grace = f"{record.grace_period_seconds:g} s"
+    if record.delete_untagged:
+        untagged = "deleted ('delete untagged' is ticked)"
+    else:
+        untagged = "kept (tick 'delete untagged' to delete them too)"
+    lines = [
+        f"Grace period: {grace} (content younger than this is kept).",
+        f"Untagged manifests: {untagged}.",
+        "",
+        f"A dry run just now (#{record.id}) counted what the run will delete:",
+        f"  {record.manifests_deleted:,} manifests",
+    ]
+    listed = record.details.get("manifests", [])[:LISTED_MANIFESTS]
+    lines += [f"    {m['repository']}@{short_digest(m['digest'])}" for m in listed]
+    if record.manifests_deleted > len(listed):
+        lines.append(f"    … and {record.manifests_deleted - len(listed):,} more")
+    lines += [
+        f"  {record.blobs_deleted:,} blobs, freeing {size(record.bytes_freed)}",
+        f"  {record.uploads_purged:,} abandoned uploads",
+        f"Kept by the grace period: {record.manifests_kept_grace:,} manifests, "
+        f"{record.blobs_kept_grace:,} blobs.",
+        "The run checks each item again as it deletes it: a push in the meantime is safe.",
+    ]
+    return "\n".join(lines)
+
+
 class GCView(View):
+    tab_id = "gc"
     tab_title = "Garbage collection"
-    help_text = """\
-r   run a garbage collection now: deletes unreferenced blobs (and untagged manifests if
-    'delete untagged' is ticked) last touched before the grace period
-n   dry run: counts what a run would delete and free, deletes nothing
-c   cancel the run in progress (the store stays consistent)
-x   tick / untick 'delete untagged'
-Grace period: content younger than this is kept, so pushes in progress are never broken.
-Set 0 to reclaim just-deleted images at once (only when no client is pushing)."""
+    help_notes = (
+        "A run deletes unreferenced blobs (and untagged manifests when 'delete untagged' is\n"
+        "ticked) last touched before the grace period; it asks first, saying what goes.\n"
+        "Grace period: content younger than this is kept, so pushes in progress are never\n"
+        "broken. Set 0 to reclaim just-deleted images at once (only when no client is pushing)."
+    )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "run", "Run GC", id="gc.run"),
-        Binding("n", "dry_run", "Dry run", id="gc.dry_run"),
-        Binding("c", "cancel", "Cancel run", id="gc.cancel"),
-        Binding("x", "toggle_untagged", "Untagged", show=False, id="gc.untagged"),
+        Binding("g", "run", "Run GC", id="gc.run",
+                tooltip="run a garbage collection now (shows what it deletes and asks first)"),
+        Binding("n", "dry_run", "Dry run", id="gc.dry_run",
+                tooltip="dry run: count what a run would delete and free, delete nothing"),
+        Binding("x", "cancel", "Cancel run", id="gc.cancel",
+                tooltip="cancel the run in progress (the store stays consistent)"),
+        Binding("t", "toggle_untagged", "Untagged", show=False, id="gc.untagged",
+                tooltip="tick / untick 'delete untagged'"),
     ]
+
+    busy: reactive[Busy] = reactive("idle", init=False)
+    """What this pane started and waits for: nothing, the preview of a run, or a run."""
+    live: reactive[Live] = reactive(Live(note="No run in progress."), init=False)
+    history: reactive[list[RunRecord]] = reactive(list, init=False)
+    schedule: reactive[tuple[dt.datetime | None, str] | None] = reactive(None, init=False)
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.current: RunRecord | None = None
-        self.live_run_id: int | None = None
-        self._unsubscribe: object = None
-        self._running_here = False
-        self._stale = False
+        self._unsubscribe: Callable[[], None] | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="gc-scroll"):
@@ -125,7 +194,7 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
         gc_config = self.edge.config.gc
         self.query_one("#gc-untagged", Checkbox).value = gc_config.delete_untagged
         self.query_one("#gc-grace", Input).value = str(gc_config.grace_period_seconds)
-        table = cast("DataTable[str | Text]", self.query_one("#gc-history", DataTable))
+        table = self.history_table
         table.add_column("#", key="id")
         table.add_column("Trigger", key="trigger")
         table.add_column("Status", key="status")
@@ -136,19 +205,16 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
         self.load()
 
     def on_unmount(self) -> None:
-        unsubscribe = self._unsubscribe
-        if callable(unsubscribe):
-            unsubscribe()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self.busy != "idle":
+            self.edge.collector.cancel_local()  # the app is closing: do not outlive it
 
-    def shown(self) -> None:
-        if self._stale:
-            self._stale = False
-            self.load()
+    @property
+    def history_table(self) -> DataTable[str | Text]:
+        return cast("DataTable[str | Text]", self.query_one("#gc-history", DataTable))
 
-    def data_changed(self) -> None:
-        if self.edge.active_tab() != "gc":
-            self._stale = True
-            return
+    def reload(self) -> None:
         self.load()
 
     # ---- state -------------------------------------------------------------------------------
@@ -159,7 +225,7 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
         try:
             current = collector.current()
             history = collector.history(HISTORY_LIMIT)
-        except Exception as exc:  # sqlite3 errors (busy database), EdgeError
+        except EdgeError as exc:
             self.post_message(GCFinished(None, f"Could not read GC runs: {exc}"))
             return
         scheduler = self.edge.scheduler
@@ -170,13 +236,22 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
 
     @on(GCStateLoaded)
     def _state_loaded(self, message: GCStateLoaded) -> None:
-        self.show_next(message.next_run, message.schedule)
-        if not self._running_here:
-            self.show_record(message.current)
-        table = cast("DataTable[str | Text]", self.query_one("#gc-history", DataTable))
+        self.schedule = (message.next_run, message.schedule)
+        self.history = message.history
+        current = message.current
+        if self.busy == "idle" and current is not None and current.running:
+            self.live = Live(current.id, current.phase, current.bytes_freed, record=current)
+
+    def repaint(self) -> None:
+        self.watch_schedule()
+        self.watch_live()
+        self.watch_history()
+
+    def watch_history(self) -> None:
+        table = self.history_table
         table.clear()
-        for record in message.history:
-            status = Text(record.status, style=_status_style(record.status))
+        for record in self.history:
+            status = Text(record.status, style=self.status_style(record.status))
             trigger = record.trigger + (" (dry)" if record.dry_run else "")
             freed = size(record.bytes_freed)
             if record.dry_run:
@@ -187,7 +262,10 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
                 key=str(record.id),
             )
 
-    def show_next(self, next_run: dt.datetime | None, schedule: str) -> None:
+    def watch_schedule(self) -> None:
+        if self.schedule is None:
+            return
+        next_run, schedule = self.schedule
         text = Text()
         text.append("Next scheduled run: ", style="bold")
         if next_run is not None:
@@ -201,25 +279,34 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
             text.append(f"only while the registry is served (cron {schedule!r})")
         self.query_one("#gc-next", Static).update(text)
 
-    def show_record(self, record: RunRecord | None) -> None:
-        live = self.query_one("#gc-live", Static)
-        cancel = self.query_one("#gc-cancel", Button)
-        if record is None or not record.running:
-            cancel.disabled = True
-            if record is None and self.live_run_id is None:
-                live.update("No run in progress.")
-            return
-        cancel.disabled = False
-        self.live_run_id = record.id
-        live.update(self._live_text(record.id, record.phase, record.bytes_freed, record))
+    def watch_live(self) -> None:
+        live = self.live
+        self.query_one("#gc-cancel", Button).disabled = not (
+            self.busy == "running" or (live.run_id is not None and live.status == "running")
+        )
+        widget = self.query_one("#gc-live", Static)
+        if live.error:
+            widget.update(Text(live.error, style=self.style("error")))
+        elif live.run_id is None:
+            widget.update(live.note)
+        else:
+            widget.update(self.live_text(live))
 
-    def _live_text(self, run_id: int, phase: str, bytes_freed: int,
-                   record: RunRecord | None = None, status: str = "running") -> Text:
+    def watch_busy(self) -> None:
+        self.watch_live()
+
+    def status_style(self, status: str) -> Style:
+        role = STATUS_ROLES.get(status)
+        return self.style(role, bold=status == "failed") if role else Style()
+
+    def live_text(self, live: Live) -> Text:
+        assert live.run_id is not None
         text = Text()
-        text.append(f"Run #{run_id} ", style="bold")
-        text.append(status, style=_status_style(status))
-        text.append(f" · phase: {phase} · freed so far: ")
-        text.append(size(bytes_freed), style="bold green")
+        text.append(f"Run #{live.run_id} ", style="bold")
+        text.append(live.status, style=self.status_style(live.status))
+        text.append(f" · phase: {live.phase} · freed so far: ")
+        text.append(size(live.bytes_freed), style=self.style("success", bold=True))
+        record = live.record
         if record is not None:
             text.append(
                 f"\nmanifests {record.manifests_deleted:,} deleted of "
@@ -240,27 +327,76 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
             return None
         return float(max(0, seconds))
 
+    def delete_untagged(self) -> bool:
+        return self.query_one("#gc-untagged", Checkbox).value
+
     def action_run(self) -> None:
-        self.start_run(dry_run=False)
+        """A run deletes: first a dry run with the same options, then the confirmation."""
+        if not self._claim("previewing"):
+            return
+        self.live = Live(note="Counting what the run would delete (dry run)…")
+        self.preview_run(self.delete_untagged(), self.grace_period())
 
     def action_dry_run(self) -> None:
-        self.start_run(dry_run=True)
+        if self._claim("running"):
+            self.start_run(dry_run=True, delete_untagged=self.delete_untagged(),
+                           grace=self.grace_period())
 
     def action_toggle_untagged(self) -> None:
         box = self.query_one("#gc-untagged", Checkbox)
         box.value = not box.value
 
-    def start_run(self, dry_run: bool) -> None:
-        if self._running_here:
+    def _claim(self, busy: Busy) -> bool:
+        if self.busy != "idle":
             self.edge.notify("A garbage collection is already running.", severity="warning")
+            return False
+        self.busy = busy
+        return True
+
+    @work(thread=True, exclusive=True, group="gc-preview", exit_on_error=False)
+    def preview_run(self, delete_untagged: bool, grace: float | None) -> None:
+        try:
+            record = self.edge.collector.run(
+                trigger="manual", dry_run=True, delete_untagged=delete_untagged,
+                grace_period=grace,
+            )
+        except (EdgeError, ValueError, OSError) as exc:
+            self.post_message(GCFinished(None, f"Not started: {exc}"))
             return
-        self._running_here = True
+        self.post_message(GCPreviewed(record))
+
+    @on(GCPreviewed)
+    def _previewed(self, message: GCPreviewed) -> None:
+        record = message.record
+        if record.status != "succeeded":
+            self.busy = "idle"
+            self.live = Live(note=f"Not started: the dry run #{record.id} {record.status}.")
+            self.load()
+            return
+        self.live = Live(note="Waiting for your answer…")
+
+        def decided(confirmed: bool | None) -> None:
+            if not confirmed:
+                self.busy = "idle"
+                self.live = Live(note="Not started (cancelled at the confirmation).")
+                self.load()
+                return
+            self.busy = "running"
+            self.start_run(dry_run=False, delete_untagged=record.delete_untagged,
+                           grace=record.grace_period_seconds)
+
+        self.app.push_screen(
+            ConfirmationModal(
+                "Run a garbage collection now?", confirm_body(record), confirm_label="Run GC"
+            ),
+            decided,
+        )
+
+    def start_run(self, *, dry_run: bool, delete_untagged: bool, grace: float | None) -> None:
         self.query_one("#gc-log", Log).clear()
         self.query_one("#gc-progress", ProgressBar).update(total=1, progress=0)
-        self.query_one("#gc-cancel", Button).disabled = False
-        self.query_one("#gc-live", Static).update("Starting…")
-        self.run_gc(dry_run, self.query_one("#gc-untagged", Checkbox).value,
-                    self.grace_period())
+        self.live = Live(note="Starting…")
+        self.run_gc(dry_run, delete_untagged, grace)
 
     @work(thread=True, exclusive=True, group="gc-run", exit_on_error=False)
     def run_gc(self, dry_run: bool, delete_untagged: bool, grace: float | None) -> None:
@@ -275,48 +411,40 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
         except (EdgeError, ValueError, OSError) as exc:
             self.post_message(GCFinished(None, f"Garbage collection failed: {exc}"))
             return
-        except Exception as exc:  # sqlite3 errors
-            self.post_message(GCFinished(None, f"Garbage collection failed: {exc}"))
-            return
         self.post_message(GCFinished(record))
 
     @on(GCProgress)
     def _progress(self, message: GCProgress) -> None:
+        if self.busy == "previewing":
+            return  # the preview's dry run: its result is the confirmation
         event = message.event
-        self.live_run_id = event.run_id
         if event.message:
             self.query_one("#gc-log", Log).write_line(event.message)
-        bar = self.query_one("#gc-progress", ProgressBar)
         if event.total:
-            bar.update(total=event.total, progress=event.done)
-        self.query_one("#gc-live", Static).update(
-            self._live_text(event.run_id, event.phase, event.bytes_freed, status=event.status)
-        )
-        self.query_one("#gc-cancel", Button).disabled = event.status != "running"
+            self.query_one("#gc-progress", ProgressBar).update(
+                total=event.total, progress=event.done
+            )
+        self.live = Live(event.run_id, event.phase, event.bytes_freed, event.status)
 
     @on(GCFinished)
     def _finished(self, message: GCFinished) -> None:
-        self._running_here = False
-        self.query_one("#gc-cancel", Button).disabled = True
+        self.busy = "idle"
         if message.error is not None:
             self.edge.error(message.error)
-            self.query_one("#gc-live", Static).update(Text(message.error, style="red"))
+            self.live = Live(error=message.error)
             return
         record = message.record
         if record is None:
             return
-        verb = "would free" if record.dry_run else "freed"
-        self.query_one("#gc-live", Static).update(
-            self._live_text(record.id, record.phase, record.bytes_freed, record, record.status)
-        )
-        bar = self.query_one("#gc-progress", ProgressBar)
-        bar.update(total=1, progress=1)
+        self.live = Live(record.id, record.phase, record.bytes_freed, record.status, record)
+        self.query_one("#gc-progress", ProgressBar).update(total=1, progress=1)
         severity: SeverityLevel = "information" if record.status == "succeeded" else "warning"
         if record.status == "failed":
             severity = "error"
         note = ""
         if record.blobs_kept_grace and not record.bytes_freed:
             note = " (recent content is kept by the grace period)"
+        verb = "would free" if record.dry_run else "freed"
         self.edge.notify(
             f"Run #{record.id} {record.status}: {verb} {size(record.bytes_freed)}{note}.",
             title="Garbage collection" + (" (dry run)" if record.dry_run else ""),
@@ -334,7 +462,7 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
     def cancel_run(self) -> None:
         try:
             asked = self.edge.collector.cancel()
-        except Exception as exc:  # sqlite3 errors
+        except EdgeError as exc:
             self.post_message(GCFinished(None, f"Could not cancel: {exc}"))
             return
         if not asked:
@@ -353,24 +481,3 @@ Set 0 to reclaim just-deleted images at once (only when no client is pushing).""
     @on(Button.Pressed, "#gc-cancel")
     def _cancel_pressed(self) -> None:
         self.action_cancel()
-
-    def commands(self) -> list[Command]:
-        return [
-            Command("GC: run a garbage collection now", "Garbage collection, key r",
-                    self.action_run),
-            Command("GC: dry run (delete nothing)", "Garbage collection, key n",
-                    self.action_dry_run),
-            Command("GC: cancel the run in progress", "Garbage collection, key c",
-                    self.action_cancel),
-            Command("GC: toggle 'delete untagged'", "Garbage collection, key x",
-                    self.action_toggle_untagged),
-        ]
-
-
-def _status_style(status: str) -> str:
-    return {
-        "succeeded": "green",
-        "running": "yellow",
-        "cancelled": "magenta",
-        "failed": "bold red",
-    }.get(status, "")

@@ -15,10 +15,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
-from console.screens.base import Command, View
+from console.screens.base import View
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.format import ago, image_created, short_digest, size
 from console.widgets.virtual_table import Column, Row, VirtualTable
@@ -124,34 +125,34 @@ def delete_body(preview: DeletePreview) -> str:
 
 
 class ImagesView(View):
+    tab_id = "images"
     tab_title = "Images"
-    help_text = """\
-enter    open: repository → its tags → the manifest (layers, config, platforms, referrers)
-esc      back one level (and clear the filter)
-/        filter the list as you type; enter keeps the filter, esc clears it
-s / S    sort by the next column / reverse
-a        all tags of every repository in one list
-d        delete the highlighted manifest by digest (every tag on it goes; asks first)
-u        untag: remove only the highlighted tag (the manifest stays)
-Deleting frees no space by itself: run a garbage collection (5) afterwards."""
+    help_notes = "Deleting frees no space by itself: run a garbage collection (5) afterwards."
+    can_filter = True
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="images.back"),
-        Binding("slash", "start_filter", "Filter", id="images.filter"),
-        Binding("d,ctrl+d,delete", "delete", "Delete", id="images.delete"),
-        Binding("u", "untag", "Untag", id="images.untag"),
-        Binding("a", "all_tags", "All tags", id="images.all_tags"),
-        Binding("f5", "reload", "Reload", show=False, id="images.reload"),
+        Binding("escape", "back", "Back", id="images.back",
+                tooltip="back one level (and clear the filter)"),
+        Binding("d,ctrl+d,delete", "delete", "Delete", id="images.delete",
+                tooltip="delete the highlighted manifest by digest (every tag on it goes; "
+                "asks first)"),
+        Binding("u", "untag", "Untag", id="images.untag",
+                tooltip="untag: remove only the highlighted tag (the manifest stays)"),
+        Binding("a", "all_tags", "All tags", id="images.all_tags",
+                tooltip="all tags of every repository in one list"),
     ]
 
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.level: Level = "repos"
-        self.table_level: Level = "repos"
-        self.repository: str | None = None
-        self.detail: ManifestDetail | None = None
-        self.detail_target: Target | None = None
-        self._stale = False
+    table_level: reactive[Level] = reactive("repos", init=False)
+    """What the table lists: repositories, one repository's tags, or all tags."""
+    repository: reactive[str | None] = reactive(None, init=False)
+    """The repository whose tags are listed (table_level "tags")."""
+    detail: reactive[ManifestDetail | None] = reactive(None, init=False)
+    """The manifest shown over the table, if any."""
+
+    @property
+    def level(self) -> Level:
+        """What is shown: the table's level, or "detail"."""
+        return "detail" if self.detail is not None else self.table_level
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="images-top"):
@@ -176,11 +177,6 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         self.query_one("#images-filter", Input).display = False
         self.table.set_columns(self.columns_for("repos"))
         self.load_level("repos", None)
-
-    def shown(self) -> None:
-        if self._stale:
-            self._stale = False
-            self.reload()
 
     # ---- columns -----------------------------------------------------------------------------
 
@@ -225,16 +221,10 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     # ---- loading -----------------------------------------------------------------------------
 
     def reload(self) -> None:
-        if self.level == "detail" and self.detail_target is not None:
-            self.load_detail(self.detail_target)
+        if self.detail is not None:
+            self.load_detail(Target(self.detail.repository, self.detail.digest, None))
         else:
             self.load_level(self.table_level, self.repository)
-
-    def data_changed(self) -> None:
-        if self.edge.active_tab() != "images":
-            self._stale = True
-            return
-        self.reload()
 
     @work(thread=True, exclusive=True, group="images-load", exit_on_error=False)
     def load_level(self, level: Level, repository: str | None) -> None:
@@ -268,20 +258,20 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
 
     @on(ImagesLoaded)
     def _loaded(self, message: ImagesLoaded) -> None:
-        same = message.level == self.table_level and message.repository == self.repository
         self.table_level = message.level
         self.repository = message.repository
-        table = self.table
-        if not same:
-            table.set_columns(self.columns_for(message.level))
-            self._clear_filter()
         if message.level == "repos":
-            table.set_rows(message.rows, keep=lambda r: r[0])
+            self.table.set_rows(message.rows, keep=lambda r: r[0])
         else:
-            table.set_rows(message.rows, keep=lambda r: (r[0], r[1], r[2]))
-        if self.level != "detail":
-            self.level = message.level
+            self.table.set_rows(message.rows, keep=lambda r: (r[0], r[1], r[2]))
         self.update_crumb()
+
+    def watch_table_level(self, level: Level) -> None:
+        self.table.set_columns(self.columns_for(level))
+        self._clear_filter()
+
+    def watch_repository(self) -> None:
+        self._clear_filter()
 
     @work(thread=True, exclusive=True, group="images-detail", exit_on_error=False)
     def load_detail(self, target: Target) -> None:
@@ -300,17 +290,26 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     @on(DetailLoaded)
     def _detail_loaded(self, message: DetailLoaded) -> None:
         self.detail = message.detail
-        self.level = "detail"
-        self.query_one("#images-detail-body", Static).update(self.render_detail(message.detail))
+
+    def watch_detail(self, detail: ManifestDetail | None) -> None:
         switcher = self.query_one("#images-switcher", ContentSwitcher)
-        if switcher.current != "images-detail":
-            switcher.current = "images-detail"
-            self.query_one("#images-detail", VerticalScroll).focus()
+        if detail is None:
+            switcher.current = "images-table"
+            self.table.focus()
+        else:
+            self.repaint()
+            if switcher.current != "images-detail":
+                switcher.current = "images-detail"
+                self.query_one("#images-detail", VerticalScroll).focus()
         self.update_crumb()
+
+    def repaint(self) -> None:
+        if self.detail is not None:
+            self.query_one("#images-detail-body", Static).update(self.render_detail(self.detail))
 
     @on(ImagesFailed)
     def _failed(self, message: ImagesFailed) -> None:
-        if message.gone and self.level == "detail":
+        if message.gone and self.detail is not None:
             self.edge.notify(
                 "That manifest is gone (deleted by a client or a GC).", severity="warning"
             )
@@ -328,11 +327,11 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
             crumb.append(" > all tags")
         elif self.table_level == "tags" and self.repository:
             crumb.append(f" > {self.repository}")
-        if self.level == "detail" and self.detail is not None:
+        if self.detail is not None:
             crumb.append(f" > {short_digest(self.detail.digest)}")
         self.query_one("#images-crumb", Static).update(crumb)
         noun = "repositories" if self.table_level == "repos" else "tags"
-        if self.level == "detail":
+        if self.detail is not None:
             count = ""
         elif table.filter_text:
             more = "+" if table.filtering else ""  # a big table's filter is still scanning
@@ -422,52 +421,33 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         if self.table_level == "repos":
             self.load_level("tags", str(row[0]))
         else:
-            target = Target(str(row[0]), str(row[2]), str(row[1]) or None)
-            self.detail_target = target
-            self.load_detail(target)
+            self.load_detail(Target(str(row[0]), str(row[2]), str(row[1]) or None))
 
     def action_back(self) -> None:
-        if self.level == "detail":
-            self.level = self.table_level
+        if self.detail is not None:
             self.detail = None
-            self.detail_target = None
-            self.query_one("#images-switcher", ContentSwitcher).current = "images-table"
-            self.table.focus()
-            self.update_crumb()
             return
         if self.table.filter_text:
             self._clear_filter()
             return
         if self.table_level in ("tags", "all"):
-            self.level = "repos"
             self.load_level("repos", None)
 
     def action_all_tags(self) -> None:
-        if self.level == "detail":
-            self.action_back()
-        self.level = "all"
+        self.detail = None
         self.load_level("all", None)
 
-    def action_reload(self) -> None:
-        self.reload()
-
     def open_repository(self, name: str) -> None:
-        """Show the tags of `name` (for the command palette and tests)."""
-        self.level = "tags"
+        """Show the tags of `name` (for tests)."""
         self.load_level("tags", name)
 
     # ---- filter ------------------------------------------------------------------------------
 
-    def start_filter(self) -> bool:
-        if self.level == "detail":
-            self.action_back()
+    def start_filter(self) -> None:
+        self.detail = None
         box = self.query_one("#images-filter", Input)
         box.display = True
         box.focus()
-        return True
-
-    def action_start_filter(self) -> None:
-        self.start_filter()
 
     @on(Input.Changed, "#images-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -504,7 +484,7 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
     # ---- delete and untag --------------------------------------------------------------------
 
     def current_target(self) -> Target | None:
-        if self.level == "detail" and self.detail is not None:
+        if self.detail is not None:
             return Target(self.detail.repository, self.detail.digest, None)
         if self.table_level == "repos":
             return None
@@ -532,9 +512,6 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
                     f"Cannot delete {target.repository}@{short_digest(target.digest)}: {exc}"
                 )
             )
-            return
-        except Exception as exc:  # sqlite3 errors (busy database)
-            self.post_message(ImagesFailed(f"Cannot preview the delete: {exc}"))
             return
         self.post_message(PreviewReady(preview))
 
@@ -597,9 +574,6 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
         except (EdgeError, OSError) as exc:
             self.post_message(ImagesFailed(f"Delete failed: {exc}"))
             return
-        except Exception as exc:  # sqlite3 errors (busy database)
-            self.post_message(ImagesFailed(f"Delete failed: {exc}"))
-            return
         self.post_message(ManifestDeleted(target, result.tags, bytes_freed, untag))
 
     @on(ManifestDeleted)
@@ -617,28 +591,5 @@ Deleting frees no space by itself: run a garbage collection (5) afterwards."""
                 timeout=8,
                 markup=False,
             )
-        if self.level == "detail":
-            self.action_back()
+        self.detail = None
         self.edge.content_changed()
-
-    def commands(self) -> list[Command]:
-        return [
-            Command(
-                "Images: delete the highlighted manifest by digest",
-                "Images, key d",
-                self.action_delete,
-            ),
-            Command("Images: untag the highlighted tag", "Images, key u", self.action_untag),
-            Command("Images: all tags of every repository", "Images, key a", self.action_all_tags),
-            Command("Images: back to the repositories", "Images, key esc", self._to_repos),
-            Command(
-                "Images: sort by the next column", "Images, key s", self.table.action_cycle_sort
-            ),
-            Command("Images: reload", "Images, key f5", self.action_reload),
-        ]
-
-    def _to_repos(self) -> None:
-        if self.level == "detail":
-            self.action_back()
-        self.level = "repos"
-        self.load_level("repos", None)

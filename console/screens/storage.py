@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from console.screens.base import Command, View
+from console.screens.base import View
+from console.theme import Role, Styles
 from console.widgets.bars import Bar, Part
 from console.widgets.format import percent, size
 from registry_core.errors import EdgeError
@@ -38,41 +37,43 @@ class UsageFailed(Message):
         self.text = text
 
 
-def capacity_bar(report: UsageReport) -> Bar:
+def capacity_bar(report: UsageReport, styles: Styles) -> Bar:
     registry_kept = max(0, report.used_bytes - report.reclaimable_bytes)
     other = max(0, report.capacity_bytes - report.free_bytes - report.used_bytes)
     return Bar(
         [
-            Part(registry_kept, "blue"),
-            Part(report.reclaimable_bytes, "yellow", "▓"),
-            Part(other, "grey50", "▒"),
+            Part(registry_kept, styles.fill("primary")),
+            Part(report.reclaimable_bytes, styles.fill("warning"), "▓"),
+            Part(other, styles.fill("muted"), "▒"),
         ],
         total=report.capacity_bytes,
         marker_at=report.capacity_bytes - report.reserve_bytes,
+        marker_style=styles.text("error", bold=True),
     )
 
 
-def summary(report: UsageReport) -> RenderableType:
+def summary(report: UsageReport, styles: Styles) -> RenderableType:
     head = Text()
     head.append("Capacity ", style="bold")
     head.append(f"{size(report.capacity_bytes)}")
     if report.quota_bytes:
         head.append(" (quota)")
     head.append(" · registry uses ")
-    head.append(size(report.used_bytes), style="bold blue")
+    head.append(size(report.used_bytes), style=styles.text("primary", bold=True))
     head.append(f" ({percent(report.used_bytes, report.capacity_bytes)})")
     head.append(" · free ")
-    head.append(size(report.free_bytes), style="bold red" if report.low_space else "bold green")
+    free_role: Role = "error" if report.low_space else "success"
+    head.append(size(report.free_bytes), style=styles.text(free_role, bold=True))
     legend = Text()
-    legend.append("█", style="blue")
+    legend.append("█", style=styles.fill("primary"))
     legend.append(" images  ")
-    legend.append("▓", style="yellow")
+    legend.append("▓", style=styles.fill("warning"))
     legend.append(f" reclaimable by GC {size(report.reclaimable_bytes)}  ")
-    legend.append("▒", style="grey50")
+    legend.append("▒", style=styles.fill("muted"))
     legend.append(" other files  ")
     legend.append("░", style="dim")
     legend.append(" free  ")
-    legend.append("│", style="bold red")
+    legend.append("│", style=styles.text("error", bold=True))
     legend.append(f" reserve {size(report.reserve_bytes)}")
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
@@ -93,7 +94,7 @@ def summary(report: UsageReport) -> RenderableType:
     if report.low_space:
         reserve = Text(f"LOW SPACE: free {size(report.free_bytes)} is below the reserve "
                        f"{size(report.reserve_bytes)}; delete images and run a GC",
-                       style="bold red")
+                       style=styles.text("error", bold=True))
     facts.add_row("Reserve", reserve)
     if report.low_space_refusals:
         facts.add_row("Refused", f"{report.low_space_refusals:,} pushes for lack of space")
@@ -103,10 +104,10 @@ def summary(report: UsageReport) -> RenderableType:
         + (f", {report.uploads_in_progress} uploads in progress "
            f"({size(report.uploads_bytes)})" if report.uploads_in_progress else ""),
     )
-    return Group(head, capacity_bar(report), legend, Text(""), facts)
+    return Group(head, capacity_bar(report, styles), legend, Text(""), facts)
 
 
-def repository_table(report: UsageReport) -> RenderableType:
+def repository_table(report: UsageReport, styles: Styles) -> RenderableType:
     repos = sorted(report.repositories, key=lambda r: (-r.total_bytes, r.name))
     if not repos:
         return Text("No repositories yet.", style="dim")
@@ -119,7 +120,8 @@ def repository_table(report: UsageReport) -> RenderableType:
     table.add_column("Tags", justify="right", no_wrap=True)
     for repo in repos[:MAX_REPOSITORY_BARS]:
         bar = Bar(
-            [Part(repo.exclusive_bytes, "blue"), Part(repo.shared_bytes, "cyan", "▒")],
+            [Part(repo.exclusive_bytes, styles.fill("primary")),
+             Part(repo.shared_bytes, styles.fill("accent"), "▒")],
             total=biggest,
             rest_char=" ",
         )
@@ -132,21 +134,17 @@ def repository_table(report: UsageReport) -> RenderableType:
 
 
 class StorageView(View):
+    tab_id = "storage"
     tab_title = "Storage"
-    help_text = """\
-The bar: images (blue), reclaimable by a garbage collection (yellow), other files on the
-volume (grey), free space; the red mark is the low-space reserve.
-Exclusive bytes are freed by deleting the repository's images; shared layers are also used
-by other repositories. r reloads (it also reloads on every push, delete and GC)."""
+    help_notes = (
+        "The bar: images, reclaimable by a garbage collection (▓), other files on the volume (▒),\n"
+        "free space (░); the │ mark is the low-space reserve.\n"
+        "Exclusive bytes are freed by deleting the repository's images; shared layers are also\n"
+        "used by other repositories. The screen also reloads on every push, delete and GC."
+    )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "reload", "Reload", id="storage.reload"),
-    ]
-
-    def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.report: UsageReport | None = None
-        self._stale = False
+    report: reactive[UsageReport | None] = reactive(None, init=False)
+    history: reactive[list[UsageSample]] = reactive(list, init=False)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="storage-scroll"):
@@ -163,18 +161,7 @@ by other repositories. r reloads (it also reloads on every push, delete and GC).
     def on_mount(self) -> None:
         self.load()
 
-    def shown(self) -> None:
-        if self._stale:
-            self._stale = False
-            self.load()
-
-    def data_changed(self) -> None:
-        if self.edge.active_tab() != "storage":
-            self._stale = True
-            return
-        self.load()
-
-    def action_reload(self) -> None:
+    def reload(self) -> None:
         self.load()
 
     @work(thread=True, exclusive=True, group="storage", exit_on_error=False)
@@ -186,9 +173,6 @@ by other repositories. r reloads (it also reloads on every push, delete and GC).
         except (EdgeError, OSError) as exc:
             self.post_message(UsageFailed(f"Could not measure storage: {exc}"))
             return
-        except Exception as exc:  # sqlite3 errors (busy database)
-            self.post_message(UsageFailed(f"Could not measure storage: {exc}"))
-            return
         self.post_message(UsageLoaded(report, history))
 
     @on(UsageFailed)
@@ -197,21 +181,28 @@ by other repositories. r reloads (it also reloads on every push, delete and GC).
 
     @on(UsageLoaded)
     def _loaded(self, message: UsageLoaded) -> None:
-        report = message.report
-        self.report = report
-        self.query_one("#storage-summary", Static).update(summary(report))
-        self.query_one("#storage-repos", Static).update(repository_table(report))
-        data = [float(s.used_bytes) for s in message.history]
+        self.history = message.history
+        self.report = message.report
+
+    def watch_report(self) -> None:
+        self.repaint()
+
+    def repaint(self) -> None:
+        report = self.report
+        if report is None:
+            return
+        styles = Styles(self.app)
+        self.query_one("#storage-summary", Static).update(summary(report, styles))
+        self.query_one("#storage-repos", Static).update(repository_table(report, styles))
+        data = [float(s.used_bytes) for s in self.history]
         note = self.query_one("#storage-trend-note", Static)
+        sparkline = self.query_one("#storage-sparkline", Sparkline)
         if len(data) >= 2:
-            self.query_one("#storage-sparkline", Sparkline).data = data
+            sparkline.data = data
             low, high = min(data), max(data)
             note.update(Text(f"{len(data)} samples · low {size(int(low))} · "
                              f"high {size(int(high))} · now {size(report.used_bytes)}",
                              style="dim"))
         else:
-            self.query_one("#storage-sparkline", Sparkline).data = [float(report.used_bytes)] * 2
+            sparkline.data = [float(report.used_bytes)] * 2
             note.update(Text("A sample is taken after each push, delete and GC.", style="dim"))
-
-    def commands(self) -> list[Command]:
-        return [Command("Storage: reload", "Storage, key r", self.action_reload)]

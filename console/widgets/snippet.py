@@ -13,8 +13,10 @@ class Snippet(Static, can_focus=True):
     """Focus it (tab) and press enter or c: the text goes to the clipboard."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter,c", "copy", "Copy", id="snippet.copy"),
+        Binding("enter,c", "copy", "Copy", id="snippet.copy", tooltip="copy the focused snippet"),
     ]
+    IN_PALETTE: ClassVar[bool] = False
+    """The palette cannot tell which snippet is meant: it has a command per snippet instead."""
 
     class CopyRequested(Message):
         def __init__(self, snippet: Snippet) -> None:

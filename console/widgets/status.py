@@ -9,9 +9,20 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from console.theme import Role, Styles
 from console.widgets.format import size
 
 ServerMode = Literal["starting", "serving", "attached", "down", "stopped"]
+MARKS: dict[ServerMode, str] = {
+    "serving": "●", "attached": "◆", "starting": "…", "down": "✗", "stopped": "○",
+}
+ROLES: dict[ServerMode, Role] = {
+    "serving": "success",
+    "attached": "accent",
+    "starting": "warning",
+    "down": "error",
+    "stopped": "warning",
+}
 
 
 @dataclass(frozen=True)
@@ -74,24 +85,24 @@ class StatusHeader(Widget):
     server: reactive[ServerStatus] = reactive(ServerStatus("stopped"))
     disk: reactive[DiskStatus | None] = reactive(None)
 
+    def on_mount(self) -> None:
+        self.watch(self.app, "theme", self._theme_changed, init=False)
+
+    def _theme_changed(self) -> None:
+        self.refresh()
+
     def render(self) -> Text:
+        styles = Styles(self.app)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" Edge Console ", style="bold reverse")
         text.append(f" {self.endpoint} ")
         mode = self.server.mode
-        mark = {"serving": "●", "attached": "◆", "starting": "…", "down": "✗", "stopped": "○"}
-        colour = {
-            "serving": "green",
-            "attached": "cyan",
-            "starting": "yellow",
-            "down": "bold red",
-            "stopped": "yellow",
-        }[mode]
         text.append("│ ", style="dim")
-        text.append(f"{mark[mode]} {self.server.short()} ", style=colour)
+        text.append(f"{MARKS[mode]} {self.server.short()} ",
+                    style=styles.text(ROLES[mode], bold=mode == "down"))
         if self.disk is not None:
             text.append("│ ", style="dim")
             disk = self.disk
-            style = "bold red" if disk.low else ""
+            style = styles.text("error", bold=True) if disk.low else ""
             text.append(f"disk {disk.used_percent}%, {size(disk.free_bytes)} free", style=style)
         return text

@@ -74,11 +74,14 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("down,j", "cursor_down", "Down", show=False, id="table.down"),
         Binding("pageup", "page_up", "Page up", show=False, id="table.page_up"),
         Binding("pagedown", "page_down", "Page down", show=False, id="table.page_down"),
-        Binding("home,g", "first", "First", show=False, id="table.first"),
-        Binding("end,G", "last", "Last", show=False, id="table.last"),
-        Binding("enter", "select", "Open", id="table.select"),
-        Binding("s", "cycle_sort", "Sort", id="table.sort"),
-        Binding("S", "reverse_sort", "Reverse", show=False, id="table.reverse"),
+        Binding("home", "first", "First", show=False, id="table.first"),
+        Binding("end", "last", "Last", show=False, id="table.last"),
+        Binding("enter", "select", "Open", id="table.select",
+                tooltip="open: repository → its tags → the manifest (layers, platforms, "
+                "referrers)"),
+        Binding("s", "cycle_sort", "Sort", id="table.sort", tooltip="sort by the next column"),
+        Binding("S", "reverse_sort", "Reverse", show=False, id="table.reverse",
+                tooltip="reverse the sort"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -160,7 +161,7 @@ def fixed_history(registry: Registry, limit: int = 500) -> list[UsageSample]:
     ]
 
 
-async def wait_for(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 15.0,
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 15.0,
                    what: str = "condition") -> None:
     """Let the app run until `condition()` is true (workers post their messages)."""
     loop = asyncio.get_running_loop()
@@ -169,6 +170,17 @@ async def wait_for(pilot: Pilot[None], condition: Callable[[], object], timeout:
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let every worker finish and every message it posted be handled (and the work those
+    handlers start, in turn): the screen is then final. Not for apps that poll."""
+    for _ in range(20):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in pilot.app.workers):
+            break
+    await pilot.wait_for_scheduled_animations()
 
 
 def make_app(registry: Registry, **kwargs: object) -> EdgeConsoleApp:

@@ -101,10 +101,12 @@ async def test_find_delete_collect_and_see_space_come_back(datadir: DataDir) -> 
             app.query_one("#gc-grace", Input).value = "0"
             await wait_for(pilot, lambda: app.focused is not None
                            and app.focused.id == "gc-run", what="GC screen focus")
-            await pilot.press("r")
-            await wait_for(pilot, lambda: app.collector.history(1) != []
-                           and not app.collector.history(1)[0].running
-                           and not gc_view._running_here, what="GC run", timeout=30)
+            await pilot.press("g")  # a dry run first, then the confirmation
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal),
+                           what="GC confirmation")
+            assert app.focused is not None and app.focused.id == "confirm-cancel"
+            await pilot.press("tab", "enter")
+            await wait_for(pilot, lambda: gc_view.busy == "idle", what="GC run", timeout=30)
             record = app.collector.history(1)[0]
             assert record.status == "succeeded" and not record.dry_run
             unique = {d: s for d, s in target.blobs.items()

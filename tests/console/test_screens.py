@@ -7,6 +7,7 @@ from pathlib import Path
 
 from console_helpers import Image, make_app, wait_for
 from cryptography import x509
+from textual.command import CommandList
 from textual.widgets import Button, Input, Static
 
 from console.app import EdgeConsoleApp
@@ -45,7 +46,7 @@ async def test_device_screen_shows_endpoint_and_copies(
         # Rich grids render lazily; check the data behind them and the visible snippets.
         assert view.info is not None and view.info.endpoint == info.endpoint
         assert info.password not in facts
-        await pilot.press("r")
+        await pilot.press("v")
         assert view.revealed
         await pilot.press("h")
         assert app.clipboard == hosts_line(info)
@@ -216,7 +217,7 @@ async def test_gc_dry_run_and_history(seeded: tuple[Registry, dict[str, Image]])
         await pilot.press("n")
         await wait_for(pilot, lambda: app.collector.history(1) != []
                        and not app.collector.history(1)[0].running, what="dry run")
-        await wait_for(pilot, lambda: not view._running_here)
+        await wait_for(pilot, lambda: view.busy == "idle")
         record = app.collector.history(1)[0]
         assert record.dry_run and record.status == "succeeded"
         await wait_for(pilot, lambda: app.query_one("#gc-history").row_count == 1)  # type: ignore[attr-defined]
@@ -266,16 +267,22 @@ async def test_palette_reaches_every_action(seeded: tuple[Registry, dict[str, Im
         view = app.query_one(DeviceView)
         await wait_for(pilot, lambda: view.info is not None)
         titles = [c.title for c in app.all_commands()]
-        for expected in ("Copy the hosts line", "Copy the docker login line",
-                         "Export the CA certificate",
-                         "Images: delete the highlighted manifest by digest",
-                         "Images: untag the highlighted tag", "GC: run a garbage collection now",
-                         "GC: dry run (delete nothing)", "GC: cancel the run in progress",
-                         "Storage: reload", "Go to Images", "Toggle light / dark theme"):
+        for expected in ("Device: Copy the hosts line", "Device: Copy the docker login line",
+                         "Certificates: Export the CA certificate to the path in the field "
+                         "(edit it: tab)",
+                         "Images: Untag: remove only the highlighted tag (the manifest stays)",
+                         "Images: Sort by the next column", "Garbage collection: Dry run: count "
+                         "what a run would delete and free, delete nothing",
+                         "Reload this screen", "Go to Images", "Light or dark theme",
+                         "Client OS: Linux"):
             assert expected in titles
+        # Every described key of every pane is in the palette, once.
+        assert len(titles) == len(set(titles))
         await pilot.press("ctrl+p")
         await pilot.press(*"copy the hosts line")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "Copy the hosts line" in str(
+            app.screen.query_one(CommandList).get_option_at_index(0).prompt
+        ), what="the palette's first match")
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.clipboard == hosts_line(device_info(datadir)),
                        what="palette copy")

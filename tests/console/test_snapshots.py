@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import fixed_certificates, fixed_history, fixed_usage, make_app, wait_for
+from console_helpers import (
+    fixed_certificates,
+    fixed_history,
+    fixed_usage,
+    make_app,
+    settle,
+    wait_for,
+)
 from textual.pilot import Pilot
 
 import console.screens.certificates as certificates_screen
@@ -39,11 +46,6 @@ def snapshot_app(
     app = make_app(registry, downloads_dir=Path("/home/tech/Downloads"))
     yield app
     registry.close()
-
-
-async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause(0.3)
-    await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", SIZES)

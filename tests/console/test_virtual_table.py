@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import App, ComposeResult
+from textual.pilot import Pilot
 
 from console.widgets.virtual_table import SYNC_SCAN_ROWS, Column, VirtualTable, fit
 
@@ -105,12 +106,12 @@ async def test_keep_cursor_on_reload_and_empty_text() -> None:
         assert "No match" in table.render_line(1).text
 
 
-async def wait_scan(pilot: object, table: VirtualTable) -> None:
-    for _ in range(500):
-        if not table.filtering:
-            return
-        await pilot.pause(0.01)  # type: ignore[attr-defined]
-    raise AssertionError("the filter scan did not finish")
+async def wait_scan(pilot: Pilot[None], table: VirtualTable) -> None:
+    """The scan workers hand each chunk to the UI loop before they end: once they all have
+    ended and the loop is idle, the view is complete."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    assert not table.filtering, "the filter scan did not finish"
 
 
 async def test_big_filter_answers_at_once_and_completes_in_the_background() -> None:
