@@ -359,7 +359,7 @@ def pyspy_profile(pid: int, url: str, auth: str, script: Path, workdir: Path) ->
             continue  # only the server's event-loop thread
         total += int(n)
         # By function, not line: the file may have changed since the server loaded it.
-        for f in {re.sub(r" \(.*/([^/:]+):\d+\)", r" (\1)", f) for f in frames}:
+        for f in {re.sub(r" \((?:.*/)?([^/:]+):\d+\)", r" (\1)", f) for f in frames}:
             incl[f] += int(n)
     lines = [
         f"py-spy, event-loop thread, manifest GET under `wrk -c16` ({rps:,.0f} req/s), "
