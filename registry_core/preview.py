@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from registry_core.errors import ManifestUnknown
-from registry_core.gc import mark
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
+from registry_core.store import Store
 from registry_core.store.metadata import now
 
 
@@ -78,59 +78,30 @@ def preview_delete(
     """Tags, children, dangling referrers and exact bytes freed by deleting `name@digest`."""
     key = str(digest if isinstance(digest, Digest) else parse_digest(digest))
     du = registry.config.gc.delete_untagged if delete_untagged is None else delete_untagged
-    with registry.db.read() as conn:
-        row = conn.execute(
-            "SELECT m.id, m.repository_id, m.media_type, m.size FROM manifests m "
-            "JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?",
-            (name, key),
-        ).fetchone()
+    store, reach = registry.store, registry.store.reachability
+    grace = float(registry.config.gc.grace_period_seconds)
+    with store.snapshot():
+        row = store.manifests.get(name, key)
         if row is None:
             raise ManifestUnknown(detail={"name": name, "digest": key})
-        manifest_id, repo_id, media_type, size = int(row[0]), int(row[1]), str(row[2]), int(row[3])
-        tags = sorted(
-            str(r[0])
-            for r in conn.execute("SELECT name FROM tags WHERE manifest_id = ?", (manifest_id,))
-        )
-        blocked_by = sorted(
-            str(r[0])
-            for r in conn.execute(
-                "SELECT DISTINCT p.digest FROM manifest_children mc "
-                "JOIN manifests p ON p.id = mc.parent_id "
-                "WHERE mc.child_digest = ? AND p.repository_id = ?",
-                (key, repo_id),
-            )
-        )
-        mark(conn, delete_untagged=du, cutoff=None)
-        before = {str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")}
-        mark(conn, delete_untagged=du, cutoff=None, exclude_manifest=manifest_id)
-        after = {str(r[0]): int(r[1]) for r in conn.execute("SELECT digest, size FROM gc_garbage")}
-        dead = {int(r[0]) for r in conn.execute("SELECT id FROM gc_dead")}
-        grace = float(registry.config.gc.grace_period_seconds)
-        recent = {
-            str(r[0])
-            for r in conn.execute(
-                "SELECT g.digest FROM gc_garbage g JOIN blobs b ON b.digest = g.digest "
-                "WHERE b.touched_at >= ?",
-                (now() - grace,),
-            )
-        }
+        manifest_id, repo_id, media_type, size = row.id, row.repository_id, row.media_type, row.size
+        tags = store.catalog.tags_of(manifest_id)
+        blocked_by = [m.digest for m in store.manifests.listing_indexes(manifest_id)]
+        reach.mark(delete_untagged=du, cutoff=None)
+        before = reach.garbage()
+        reach.mark(delete_untagged=du, cutoff=None, exclude_manifest=manifest_id)
+        after = reach.garbage()
+        dead = reach.dead_ids()
+        recent = reach.garbage_touched_since(now() - grace)
         children = [
-            _affected(conn, int(r[0]), r[1], r[2], r[3], r[4], dead, du, manifest_id)
-            for r in conn.execute(
-                "SELECT c.id, c.digest, c.media_type, mc.platform, c.artifact_type "
-                "FROM manifest_children mc JOIN manifests c "
-                "ON c.repository_id = ? AND c.digest = mc.child_digest "
-                "WHERE mc.parent_id = ? ORDER BY mc.position",
-                (repo_id, manifest_id),
-            )
+            _affected(store, c.id, c.digest, c.media_type, c.platform, c.artifact_type, dead, du,
+                      manifest_id)
+            for c in store.manifests.children(repo_id, manifest_id)
         ]
         referrers = [
-            _affected(conn, int(r[0]), r[1], r[2], None, r[3], dead, du, manifest_id)
-            for r in conn.execute(
-                "SELECT id, digest, media_type, artifact_type FROM manifests "
-                "WHERE repository_id = ? AND subject = ? ORDER BY digest",
-                (repo_id, key),
-            )
+            _affected(store, r.id, r.digest, r.media_type, None, r.artifact_type, dead, du,
+                      manifest_id)
+            for r in store.manifests.referrers(repo_id, key)
         ]
     # A blocked delete (the manifest is an index child) frees nothing: it will be refused.
     freed = sorted(
@@ -156,7 +127,7 @@ def preview_delete(
 
 
 def _affected(
-    conn: Any,
+    store: Store,
     manifest_id: int,
     digest: str,
     media_type: str,
@@ -170,24 +141,13 @@ def _affected(
         return AffectedManifest(
             digest, media_type, "deleted", "nothing else references it", platform, artifact_type
         )
-    tags = [
-        str(r[0])
-        for r in conn.execute(
-            "SELECT name FROM tags WHERE manifest_id = ? ORDER BY name LIMIT 3", (manifest_id,)
-        )
-    ]
+    tags = store.catalog.tags_of(manifest_id, limit=3)
     if tags:
         reason = "tagged " + ", ".join(tags)
     else:
-        parent = conn.execute(
-            "SELECT p.digest FROM manifests c JOIN manifest_children mc "
-            "ON mc.child_digest = c.digest JOIN manifests p "
-            "ON p.id = mc.parent_id AND p.repository_id = c.repository_id "
-            "WHERE c.id = ? AND p.id != ? LIMIT 1",
-            (manifest_id, deleted_id),
-        ).fetchone()
-        if parent is not None:
-            reason = f"still listed by the index {parent[0]}"
+        parents = store.manifests.listing_indexes(manifest_id, exclude=deleted_id)
+        if parents:
+            reason = f"still listed by the index {parents[0].digest}"
         elif not delete_untagged:
             reason = "untagged manifests are kept (pods may pull by digest); delete_untagged is off"
         else:

@@ -14,10 +14,12 @@ edges, `m` for roots) and takes named parameters.
 
 from __future__ import annotations
 
+# The unary + keeps SQLite from reaching `p` through its repository index (a scan of the
+# whole repository) when one child is asked for: `p` comes from `mc.parent_id`.
 INDEX_EDGES = (
     "SELECT p.id AS src, c.id AS dst FROM manifest_children mc "
     "JOIN manifests p ON p.id = mc.parent_id "
-    "JOIN manifests c ON c.repository_id = p.repository_id AND c.digest = mc.child_digest "
+    "JOIN manifests c ON c.repository_id = +p.repository_id AND c.digest = mc.child_digest "
     "WHERE {where}"
 )
 SUBJECT_EDGES = (

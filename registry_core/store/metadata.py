@@ -21,6 +21,10 @@ from pathlib import Path
 from registry_core.store.full import refused_when_full
 from registry_core.store.migrations import upgrade
 
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a statement waits for another connection's lock before the store gives up
+(StoreBusy)."""
+
 
 class Metadata:
     """Connections to one registry.db; one connection per thread, opened lazily."""
@@ -43,14 +47,15 @@ class Metadata:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+            check_same_thread=False,
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged (201/202) write survives power loss, not only a crash.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000):d}")
         # The GC mark and the usage report work in temp tables over every manifest and blob.
         conn.execute("PRAGMA temp_store=MEMORY")
         with self._lock:
