@@ -537,8 +537,12 @@ def render(
         f"medians of {args.repeat} repetitions, sources in an order rotating between "
         "repetitions, disk flushed before each GET. *Ceiling*: the same granian server, "
         "settings and certificate as `edge-console serve`, serving edge's stored file "
-        "(same inode) with no registry (bench/ceiling_server.py). CPU columns: CPU time of "
-        "the server process and of curl for one GET (median). MB = 10^6 bytes.",
+        "(same inode) with no registry (bench/ceiling_server.py): `pathsend` from a minimal "
+        "app, granian's `static` route, or `chunked-N` reads of N bytes in Python. "
+        "`edge-range`: edge with `Range: bytes=0-` (206 through the app's own 1 MiB reads); "
+        "`edge-aes128`: edge with curl limited to TLS_AES_128_GCM_SHA256, the cipher the "
+        "reference's server picks (rustls follows curl's order: AES-256-GCM). CPU columns: "
+        "CPU time of the server process and of curl for one GET (median). MB = 10^6 bytes.",
         "",
         "| source | MB/s | vs reference | paired | server CPU ms | curl CPU ms | both, ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
