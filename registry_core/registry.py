@@ -134,6 +134,11 @@ class Registry:
         goes through `store`."""
         return self.store.metadata
 
+    def change_counter(self) -> int:
+        """Changes whenever anything is committed, in this process or another: a cheap 'did
+        anything change?' for caches and pollers."""
+        return self.store.change_counter()
+
     def close(self) -> None:
         self.store.close()
 

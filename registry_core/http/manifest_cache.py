@@ -1,7 +1,7 @@
 """Manifest lookups served from memory while the database is unchanged.
 
 Pulls ask for the same manifests over and over (every node of a cluster, every restart of
-a pod). A lookup costs two queries and a file read; a hit costs one look at the store's
+a pod). A lookup costs two queries and a file read; a hit costs one look at the registry's
 `change_counter()`, which changes as soon as any other connection (another thread or
 another process) commits, and empties the cache. Writes never go through the connection
 that reads here (the HTTP face runs them in worker threads), so a hit is never stale.
@@ -31,7 +31,7 @@ class ManifestCache:
 
     def lookup(self, name: str, reference: str, accept: str) -> tuple[StoredManifest, bytes | None]:
         """The manifest a GET or HEAD should answer with, and its body when small."""
-        version = self.registry.store.change_counter()
+        version = self.registry.change_counter()
         if version != self._version:
             self._entries.clear()
             self._bytes = 0
