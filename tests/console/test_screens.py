@@ -7,16 +7,20 @@ from pathlib import Path
 
 from console_helpers import Image, make_app, wait_for
 from cryptography import x509
+from textual.binding import Binding
 from textual.command import CommandList
 from textual.widgets import Button, Input, Static
 
 from console.app import EdgeConsoleApp
+from console.keys import key_label
 from console.screens.certificates import CertificatesView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
+from console.screens.help import HelpScreen
 from console.screens.images import ImagesView
 from console.screens.storage import StorageView
 from console.widgets.confirm import ConfirmationModal
+from console.widgets.snippet import Snippet
 from console.widgets.status import StatusHeader
 from console.widgets.virtual_table import VirtualTable
 from registry_core.certs import ca_certificate_info
@@ -302,3 +306,45 @@ async def test_help_theme_and_number_keys(seeded: tuple[Registry, dict[str, Imag
         dark = app.current_theme.dark
         await pilot.press("ctrl+t")
         assert app.current_theme.dark != dark
+
+
+def test_one_meaning_per_key() -> None:
+    """A key does the same thing on every screen (enter activates the focused widget)."""
+    meanings: dict[str, set[str]] = {}
+    for owner in (EdgeConsoleApp, DeviceView, CertificatesView, ImagesView, StorageView, GCView,
+                  VirtualTable, Snippet):
+        for binding in Binding.make_bindings(owner.BINDINGS):
+            meanings.setdefault(binding.key, set()).add(binding.action)
+    shared = {key: actions for key, actions in meanings.items() if len(actions) > 1}
+    assert shared == {"enter": {"select", "copy"}}
+    assert meanings["r"] == {"reload"} and meanings["v"] == {"reveal"}
+    assert meanings["g"] == {"run"}
+
+
+async def test_help_lists_the_keys_of_the_screen_from_its_bindings(
+    seeded: tuple[Registry, dict[str, Image]],
+) -> None:
+    registry, _ = seeded
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5", "question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        keys = {(line.keys, line.text) for section in screen.sections for line in section.keys}
+        for owner in (EdgeConsoleApp, GCView):
+            for binding in owner.BINDINGS:
+                assert isinstance(binding, Binding)
+                if binding.tooltip:
+                    assert (key_label(binding), binding.tooltip) in keys
+                    assert binding.tooltip not in GCView.help_notes
+        assert ("1 2 3 4 5", "go to: Device, Certificates, Images, Storage, "
+                "Garbage collection") in keys
+        assert ("s", "sort by the next column") not in keys  # no table on this screen
+        await pilot.press("escape", "3", "question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        screen = app.screen
+        assert isinstance(screen, HelpScreen)
+        assert ("s", "sort by the next column") in {
+            (line.keys, line.text) for section in screen.sections for line in section.keys
+        }

@@ -22,12 +22,15 @@ from console_helpers import (
     wait_for,
 )
 from textual.pilot import Pilot
+from textual.widgets import Checkbox
 
 import console.screens.certificates as certificates_screen
 import console.screens.storage as storage_screen
 from console.app import EdgeConsoleApp
 from console.screens.device import DeviceView
+from console.screens.gc import GCView
 from console.screens.images import ImagesView
+from console.widgets.confirm import ConfirmationModal
 from console.widgets.virtual_table import VirtualTable
 from registry_core.datadir import DataDir
 from registry_core.registry import Registry
@@ -152,6 +155,18 @@ def test_gc(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, in
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+def test_gc_confirmation(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        pilot.app.query_one("#gc-untagged", Checkbox).value = True
+        pilot.app.query_one(GCView).focus_main()
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmationModal))
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
 
 
 def test_help(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
