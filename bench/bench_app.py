@@ -95,7 +95,7 @@ async def run() -> dict[str, float]:
         enable(datadir, node_ip="127.0.0.1", port=31001)
         registry = Registry(datadir)
         seed(registry)
-        app = RegistryApp(registry, Authenticator(datadir).check)
+        app = RegistryApp(registry, Authenticator(datadir))
         user, password = read_credentials(datadir)
         auth = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
         results = {}

@@ -7,6 +7,7 @@ hashes and is what requests are checked against. Both are 0600.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -17,11 +18,13 @@ import secrets
 import string
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from registry_core.certs import write_atomic
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, NotEnabledError
+from registry_core.identity import Identity, admin
 
 PASSWORD_LENGTH = 20
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -30,6 +33,8 @@ SCRYPT_MAXMEM = 64 * 1024 * 1024
 CACHE_SIZE = 1024
 RELOAD_INTERVAL = 1.0
 """Seconds between two looks at users.json for changes."""
+PASSWORD_WORKERS = 2
+"""Threads for password checks: a storm of wrong passwords costs at most these cores."""
 
 
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
@@ -105,57 +110,79 @@ def read_credentials(datadir: DataDir) -> tuple[str, str]:
 
 
 class Authenticator:
-    """Checks `Authorization: Basic ...` headers against users.json.
+    """Checks `Authorization: Basic ...` headers against users.json; yields an Identity.
 
     scrypt costs tens of milliseconds on purpose, so a header that verified once is
     remembered (by a MAC of its exact value under a per-process key, so the cache never
     holds passwords). Only successes are cached; the cache empties when users.json changes.
+    On the server, `authenticate` runs each password check in a small pool of its own: a
+    storm of wrong passwords queues there and never stalls the event loop, and cached
+    verdicts (every request of a client already logged in) are answered on the loop.
     """
 
-    def __init__(self, datadir: DataDir) -> None:
+    def __init__(self, datadir: DataDir, workers: int = PASSWORD_WORKERS) -> None:
         self._path = datadir.users
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
-        self._cache: dict[bytes, str] = {}
+        self._cache: dict[bytes, Identity] = {}
         self._users: dict[str, str] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._generation = 0
         self._next_check = 0.0
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="password-check")
+        self.password_checks = 0
+        """scrypt runs so far (cached verdicts run none)."""
         # A constant-cost stand-in so that unknown users take as long as wrong passwords.
         self._dummy_hash = hash_password(secrets.token_urlsafe(16))
         self._reload_if_changed()
 
-    def check(self, authorization: str | None) -> str | None:
-        """The username if the header carries valid credentials, else None. Never raises."""
-        if not authorization:
+    def check(self, authorization: str | None) -> Identity | None:
+        """The identity if the header carries valid credentials, else None. Never raises.
+        Blocking: a password check runs on the calling thread."""
+        key, found = self._lookup(authorization)
+        if found is not None or key is None:
+            return found
+        parsed = parse_basic(authorization or "")
+        return None if parsed is None else self._verify(key, *parsed)
+
+    async def authenticate(self, authorization: str | None) -> Identity | None:
+        """As `check`, but a password check runs in this authenticator's pool."""
+        key, found = self._lookup(authorization)
+        if found is not None or key is None:
+            return found
+        parsed = parse_basic(authorization or "")
+        if parsed is None:
             return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._verify, key, *parsed)
+
+    def _lookup(self, authorization: str | None) -> tuple[bytes | None, Identity | None]:
+        """(cache key, cached identity); no key when there is nothing to check."""
+        if not authorization:
+            return None, None
         if time.monotonic() >= self._next_check:
             self._reload_if_changed()
         # Keyed BLAKE2b is a MAC in one pass: half the cost of HMAC-SHA256 on this hot path.
         key = hashlib.blake2b(
             authorization.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
         ).digest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        return self._verify(key, authorization)
+        return key, self._cache.get(key)
 
-    def _verify(self, key: bytes, authorization: str) -> str | None:
-        parsed = parse_basic(authorization)
-        if parsed is None:
-            return None
-        username, password = parsed
+    def _verify(self, key: bytes, username: str, password: str) -> Identity | None:
         generation = self._generation
         stored = self._users.get(username)
+        with self._lock:
+            self.password_checks += 1
         ok = verify_password(stored or self._dummy_hash, password) and stored is not None
         if not ok:
             return None
+        identity = admin(username)
         with self._lock:
             if generation == self._generation:  # users.json did not change meanwhile
                 if len(self._cache) >= CACHE_SIZE:
                     del self._cache[next(iter(self._cache))]
-                self._cache[key] = username
-        return username
+                self._cache[key] = identity
+        return identity
 
     def _reload_if_changed(self) -> None:
         with self._lock:

@@ -38,7 +38,7 @@ class RegistryService:
             )
         self.datadir = datadir
         self.registry = Registry(datadir)
-        self.app = RegistryApp(self.registry, Authenticator(datadir).check, access_logging)
+        self.app = RegistryApp(self.registry, Authenticator(datadir), access_logging)
         self.server: RegistryServer | None = None
         self.collector = GarbageCollector(self.registry)
         self.scheduler = GCScheduler(self.registry, self.collector)

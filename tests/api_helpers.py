@@ -80,7 +80,7 @@ def canonical(doc: dict[str, Any]) -> bytes:
 
 
 def make_app(registry: Registry, datadir: DataDir) -> RegistryApp:
-    return RegistryApp(registry, Authenticator(datadir).check)
+    return RegistryApp(registry, Authenticator(datadir))
 
 
 def make_client(app: RegistryApp, auth: tuple[str, str] | None = None) -> httpx.AsyncClient:
@@ -93,6 +93,8 @@ class RawReply:
     status: int
     headers: dict[str, str]
     body: bytes
+    scope: dict[str, Any]
+    """The request's ASGI scope as the app left it."""
 
 
 async def raw_request(
@@ -137,7 +139,7 @@ async def raw_request(
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     decoded = {k.decode().lower(): v.decode("latin-1") for k, v in start["headers"]}
-    return RawReply(start["status"], decoded, body)
+    return RawReply(start["status"], decoded, body, scope)
 
 
 # ---- errors -------------------------------------------------------------------------------

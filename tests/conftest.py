@@ -51,7 +51,7 @@ async def api(
     datadir: DataDir, registry: Registry, credentials: tuple[str, str]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the ASGI app (in-process, authenticated)."""
-    app = RegistryApp(registry, Authenticator(datadir).check)
+    app = RegistryApp(registry, Authenticator(datadir))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://registry.test", auth=credentials

@@ -41,6 +41,16 @@ from registry_core.http.limits import UploadSlots, body_idle_receive, upload_slo
 from registry_core.http.manifest_cache import ManifestCache
 from registry_core.http.ranges import Unsatisfiable, parse_range
 from registry_core.http.streaming import read_limited, receive_into
+from registry_core.identity import (
+    CONTENT_DELETE,
+    CONTENT_READ,
+    CONTENT_WRITE,
+    METADATA_READ,
+    Action,
+    Authenticates,
+    Identity,
+    authorize,
+)
 from registry_core.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from registry_core.reference import Digest, parse_digest, validate_name, validate_upload_id
 from registry_core.registry import Page, Registry
@@ -57,6 +67,7 @@ MAX_HEADER_BYTES = 64 << 10
 _HOST = re.compile(rb"(?:[A-Za-z0-9._~%!$&'()*+,;=-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 
 Handler = Callable[..., Awaitable[Response]]
+Route = tuple[Handler, Action]
 
 
 @dataclass
@@ -70,51 +81,64 @@ class Stats:
 
 
 class RegistryApp:
-    """ASGI callable serving /v2/ for one Registry, behind Basic auth."""
+    """ASGI callable serving /v2/ for one Registry, behind Basic auth.
+
+    Each route names, per method, its handler and the action it performs; `authorize` checks
+    that action on the request's repository (None for the catalog and /v2/ itself) right
+    after routing. The request's Identity is in its scope (`identity_of`) for the handlers.
+    """
 
     def __init__(
         self,
         registry: Registry,
-        check_auth: Callable[[str | None], str | None] | None,
+        authenticator: Authenticates,
         access_logging: bool = False,
     ) -> None:
         self.registry = registry
-        self.check_auth = check_auth
+        self.authenticator = authenticator
         self.access_logging = access_logging
         self.stats = Stats()
         self.manifests = ManifestCache(registry)
         self.upload_slots = UploadSlots(registry.config.limits.max_concurrent_uploads)
         self.body_idle_timeout = registry.config.limits.body_idle_timeout_seconds
-        self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(r""), {"GET": self.base}),
-            (re.compile(r"_catalog"), {"GET": self.catalog}),
-            (re.compile(r"(?P<name>.+)/tags/list"), {"GET": self.tags}),
+        # GET also serves HEAD. Cancelling an upload is part of writing, not a delete. A mount
+        # also reads its source repository: the tokens issue checks that in start_upload.
+        self.routes: list[tuple[re.Pattern[str], dict[str, Route]]] = [
+            (re.compile(r""), {"GET": (self.base, METADATA_READ)}),
+            (re.compile(r"_catalog"), {"GET": (self.catalog, METADATA_READ)}),
+            (re.compile(r"(?P<name>.+)/tags/list"), {"GET": (self.tags, METADATA_READ)}),
             (
                 re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
                 {
-                    "GET": self.get_manifest,
-                    "PUT": self.put_manifest,
-                    "DELETE": self.delete_manifest,
+                    "GET": (self.get_manifest, CONTENT_READ),
+                    "PUT": (self.put_manifest, CONTENT_WRITE),
+                    "DELETE": (self.delete_manifest, CONTENT_DELETE),
                 },
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/uploads/?"),
-                {"POST": self.start_upload},
+                {"POST": (self.start_upload, CONTENT_WRITE)},
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"),
                 {
-                    "GET": self.upload_status,
-                    "PATCH": self.patch_upload,
-                    "PUT": self.finish_upload,
-                    "DELETE": self.cancel_upload,
+                    "GET": (self.upload_status, CONTENT_WRITE),
+                    "PATCH": (self.patch_upload, CONTENT_WRITE),
+                    "PUT": (self.finish_upload, CONTENT_WRITE),
+                    "DELETE": (self.cancel_upload, CONTENT_WRITE),
                 },
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
-                {"GET": self.get_blob, "DELETE": self.delete_blob},
+                {
+                    "GET": (self.get_blob, CONTENT_READ),
+                    "DELETE": (self.delete_blob, CONTENT_DELETE),
+                },
             ),
-            (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"), {"GET": self.referrers}),
+            (
+                re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"),
+                {"GET": (self.referrers, METADATA_READ)},
+            ),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -146,12 +170,11 @@ class RegistryApp:
         head = request.method == "HEAD"
         try:
             _check_head(request.scope)
-            if (
-                self.check_auth is not None
-                and self.check_auth(request.headers.get("authorization")) is None
-            ):
+            identity = await self.authenticator.authenticate(request.headers.get("authorization"))
+            if identity is None:
                 raise Unauthorized()
-            return await self.dispatch(request)
+            request.scope["identity"] = identity
+            return await self.dispatch(request, identity)
         except RegistryError as exc:
             return error_response(exc, head)
         except ClientDisconnect:  # also what the server reports for malformed chunked framing
@@ -161,7 +184,7 @@ class RegistryApp:
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             return error_response(RegistryError("internal error; see the server log"), head)
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, request: Request, identity: Identity) -> Response:
         head = request.method == "HEAD"
         path = _raw_path(request.scope)
         if len(path) > MAX_PATH_CHARS:
@@ -175,10 +198,12 @@ class RegistryApp:
             match = pattern.fullmatch(path, 4)
             if match is None:
                 continue
-            handler = handlers.get(method)
-            if handler is None:
+            route = handlers.get(method)
+            if route is None:
                 return _method_not_allowed(request, handlers)
+            handler, action = route
             params = {key: _path_param(key, value) for key, value in match.groupdict().items()}
+            authorize(identity, params.get("name"), action)
             return await handler(request, **params)
         return error_response(RegistryError("not found"), head, 404)
 
@@ -441,7 +466,13 @@ def error_response(exc: RegistryError, head: bool, status: int | None = None) ->
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _method_not_allowed(request: Request, handlers: dict[str, Handler]) -> Response:
+def identity_of(request: Request) -> Identity:
+    """Who sent the request (set once authenticated), to hand to the core's operations."""
+    identity: Identity = request.scope["identity"]
+    return identity
+
+
+def _method_not_allowed(request: Request, handlers: dict[str, Route]) -> Response:
     allowed = sorted({*handlers, "HEAD"} if "GET" in handlers else handlers)
     exc = Unsupported(f"method {request.method} is not allowed here", detail={"allowed": allowed})
     response = error_response(exc, request.method == "HEAD", status=405)

@@ -1,0 +1,56 @@
+"""Who is asking, and what they may do: the identity authentication yields and the one
+authorization check every request passes after routing.
+
+Today the only identity is the admin, who may do everything. The tokens issue adds token
+identities and fills `authorize` in from their scope maps (a repository pattern and the
+actions below, as the appliance's scope maps name them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from registry_core.errors import Denied
+
+IdentityKind = Literal["admin", "token"]
+"""'admin': the registry's own credentials. 'token': a client token (the tokens issue); until
+its scope maps exist, a token may do nothing."""
+
+Action = Literal["content/read", "metadata/read", "content/write", "content/delete"]
+CONTENT_READ: Action = "content/read"
+METADATA_READ: Action = "metadata/read"
+CONTENT_WRITE: Action = "content/write"
+CONTENT_DELETE: Action = "content/delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated principal: `name` as it appears in logs and, later, the audit log."""
+
+    name: str
+    kind: IdentityKind
+
+
+def admin(name: str) -> Identity:
+    return Identity(name, "admin")
+
+
+def authorize(identity: Identity, repository: str | None, action: Action) -> None:
+    """Raise Denied unless `identity` may perform `action` on `repository` (None: the
+    registry as a whole, as for the catalog and the API version check)."""
+    if identity.kind == "admin":
+        return
+    target = repository if repository is not None else "the registry"
+    raise Denied(
+        f"{identity.name} may not {action} on {target}",
+        detail={"action": action, "repository": repository},
+    )
+
+
+class Authenticates(Protocol):
+    """What the HTTP face asks about a request's Authorization header."""
+
+    async def authenticate(self, authorization: str | None) -> Identity | None:
+        """The identity the header proves, or None (then the answer is 401)."""
+        ...
