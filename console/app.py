@@ -280,14 +280,13 @@ class EdgeConsoleApp(App[None]):
         """Once a second: has anything committed (a push, a delete, a GC)? How full is the
         disk? One long-lived thread, so one database connection."""
         worker = get_current_worker()
-        db = self.registry.db
         last_version: int | None = None
         last_used: int | None = None
         while not worker.is_cancelled:
             changed = False
             disk: DiskStatus | None = None
             try:
-                version = db.data_version()
+                version = self.registry.change_counter()
                 used = self.registry.used_bytes()
                 changed = last_version is not None and (
                     version != last_version or used != last_used

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
-from console_helpers import Image, make_app, wait_for
+from console_helpers import Image, make_app, push_image, wait_for
 from cryptography import x509
 from textual.binding import Binding
 from textual.command import CommandList
@@ -348,3 +349,14 @@ async def test_help_lists_the_keys_of_the_screen_from_its_bindings(
         assert ("s", "sort by the next column") in {
             (line.keys, line.text) for section in screen.sections for line in section.keys
         }
+
+
+async def test_a_push_by_another_client_shows_up(seeded: tuple[Registry, dict[str, Image]]) -> None:
+    registry, _ = seeded
+    app = make_app(registry, poll=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        table = app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3, what="repositories")
+        await asyncio.to_thread(push_image, registry, "fresh/one", ["v1"], [b"fresh layer"])
+        await wait_for(pilot, lambda: table.total_count == 4, what="the poller to see the push")
