@@ -46,11 +46,14 @@ def test_registry_core_never_imports_console() -> None:
 
 
 # ---- SQL only in registry_core/store/ ---------------------------------------------------------
+# (tests and bench/ may still arrange and inspect rows directly)
 
 SQL_START = re.compile(
     r"^\s*(SELECT\s|INSERT\s+(OR\s+\w+\s+)?INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|"
     r"CREATE\s|PRAGMA\s|BEGIN\b)"
 )
+DB_ATTRIBUTES = frozenset({"execute", "executemany", "executescript", "conn", "db"})
+"""Attributes that only reach the database (a connection, `Registry.db`): store-only too."""
 
 
 def python_files(*packages: str) -> list[Path]:
@@ -66,6 +69,8 @@ def sql_offences(path: Path) -> list[str]:
             found.append(f"line {node.lineno}: import sqlite3")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlite3":
             found.append(f"line {node.lineno}: from sqlite3 import")
+        elif isinstance(node, ast.Attribute) and node.attr in DB_ATTRIBUTES:
+            found.append(f"line {node.lineno}: .{node.attr}")
         elif (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
@@ -94,6 +99,8 @@ def test_sql_gate_sees_sql() -> None:
     assert any("SELECT" in o for o in offences) and any("INSERT" in o for o in offences)
     assert SQL_START.match("DELETE FROM tags") and SQL_START.match("  PRAGMA data_version")
     assert not SQL_START.match("DELETE") and not SQL_START.match("Select a repository")
+    assert any(".execute" in o for o in offences)
+    assert any(".conn" in o for o in sql_offences(ROOT / "registry_core" / "store" / "base.py"))
 
 
 # ---- no import circles --------------------------------------------------------------------------
