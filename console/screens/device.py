@@ -47,7 +47,6 @@ class DeviceView(View):
     tab_id = "device"
     tab_title = "Device"
     help_notes = (
-        "tab / shift+tab move between the snippets.\n"
         "Copies go to the clipboard of your terminal (OSC 52); the text is always on screen too."
     )
 
