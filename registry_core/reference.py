@@ -131,6 +131,20 @@ def parse_digest(text: str) -> Digest:
     return Digest(algorithm, encoded)
 
 
+def as_digest(value: Digest | str) -> Digest:
+    """A Digest as is, a string parsed."""
+    return value if isinstance(value, Digest) else parse_digest(value)
+
+
+def verify_digest(expected: Digest, actual: Digest) -> None:
+    """DigestInvalid unless the content's digest is the one the client named."""
+    if actual != expected:
+        raise DigestInvalid(
+            f"digest {expected} does not match the uploaded content ({actual})",
+            detail={"expected": str(expected), "actual": str(actual)},
+        )
+
+
 def digest_bytes(data: bytes, algorithm: str = "sha256") -> Digest:
     """The digest of `data` under a supported algorithm."""
     hasher = new_hasher(algorithm)

@@ -76,5 +76,6 @@ class RegistryService:
 
     def close(self) -> None:
         self.stop()
+        self.collector.close()
         self.usage_sampler.close()
         self.registry.close()

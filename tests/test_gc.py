@@ -573,6 +573,21 @@ def test_events_history_and_subscribers(registry: Registry) -> None:
     assert collector.current() is None
 
 
+def heartbeat_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "gc-heartbeat" and t.is_alive()}
+
+
+def test_heartbeat_thread_stops_when_its_collector_closes(registry: Registry) -> None:
+    before = heartbeat_threads()
+    collector = GarbageCollector(registry)
+    assert collector.run(grace_period=0).status == "succeeded"
+    started = heartbeat_threads() - before
+    assert len(started) == 1  # one long-lived thread per collector, alive between runs
+    collector.close()
+    assert not any(t.is_alive() for t in started)
+    assert heartbeat_threads() <= before
+
+
 def test_scheduler_runs_gc_on_its_cron(registry: Registry) -> None:
     from datetime import datetime, timedelta
 

@@ -1,0 +1,204 @@
+"""The work of one GC run: mark in one read snapshot, then sweep manifests, blobs, orphan
+blob files and abandoned uploads in short write transactions that re-check each verdict
+(see gc.py for why that is safe while pushes go on)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from registry_core.config import Config
+from registry_core.errors import RegistryError
+from registry_core.gc_run import (
+    PHASE_BLOBS,
+    PHASE_MANIFESTS,
+    PHASE_MARK,
+    PHASE_UPLOADS,
+    Run,
+)
+from registry_core.reference import parse_digest
+from registry_core.store import Store
+from registry_core.store.blobs import BlobFiles
+from registry_core.store.reachability import DeadManifest
+
+
+class Sweeper:
+    """Mark and sweep over one store and its blob files."""
+
+    def __init__(self, store: Store, files: BlobFiles, config: Config, batch: int) -> None:
+        self.store = store
+        self.files = files
+        self.config = config
+        self.batch = batch
+
+    def sweep(self, run: Run) -> None:
+        record = run.record
+        cutoff = record.started_at - record.grace_period_seconds
+        reach = self.store.reachability
+        run.log(
+            f"run {record.id} ({record.trigger}{', dry run' if record.dry_run else ''}): "
+            f"grace period {record.grace_period_seconds:g} s, delete untagged "
+            f"{'on' if record.delete_untagged else 'off'}",
+        )
+        # Mark in one read snapshot; the sweep re-checks everything under the write lock.
+        run.phase(PHASE_MARK, 1)
+        with self.store.snapshot():
+            result = reach.mark(delete_untagged=record.delete_untagged, cutoff=cutoff)
+            dead = reach.dead_manifests()
+            garbage = list(reach.garbage(collectable_only=True).items())
+        with run.lock:
+            record.manifests_scanned = result.manifests_total
+            record.blobs_scanned = result.blobs_total
+            record.manifests_kept_grace = result.manifests_kept_grace
+            record.blobs_kept_grace = result.blobs_kept_grace
+        run.emit(PHASE_MARK, 1, 1)
+        run.log(
+            f"marked {result.manifests_total} manifests and {result.blobs_total} blobs: "
+            f"{len(dead)} manifests and {len(garbage)} blobs ({result.bytes_collectable} bytes) "
+            "are garbage",
+        )
+        run.check_cancel()
+        self.sweep_manifests(run, dead, cutoff)
+        self.sweep_blobs(run, garbage, cutoff)
+        self.purge_orphan_blobs(run, cutoff)
+        self.purge_uploads(run)
+
+    def _chunks(self, items: list[Any]) -> Iterator[list[Any]]:
+        for i in range(0, len(items), self.batch):
+            yield items[i : i + self.batch]
+
+    def sweep_manifests(self, run: Run, dead: list[DeadManifest], cutoff: float) -> None:
+        record = run.record
+        run.phase(PHASE_MANIFESTS, len(dead))
+        if record.dry_run:
+            run.count(manifests_deleted=len(dead))
+            run.deleted_manifests = [{"repository": m.repository, "digest": m.digest} for m in dead]
+            run.emit(PHASE_MANIFESTS, len(dead), len(dead))
+            return
+        pending = dead
+        done = 0
+        # Parents before children, subjects before referrers: a manifest still held by an
+        # existing index or subject waits for the next pass (or stays, if that one is kept).
+        while pending:
+            deferred: list[DeadManifest] = []
+            progressed = False
+            for batch in self._chunks(pending):
+                run.check_cancel()
+                with self.store.exclusive():
+                    for item in batch:
+                        verdict = self.store.reachability.verdict(
+                            item.id, delete_untagged=record.delete_untagged, cutoff=cutoff
+                        )
+                        if verdict == "blocked":
+                            deferred.append(item)
+                            continue
+                        done += 1
+                        if verdict == "delete":
+                            self.store.manifests.delete(item.id)
+                            progressed = True
+                            run.deleted_manifests.append(
+                                {"repository": item.repository, "digest": item.digest}
+                            )
+                            run.count(manifests_deleted=1)
+                run.emit(PHASE_MANIFESTS, done, len(dead))
+            if not progressed:
+                break
+            pending = deferred
+        if record.manifests_deleted:
+            run.log(f"deleted {record.manifests_deleted} manifests")
+
+    def sweep_blobs(self, run: Run, garbage: list[tuple[str, int]], cutoff: float) -> None:
+        record = run.record
+        run.phase(PHASE_BLOBS, len(garbage))
+        if record.dry_run:
+            run.count(blobs_deleted=len(garbage), bytes_freed=sum(s for _, s in garbage))
+            run.deleted_blobs = [{"digest": d, "size": s} for d, s in garbage]
+            run.emit(PHASE_BLOBS, len(garbage), len(garbage))
+            return
+        done = 0
+        for batch in self._chunks(garbage):
+            run.check_cancel()
+            with self.store.exclusive():
+                for digest, _size in batch:
+                    done += 1
+                    size = self.store.reachability.collectable_blob(digest, cutoff)
+                    if size is None:
+                        continue  # referenced or touched since the mark: keep it
+                    try:
+                        self.files.remove(parse_digest(digest))
+                    except OSError as exc:
+                        record.errors.append(f"could not remove {digest}: {exc}")
+                        continue
+                    self.store.blobs.delete(digest)
+                    run.deleted_blobs.append({"digest": digest, "size": size})
+                    run.count(blobs_deleted=1, bytes_freed=size)
+            run.emit(PHASE_BLOBS, done, len(garbage))
+        if record.blobs_deleted:
+            run.log(f"deleted {record.blobs_deleted} blobs, {record.bytes_freed} bytes freed")
+
+    def purge_orphan_blobs(self, run: Run, cutoff: float) -> None:
+        """Blob files with no row, older than the cutoff: left by a power cut or a full volume
+        between the rename that put them in place and the commit that would have recorded
+        them. Re-checked under the write lock, which that rename and commit also hold."""
+        record = run.record
+        known = self.store.blobs.digests()
+        orphans: list[tuple[str, Any, int]] = []
+        for path in self.files.blobs_root.glob("*/*/*"):
+            try:
+                digest = str(parse_digest(f"{path.parent.parent.name}:{path.name}"))
+                st = path.stat()
+            except (RegistryError, OSError):
+                continue  # not a blob file of ours: leave it alone
+            if digest not in known and st.st_mtime < cutoff:
+                orphans.append((digest, path, st.st_size))
+        for batch in self._chunks(orphans):
+            run.check_cancel()
+            with self.store.exclusive():
+                for digest, path, size in batch:
+                    if self.store.blobs.exists(digest):
+                        continue
+                    if not record.dry_run:
+                        with contextlib.suppress(FileNotFoundError):
+                            path.unlink()
+                    run.deleted_blobs.append({"digest": digest, "size": size, "orphan": True})
+                    run.count(blobs_deleted=1, bytes_freed=size)
+        if orphans:
+            run.log(f"{len(orphans)} blob files without a record (orphans) removed")
+
+    def purge_uploads(self, run: Run) -> None:
+        record = run.record
+        limit = record.started_at - self.config.gc.upload_max_age_seconds
+        uploads = self.store.uploads
+        stale = uploads.stale(limit)
+        run.phase(PHASE_UPLOADS, len(stale))
+        if record.dry_run:
+            run.count(uploads_purged=len(stale))
+            run.purged_uploads = stale
+            return
+        for batch in self._chunks(stale):
+            run.check_cancel()
+            with self.store.exclusive():
+                for upload_id in batch:
+                    if uploads.delete_if_stale(upload_id, limit):
+                        self.files.remove_upload(upload_id)
+                        run.purged_uploads.append(upload_id)
+                        run.count(uploads_purged=1)
+        self._purge_stray_upload_files(run, limit)
+        if record.uploads_purged:
+            run.log(f"purged {record.uploads_purged} abandoned uploads")
+
+    def _purge_stray_upload_files(self, run: Run, limit: float) -> None:
+        """Files in uploads/ with no session row (a crash between file and row) and old."""
+        uploads = self.store.uploads
+        known = uploads.ids()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.files.uploads_root):
+                with contextlib.suppress(OSError):
+                    if entry.name in known or entry.stat().st_mtime >= limit:
+                        continue
+                    with self.store.exclusive():
+                        if not uploads.exists(entry.name):
+                            os.unlink(entry.path)
+                            run.count(uploads_purged=1)

@@ -1,0 +1,63 @@
+"""What the registry's operations return to the faces (HTTP API, CLI, console)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry_core.reference import Digest
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    repository: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    size: int
+    path: Path
+
+    def body(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class PutManifestResult:
+    digest: Digest
+    created: bool
+    subject: Digest | None
+
+
+@dataclass(frozen=True)
+class DeletedManifest:
+    repository: str
+    digest: Digest
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Referrer:
+    media_type: str
+    digest: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[str]
+    more: bool
+    """True when items after the last one exist (the API then sends a Link header)."""
