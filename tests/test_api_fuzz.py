@@ -116,7 +116,8 @@ async def test_manifest_references(
         if method != "HEAD":
             assert resp.json()["errors"][0]["code"] == expected, reference
     elif method == "PUT":
-        assert_error(resp, 400, "MANIFEST_INVALID")
+        # A well-formed digest that is not the body's is refused before the body is parsed.
+        assert_error(resp, 400, "DIGEST_INVALID" if ":" in reference else "MANIFEST_INVALID")
     elif reference not in ("v1", seeded.digest):
         assert resp.status_code == 404, reference
 
