@@ -1,23 +1,32 @@
-"""Blob operations of a repository: stat, mount, delete, and storing verified content."""
+"""Blob operations of a repository: stat, mount, delete, storing verified content, and
+finishing the GC's pending deletes."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from registry_core.errors import BlobUnknown, NameInvalid
-from registry_core.reference import Digest, as_digest, validate_name
+from registry_core.errors import BlobUnknown, NameInvalid, StorageFull, StoreBusy, StoreError
+from registry_core.reference import Digest, as_digest, parse_digest, validate_name
 from registry_core.results import BlobInfo
 from registry_core.space import Ballast
 from registry_core.store import Store
-from registry_core.store.blobs import BlobFiles
+from registry_core.store.blobs import BlobFiles, BlobStore
+
+log = logging.getLogger("edge_registry.blobs")
+
+PENDING_BATCH = 256
+"""Pending deletes finished per write transaction."""
 
 
 class Blobs:
-    """The blobs of every repository: rows in the store, content in `files`."""
+    """The blobs of every repository: rows in the store, content in `content`; `files` is
+    the local staging area that uploads and in-memory content pass through."""
 
     def __init__(self, store: Store, files: BlobFiles, ballast: Ballast) -> None:
         self.store = store
         self.files = files
+        self.content: BlobStore = files
         self.ballast = ballast
 
     def stat(self, name: str, digest: Digest | str) -> BlobInfo:
@@ -25,10 +34,9 @@ class Blobs:
         validate_name(name)
         digest = as_digest(digest)
         size = self.store.blobs.size_in_repository(name, str(digest))
-        path = self.files.path(digest)
-        if size is None or not path.is_file():
+        if size is None or not self.content.exists(digest):
             raise BlobUnknown(detail={"digest": str(digest)})
-        return BlobInfo(digest, size, path)
+        return BlobInfo(digest, size)
 
     def delete(self, name: str, digest: Digest | str) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
@@ -58,10 +66,7 @@ class Blobs:
                 self.commit_file(name, tmp, expected, len(data))
         finally:
             tmp.unlink(missing_ok=True)
-        return self.info(expected, len(data))
-
-    def info(self, digest: Digest, size: int) -> BlobInfo:
-        return BlobInfo(digest, size, self.files.path(digest))
+        return BlobInfo(expected, len(data))
 
     def commit_file(self, name: str, source: Path, digest: Digest, size: int) -> None:
         """Record a verified file as the blob `digest` of the repository; inside exclusive().
@@ -71,27 +76,54 @@ class Blobs:
         blob was already stored is removed by the caller after the commit: unlinking a
         big file takes long, and the lock holds up every other push meanwhile."""
         key = str(digest)
-        if not self.store.blobs.exists(key) or not self.files.exists(digest):
-            self.files.remove(digest)
-            self.files.commit(source, digest)
+        if not self.store.blobs.exists(key) or not self.content.exists(digest):
+            self.content.delete(digest)
+            self.content.put_file(source, digest)
         self.store.blobs.record(key, size)
         self.store.blobs.link(self.store.catalog.ensure_repository(name), key, touch=False)
 
     def store_small(self, data: bytes, digest: Digest) -> None:
         """Store content held in memory (a manifest body) and its row; inside exclusive()."""
         key = str(digest)
-        if not self.store.blobs.exists(key) or not self.files.exists(digest):
-            self.files.remove(digest)
-            self.files.write_bytes(data, digest)
+        if not self.store.blobs.exists(key) or not self.content.exists(digest):
+            self.content.delete(digest)
+            self.content.write_bytes(data, digest)
         self.store.blobs.record(key, len(data))
 
     def linked_size(self, repo_id: int, digest: Digest) -> int | None:
         """The size of a blob the repository holds, None if it holds none (or it is lost)."""
         size = self.store.blobs.size_linked(repo_id, str(digest))
-        return size if size is not None and self.files.exists(digest) else None
+        return size if size is not None and self.content.exists(digest) else None
 
     def read_small(self, digest: Digest) -> bytes:
-        return self.files.read_bytes(digest)
+        return self.content.read_bytes(digest)
 
     def exists(self, digest: Digest) -> bool:
-        return self.files.exists(digest)
+        return self.content.exists(digest)
+
+    def finish_pending_deletes(self, digests: list[str] | None = None) -> list[str]:
+        """Remove the content of blobs the GC dropped (all pending ones, or `digests`);
+        returns the errors. Under the write lock, re-checked: a blob pushed again since its
+        row went has a row again, and its content stays."""
+        pending = self.store.pending_deletes.digests() if digests is None else digests
+        errors: list[str] = []
+        for i in range(0, len(pending), PENDING_BATCH):
+            with self.store.exclusive():
+                for digest in pending[i : i + PENDING_BATCH]:
+                    if not self.store.blobs.exists(digest):
+                        try:
+                            self.content.delete(parse_digest(digest))
+                        except OSError as exc:
+                            errors.append(f"could not remove {digest}: {exc}")
+                            continue
+                    self.store.pending_deletes.remove(digest)
+        return errors
+
+    def finish_pending_on_open(self) -> None:
+        """What a GC killed between its commit and its deletes left (never fails an open)."""
+        try:
+            if self.store.pending_deletes.count():
+                for error in self.finish_pending_deletes():
+                    log.warning("%s", error)
+        except (StoreBusy, StoreError, StorageFull):
+            log.warning("pending blob deletes left for the next GC", exc_info=True)

@@ -9,11 +9,12 @@ created after the cutoff too. Live blobs are the configs, layers and bodies of l
 
 The sweep (gc_sweep.py) runs in small batches, each inside `BEGIN IMMEDIATE` (the database's
 single write lock, which blob and manifest commits also take): inside the transaction it
-re-checks that a manifest or blob is still unreferenced and older than the cutoff, deletes its
-rows and unlinks its file before the commit. A push that references a blob therefore either
-commits before the batch (and the re-check keeps the blob) or after it (and sees the blob
-gone, so it uploads it again); it can never be acknowledged against a blob that is then
-removed. One run at a time across processes: gc_lock.py.
+re-checks that a manifest or blob is still unreferenced and older than the cutoff and deletes
+its rows, listing a blob's content in `pending_deletes`; the content goes after that commit,
+re-checked under the write lock (a crash in between: the next open finishes the list). A push
+that references a blob therefore either commits before the batch (and the re-check keeps the
+blob) or after it (and sees the blob gone, so it uploads it again); it can never be
+acknowledged against a blob that is then removed. One run at a time across processes: gc_lock.py.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class GarbageCollector:
         self._sub_lock = threading.Lock()
         self._run: Run | None = None
         self.lock = RunLock(self.store, self.owner, HEARTBEAT_INTERVAL, HEARTBEAT_STALE)
-        self.sweeper = Sweeper(self.store, registry.files, registry.config, SWEEP_BATCH)
+        self.sweeper = Sweeper(self.store, registry.blobs, registry.config, SWEEP_BATCH)
         self.after_run: list[Callable[[RunRecord], None]] = []
         """Called after each finished run that deleted something (usage samples)."""
 

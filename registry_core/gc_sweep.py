@@ -1,6 +1,11 @@
 """The work of one GC run: mark in one read snapshot, then sweep manifests, blobs, orphan
 blob files and abandoned uploads in short write transactions that re-check each verdict
-(see gc.py for why that is safe while pushes go on)."""
+(see gc.py for why that is safe while pushes go on).
+
+A blob's row goes in one transaction, which also lists its content in `pending_deletes`;
+the content is removed after that commit (blobs.py, re-checked under the write lock). A
+crash in between leaves the list, finished by the next open or run.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from registry_core.blobs import Blobs
 from registry_core.config import Config
-from registry_core.errors import RegistryError
 from registry_core.gc_run import (
     PHASE_BLOBS,
     PHASE_MANIFESTS,
@@ -18,7 +23,6 @@ from registry_core.gc_run import (
     PHASE_UPLOADS,
     Run,
 )
-from registry_core.reference import parse_digest
 from registry_core.store import Store
 from registry_core.store.blobs import BlobFiles
 from registry_core.store.reachability import DeadManifest
@@ -27,9 +31,10 @@ from registry_core.store.reachability import DeadManifest
 class Sweeper:
     """Mark and sweep over one store and its blob files."""
 
-    def __init__(self, store: Store, files: BlobFiles, config: Config, batch: int) -> None:
+    def __init__(self, store: Store, blobs: Blobs, config: Config, batch: int) -> None:
         self.store = store
-        self.files = files
+        self.blobs = blobs
+        self.files: BlobFiles = blobs.files
         self.config = config
         self.batch = batch
 
@@ -60,6 +65,8 @@ class Sweeper:
             "are garbage",
         )
         run.check_cancel()
+        if not record.dry_run:
+            record.errors.extend(self.blobs.finish_pending_deletes())  # a crashed run's
         self.sweep_manifests(run, dead, cutoff)
         self.sweep_blobs(run, garbage, cutoff)
         self.purge_orphan_blobs(run, cutoff)
@@ -120,21 +127,22 @@ class Sweeper:
         done = 0
         for batch in self._chunks(garbage):
             run.check_cancel()
+            dropped: list[str] = []
             with self.store.exclusive():
                 for digest, _size in batch:
                     done += 1
                     size = self.store.reachability.collectable_blob(digest, cutoff)
                     if size is None:
                         continue  # referenced or touched since the mark: keep it
-                    try:
-                        self.files.remove(parse_digest(digest))
-                    except OSError as exc:
-                        record.errors.append(f"could not remove {digest}: {exc}")
-                        continue
                     self.store.blobs.delete(digest)
+                    self.store.pending_deletes.add(digest)
+                    dropped.append(digest)
                     run.deleted_blobs.append({"digest": digest, "size": size})
                     run.count(blobs_deleted=1, bytes_freed=size)
+            # Reported once committed, before the content goes: a crash from here on leaves
+            # the batch in pending_deletes.
             run.emit(PHASE_BLOBS, done, len(garbage))
+            record.errors.extend(self.blobs.finish_pending_deletes(dropped))
         if record.blobs_deleted:
             run.log(f"deleted {record.blobs_deleted} blobs, {record.bytes_freed} bytes freed")
 
@@ -144,26 +152,23 @@ class Sweeper:
         them. Re-checked under the write lock, which that rename and commit also hold."""
         record = run.record
         known = self.store.blobs.digests()
-        orphans: list[tuple[str, Any, int]] = []
-        for path in self.files.blobs_root.glob("*/*/*"):
-            try:
-                digest = str(parse_digest(f"{path.parent.parent.name}:{path.name}"))
-                st = path.stat()
-            except (RegistryError, OSError):
-                continue  # not a blob file of ours: leave it alone
-            if digest not in known and st.st_mtime < cutoff:
-                orphans.append((digest, path, st.st_size))
+        orphans = [
+            entry
+            for entry in self.blobs.content.list()
+            if str(entry.digest) not in known and entry.modified_at < cutoff
+        ]
         for batch in self._chunks(orphans):
             run.check_cancel()
             with self.store.exclusive():
-                for digest, path, size in batch:
+                for entry in batch:
+                    digest = str(entry.digest)
                     if self.store.blobs.exists(digest):
                         continue
                     if not record.dry_run:
-                        with contextlib.suppress(FileNotFoundError):
-                            path.unlink()
-                    run.deleted_blobs.append({"digest": digest, "size": size, "orphan": True})
-                    run.count(blobs_deleted=1, bytes_freed=size)
+                        self.blobs.content.delete(entry.digest)
+                    run.deleted_blobs.append({"digest": digest, "size": entry.size,
+                                              "orphan": True})
+                    run.count(blobs_deleted=1, bytes_freed=entry.size)
         if orphans:
             run.log(f"{len(orphans)} blob files without a record (orphans) removed")
 

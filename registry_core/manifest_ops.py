@@ -69,7 +69,10 @@ class ManifestOps:
         if head is None:
             raise ManifestUnknown(detail={"name": name, "reference": reference})
         digest = parse_digest(head.digest)
-        return StoredManifest(digest, head.media_type, head.size, self.blobs.files.path(digest))
+        content = self.blobs.content
+        return StoredManifest(
+            digest, head.media_type, head.size, lambda: content.read_bytes(digest)
+        )
 
     def put(
         self, name: str, reference: str, body: bytes, content_type: str | None

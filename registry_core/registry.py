@@ -35,7 +35,7 @@ from registry_core.results import (
     Upload,
 )
 from registry_core.store import Store
-from registry_core.store.blobs import BlobFiles, HashingWriter
+from registry_core.store.blobs import BlobFiles, BlobStore, HashingWriter
 from registry_core.store.metadata import Metadata
 from registry_core.uploads import UploadSessions
 
@@ -66,10 +66,17 @@ class Registry:
         self.blobs = Blobs(self.store, self.files, self.ballast)
         self.uploads = UploadSessions(self.store, self.blobs, self.ballast, self.check_room)
         self.manifests = ManifestOps(self.store, self.blobs, self._changed)
+        self.blobs.finish_pending_on_open()
         self._used_cache: tuple[float, int] = (0.0, 0)
         self.on_change: Callable[[str], None] | None = None
         """Called with 'push' or 'delete' after a manifest commit (the service debounces it
         into usage samples); must be cheap and must not raise."""
+
+    @property
+    def blob_store(self) -> BlobStore:
+        """Where content lives: the faces read blobs through it (a local path, when it has
+        one, lets the HTTP server send the file itself)."""
+        return self.blobs.content
 
     @property
     def db(self) -> Metadata:

@@ -1,9 +1,10 @@
-"""What the registry's operations return to the faces (HTTP API, CLI, console)."""
+"""What the registry's operations return to the faces (HTTP API, CLI, console): values, no
+paths (content is read through the registry's blob store)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from registry_core.reference import Digest
 
@@ -12,7 +13,6 @@ from registry_core.reference import Digest
 class BlobInfo:
     digest: Digest
     size: int
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,11 @@ class StoredManifest:
     digest: Digest
     media_type: str
     size: int
-    path: Path
+    read: Callable[[], bytes] = field(repr=False, compare=False)
+    """Reads the body from the blob store."""
 
     def body(self) -> bytes:
-        return self.path.read_bytes()
+        return self.read()
 
 
 @dataclass(frozen=True)

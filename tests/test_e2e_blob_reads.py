@@ -1,18 +1,22 @@
-"""Blob reads over the real TLS server: the whole blob (sent by the server through `pathsend`),
-ranges across the app's read chunks, HEAD, and a long range streamed without holding it."""
+"""Blob reads over the real TLS server: the whole blob (sent by the server through `pathsend`,
+or streamed when the blob store has no local file), ranges across the app's read chunks, HEAD,
+and a long range streamed without holding it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tracemalloc
+from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
 from support import LiveServer
 
 from registry_core.http.blob_response import CHUNK_BYTES
-from registry_core.reference import digest_bytes
+from registry_core.reference import Digest, digest_bytes
+from registry_core.store.blobs import BlobFiles
 
 pytestmark = pytest.mark.socket
 
@@ -81,3 +85,31 @@ def test_a_long_range_streams_in_chunks(live_server: LiveServer) -> None:
             tracemalloc.stop()
     assert digest.hexdigest() == hashlib.sha256(DATA[first : last + 1]).hexdigest()
     assert peak < 6 * CHUNK_BYTES, f"peak {peak} bytes while serving {last - first + 1}"
+
+
+class WithoutLocalFiles(BlobFiles):
+    """A blob store that cannot hand out a local file (as an object store could not): the
+    filesystem store with `local_path` answering None, counting the readers it opens."""
+
+    opened = 0
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return None
+
+    def open_range(self, digest: Digest, start: int = 0, length: int | None = None) -> BinaryIO:
+        WithoutLocalFiles.opened += 1
+        return super().open_range(digest, start, length)
+
+
+def test_a_store_without_local_files_streams_the_whole_blob(live_server: LiveServer) -> None:
+    registry = live_server.service.registry
+    files = registry.files
+    registry.blobs.content = WithoutLocalFiles(files.blobs_root, files.uploads_root)
+    with live_server.client(timeout=60) as client:
+        url = upload(client, "reads/streamed", DATA)
+        before = WithoutLocalFiles.opened
+        whole = client.get(url)
+        assert whole.status_code == 200
+        assert whole.headers["content-length"] == str(len(DATA))
+        assert whole.content == DATA
+        assert WithoutLocalFiles.opened == before + 1  # read through the store, no pathsend

@@ -305,7 +305,10 @@ class RegistryApp:
                 detail={"size": exc.size},
                 headers={"Content-Range": f"bytes */{exc.size}"},
             ) from None
-        return BlobResponse(info.path, info.size, headers, byte_range, request.method == "HEAD")
+        return BlobResponse(
+            self.registry.blob_store, info.digest, info.size, headers, byte_range,
+            request.method == "HEAD",
+        )
 
     async def delete_blob(self, request: Request, name: str, digest: str) -> Response:
         await self.run(self.registry.delete_blob, name, digest)

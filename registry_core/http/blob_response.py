@@ -1,21 +1,22 @@
-"""The answer to a blob GET or HEAD: the whole file, or one byte range of it.
+"""The answer to a blob GET or HEAD: the whole blob, or one byte range of it.
 
-A whole blob goes out through the server's `pathsend` extension when it has one (granian
-then sends the file from its own threads, never through Python); otherwise, and for a
-range, the file is read in chunks off the event loop, so memory stays at one chunk
-whatever the blob's size.
+A whole blob goes out through the server's `pathsend` extension when the server has one and
+the blob store has a local file for it (granian then sends the file from its own threads,
+never through Python); otherwise, and for a range, the store's reader is read in chunks off
+the event loop, so memory stays at one chunk whatever the blob's size.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import BinaryIO
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from registry_core.http.ranges import ByteRange
+from registry_core.reference import Digest
+from registry_core.store.blobs import BlobStore
 
 CHUNK_BYTES = 1 << 20
 
@@ -23,13 +24,15 @@ CHUNK_BYTES = 1 << 20
 class BlobResponse(Response):
     def __init__(
         self,
-        path: Path,
+        store: BlobStore,
+        digest: Digest,
         size: int,
         headers: dict[str, str],
         byte_range: ByteRange | None = None,
         head: bool = False,
     ) -> None:
-        self.path = path
+        self.store = store
+        self.digest = digest
         self.byte_range = byte_range
         self.head = head
         self.background = None
@@ -51,9 +54,11 @@ class BlobResponse(Response):
             await send({"type": "http.response.body", "body": b""})
             return
         if self.byte_range is None and "http.response.pathsend" in scope.get("extensions", {}):
-            await send({**start, "headers": self.raw_headers})
-            await send({"type": "http.response.pathsend", "path": str(self.path)})
-            return
+            path = self.store.local_path(self.digest)
+            if path is not None:
+                await send({**start, "headers": self.raw_headers})
+                await send({"type": "http.response.pathsend", "path": str(path)})
+                return
         first, length = (
             (0, -1)
             if self.byte_range is None
@@ -64,18 +69,14 @@ class BlobResponse(Response):
         )
         loop = asyncio.get_running_loop()
         # Opened before the status line: a blob swept away since its stat fails here cleanly.
-        file = await loop.run_in_executor(None, _open_at, self.path, first)
+        file = await loop.run_in_executor(
+            None, self.store.open_range, self.digest, first, None if length < 0 else length
+        )
         try:
             await send({**start, "headers": self.raw_headers})
             await _send_file(send, loop, file, length)
         finally:
             await loop.run_in_executor(None, file.close)
-
-
-def _open_at(path: Path, offset: int) -> BinaryIO:
-    file = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    file.seek(offset)
-    return file
 
 
 async def _send_file(

@@ -21,6 +21,7 @@ from registry_core.store.gc_runs import GCRuns
 from registry_core.store.manifests import Manifests
 from registry_core.store.meta import Meta
 from registry_core.store.metadata import Metadata
+from registry_core.store.pending_deletes import PendingDeletes
 from registry_core.store.reachability import Reachability
 from registry_core.store.uploads import Uploads
 from registry_core.store.usage_samples import UsageSamples
@@ -43,6 +44,7 @@ class Store:
         self.meta = Meta(db)
         self.accounting = Accounting(db)
         self.reachability = Reachability(db)
+        self.pending_deletes = PendingDeletes(db)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

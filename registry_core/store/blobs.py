@@ -1,5 +1,9 @@
 """Content-addressed blob files and the upload files they are made from.
 
+`BlobStore` is the port the core stores content through (an object store could implement
+it); `BlobFiles` is the filesystem implementation, which also keeps the upload files that
+sessions stage on local disk.
+
 Layout: `blobs/<algorithm>/<first two hex>/<hex>` for committed content and
 `uploads/<id>` for upload sessions in progress. A blob file only ever appears by an atomic
 rename of a complete, verified, fsynced file, so a crash leaves no half-written blob
@@ -17,12 +21,14 @@ import ctypes.util
 import hashlib
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
-from registry_core.reference import Digest
+from registry_core.errors import RegistryError
+from registry_core.reference import Digest, parse_digest, verify_digest
 from registry_core.store.full import refused_when_full
 
 READ_CHUNK = 1 << 20
@@ -33,8 +39,60 @@ PARALLEL_HASH_MIN = 256 << 10
 _hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-hash")
 
 
+@dataclass(frozen=True)
+class BlobEntry:
+    """A stored blob as a listing sees it (for the GC's orphan scan)."""
+
+    digest: Digest
+    size: int
+    modified_at: float
+
+
+class BlobStore(Protocol):
+    """Where content lives, by digest; no metadata, no locking (the caller holds the DB
+    lock where it matters). Content only appears complete and verified."""
+
+    def put_stream(self, chunks: Iterable[bytes], digest: Digest) -> int:
+        """Store a stream whose digest must be `digest` (DigestInvalid otherwise, nothing
+        stored); returns its size."""
+        ...
+
+    def put_file(self, source: Path, digest: Digest) -> bool:
+        """Adopt a verified, fsynced local file (an upload); False if already stored."""
+        ...
+
+    def write_bytes(self, data: bytes, digest: Digest) -> bool:
+        """Store small content held in memory (a manifest body); False if already stored."""
+        ...
+
+    def open_range(self, digest: Digest, start: int = 0, length: int | None = None) -> BinaryIO:
+        """A reader positioned at `start`; the caller reads at most `length` bytes.
+        OSError when the blob is gone."""
+        ...
+
+    def read_bytes(self, digest: Digest) -> bytes: ...
+
+    def stat(self, digest: Digest) -> int | None:
+        """The stored size, or None when absent."""
+        ...
+
+    def exists(self, digest: Digest) -> bool: ...
+
+    def delete(self, digest: Digest) -> None:
+        """Remove the content; absent content is not an error."""
+        ...
+
+    def list(self) -> Iterator[BlobEntry]:
+        """Every stored blob (for the orphan scan); foreign files are skipped."""
+        ...
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A file the server may send itself (pathsend), or None if the store has none."""
+        ...
+
+
 class BlobFiles:
-    """Paths and file operations; no metadata, no locking (the caller holds the DB lock)."""
+    """The filesystem BlobStore, plus the upload files of sessions in progress."""
 
     def __init__(self, blobs_root: Path, uploads_root: Path) -> None:
         self.blobs_root = blobs_root
@@ -48,6 +106,54 @@ class BlobFiles:
 
     def exists(self, digest: Digest) -> bool:
         return self.path(digest).is_file()
+
+    def stat(self, digest: Digest) -> int | None:
+        try:
+            st = self.path(digest).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self.path(digest)
+
+    def open_range(self, digest: Digest, start: int = 0, length: int | None = None) -> BinaryIO:
+        file = open(self.path(digest), "rb")  # noqa: SIM115 - closed by the caller
+        file.seek(start)
+        return file
+
+    def delete(self, digest: Digest) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def list(self) -> Iterator[BlobEntry]:
+        for path in self.blobs_root.glob("*/*/*"):
+            try:
+                digest = parse_digest(f"{path.parent.parent.name}:{path.name}")
+                st = path.stat()
+            except (RegistryError, OSError):
+                continue  # not a blob file of ours: leave it alone
+            yield BlobEntry(digest, st.st_size, st.st_mtime)
+
+    def put_stream(self, chunks: Iterable[bytes], digest: Digest) -> int:
+        tmp = self._temp_path()
+        hasher = hashlib.new(digest.algorithm)
+        size = 0
+        try:
+            with refused_when_full("writing a blob"), open(tmp, "xb") as f:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            verify_digest(digest, Digest(digest.algorithm, hasher.hexdigest()))
+            self.commit(tmp, digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    def put_file(self, source: Path, digest: Digest) -> bool:
+        return self.commit(source, digest)
 
     def create_upload(self, upload_id: str) -> None:
         path = self.upload_path(upload_id)
@@ -83,11 +189,12 @@ class BlobFiles:
         """Store small content (a manifest body) in place. False if already there."""
         if self.exists(digest):
             return False
-        return self.commit(self.write_temp(data), digest)
+        self.put_stream((data,), digest)
+        return True
 
     def write_temp(self, data: bytes) -> Path:
         """A durable temporary file holding `data`, ready for `commit`."""
-        tmp = self.uploads_root / f".tmp-{uuid.uuid4().hex}"
+        tmp = self._temp_path()
         try:
             with refused_when_full("writing a blob"), open(tmp, "xb") as f:
                 f.write(data)
@@ -98,8 +205,11 @@ class BlobFiles:
             raise
         return tmp
 
+    def _temp_path(self) -> Path:
+        return self.uploads_root / f".tmp-{uuid.uuid4().hex}"
+
     def remove(self, digest: Digest) -> None:
-        self.path(digest).unlink(missing_ok=True)
+        self.delete(digest)
 
     def read_bytes(self, digest: Digest) -> bytes:
         return self.path(digest).read_bytes()

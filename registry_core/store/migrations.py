@@ -180,8 +180,18 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 """
 
+# Version 2: blob files the GC has dropped the rows of, to unlink after that commit (a crash
+# in between leaves them listed here, and the next open or GC finishes them).
+V2_PENDING_DELETES = """
+CREATE TABLE pending_deletes (
+    digest TEXT PRIMARY KEY,
+    queued_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the original schema", script(V1_SCHEMA)),
+    Step(2, "pending blob deletes of the GC", script(V2_PENDING_DELETES)),
 )
 LATEST = STEPS[-1].version
 
