@@ -156,6 +156,12 @@ class Authenticator:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._verify, key, *parsed)
 
+    def close(self) -> None:
+        """Stop the password-check pool once the server no longer calls `authenticate`:
+        checks still queued are cancelled, the one running finishes, its threads are gone on
+        return. `check` (on the caller's thread) keeps working."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def _lookup(self, authorization: str | None) -> tuple[bytes | None, Identity | None]:
         """(cache key, cached identity); no key when there is nothing to check."""
         if not authorization:

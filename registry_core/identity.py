@@ -54,3 +54,7 @@ class Authenticates(Protocol):
     async def authenticate(self, authorization: str | None) -> Identity | None:
         """The identity the header proves, or None (then the answer is 401)."""
         ...
+
+    def close(self) -> None:
+        """Release what checking holds (threads); the face's owner calls it after serving."""
+        ...

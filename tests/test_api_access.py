@@ -46,6 +46,9 @@ class TokenWithoutScopes:
     async def authenticate(self, authorization: str | None) -> Identity | None:
         return Identity("ci-token", "token")
 
+    def close(self) -> None:
+        pass
+
 
 def test_the_table_covers_every_route(registry: Registry, datadir: DataDir) -> None:
     app = make_app(registry, datadir)

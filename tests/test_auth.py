@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -195,3 +196,30 @@ def test_threads(datadir: DataDir) -> None:
     for t in threads:
         t.join()
     assert results.count(ADMIN) == 800 and results.count("denied") == 20
+
+
+def password_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("password-check")}
+
+
+async def test_close_stops_the_password_pool(datadir: DataDir) -> None:
+    password = create_credentials(datadir, USER)
+    checker = Authenticator(datadir)
+    before = password_threads()
+    assert await checker.authenticate(basic(USER, password)) == ADMIN
+    started = password_threads() - before
+    assert started and all(t.is_alive() for t in started)
+    checker.close()
+    assert not any(t.is_alive() for t in started)
+    assert checker.check(basic(USER, password)) == ADMIN  # the cache and `check` still answer
+
+
+async def test_close_cancels_queued_password_checks(datadir: DataDir) -> None:
+    create_credentials(datadir, USER)
+    checker = Authenticator(datadir, workers=1)
+    storm = [asyncio.create_task(checker.authenticate(basic(USER, "wrong"))) for _ in range(10)]
+    await asyncio.sleep(0)  # every task has queued its check
+    checker.close()
+    results = await asyncio.gather(*storm, return_exceptions=True)
+    assert checker.password_checks < 10
+    assert any(isinstance(r, asyncio.CancelledError) for r in results)
