@@ -362,6 +362,12 @@ class EdgeConsoleApp(App[None]):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.workers.wait_for_complete(running), QUIT_WAIT)
 
+    def on_unmount(self) -> None:
+        """The collector's heartbeat thread ends with the app (closing twice is harmless: the
+        service closes its own again)."""
+        if self._collector is not None:
+            self._collector.close()
+
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT_THEME if self.current_theme.dark else DARK_THEME
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from registry_core.errors import BlobUnknown, NameInvalid, StorageFull, StoreBusy, StoreError
+from registry_core.events import BlobCommitted, EventBus
 from registry_core.reference import Digest, as_digest, parse_digest, validate_name
 from registry_core.results import BlobInfo
 from registry_core.space import Ballast
@@ -23,8 +24,11 @@ class Blobs:
     """The blobs of every repository: rows in the store, content in `content`; `files` is
     the local staging area that uploads and in-memory content pass through."""
 
-    def __init__(self, store: Store, files: BlobFiles, ballast: Ballast) -> None:
+    def __init__(
+        self, store: Store, files: BlobFiles, ballast: Ballast, events: EventBus
+    ) -> None:
         self.store = store
+        self.events = events
         self.files = files
         self.content: BlobStore = files
         self.ballast = ballast
@@ -55,6 +59,7 @@ class Blobs:
         with self.store.exclusive():
             repo_id = self.store.catalog.ensure_repository(name)
             self.store.blobs.link(repo_id, str(info.digest), touch=True)
+        self.committed(name, info, mounted_from=source)
         return info
 
     def put(self, name: str, data: bytes, expected: Digest) -> BlobInfo:
@@ -66,7 +71,14 @@ class Blobs:
                 self.commit_file(name, tmp, expected, len(data))
         finally:
             tmp.unlink(missing_ok=True)
-        return BlobInfo(expected, len(data))
+        info = BlobInfo(expected, len(data))
+        self.committed(name, info)
+        return info
+
+    def committed(self, name: str, info: BlobInfo, mounted_from: str | None = None) -> None:
+        """Tell the event stream (after the commit)."""
+        self.events.emit(BlobCommitted(repository=name, digest=str(info.digest), size=info.size,
+                                       mounted_from=mounted_from))
 
     def commit_file(self, name: str, source: Path, digest: Digest, size: int) -> None:
         """Record a verified file as the blob `digest` of the repository; inside exclusive().

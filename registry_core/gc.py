@@ -19,7 +19,6 @@ acknowledged against a blob that is then removed. One run at a time across proce
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from registry_core.errors import StorageFull, StoreBusy, StoreError
+from registry_core.events import GCEvent, GCFinished, GCProgress, GCStarted
 from registry_core.gc_lock import RunLock
 from registry_core.gc_run import (
     DETAIL_LIMIT,
@@ -37,9 +37,7 @@ from registry_core.gc_run import (
     PHASE_MARK,
     PHASE_STARTING,
     PHASE_UPLOADS,
-    EventSink,
     GCCancelled,
-    GCEvent,
     Run,
     RunRecord,
 )
@@ -50,8 +48,8 @@ from registry_core.usage import record_sample
 
 __all__ = [
     "DETAIL_LIMIT", "PHASE_BLOBS", "PHASE_DONE", "PHASE_MANIFESTS", "PHASE_MARK",
-    "PHASE_STARTING", "PHASE_UPLOADS", "GCCancelled", "GCEvent", "GarbageCollector",
-    "RunRecord",
+    "PHASE_STARTING", "PHASE_UPLOADS", "GCCancelled", "GCEvent", "GCFinished", "GCProgress",
+    "GCStarted", "GarbageCollector", "RunRecord",
 ]
 
 log = logging.getLogger("edge_registry.gc")
@@ -72,14 +70,13 @@ class GarbageCollector:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.store = registry.store
+        self.events = registry.events
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._subscribers: list[EventSink] = []
-        self._sub_lock = threading.Lock()
         self._run: Run | None = None
+        self._previews: set[Run] = set()
+        self._previews_lock = threading.Lock()
         self.lock = RunLock(self.store, self.owner, HEARTBEAT_INTERVAL, HEARTBEAT_STALE)
         self.sweeper = Sweeper(self.store, registry.blobs, registry.config, SWEEP_BATCH)
-        self.after_run: list[Callable[[RunRecord], None]] = []
-        """Called after each finished run that deleted something (usage samples)."""
 
     def run(
         self,
@@ -87,22 +84,25 @@ class GarbageCollector:
         dry_run: bool = False,
         delete_untagged: bool | None = None,
         grace_period: float | None = None,
-        on_event: EventSink | None = None,
+        on_event: Callable[[GCEvent], None] | None = None,
     ) -> RunRecord:
-        """One complete run; blocks until it ends. GCInProgressError if another one runs."""
+        """One complete run; blocks until it ends. GCInProgressError if another one runs.
+
+        Its events (GCStarted, GCProgress, GCFinished) go to the registry's stream; `on_event`
+        is a subscription to this run's events only, for as long as the run lasts."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}")
-        cfg = self.registry.config.gc
-        du = cfg.delete_untagged if delete_untagged is None else delete_untagged
-        grace = float(cfg.grace_period_seconds if grace_period is None else grace_period)
-        if grace < 0:
-            raise ValueError("grace period must not be negative")
+        du, grace = self._options(delete_untagged, grace_period)
         self.registry.ballast.release_if_low()  # a full volume: room for the WAL
         record = self.lock.acquire(trigger, dry_run, du, grace)
-        run = Run(record, on_event, self._listeners)
+        watch = None if on_event is None else self.events.subscribe(
+            _this_run(record.id, on_event), GCEvent
+        )
+        run = Run(record, self.events)
         self._run = run
         self.lock.hold(run)
         try:
+            run.started()
             self.sweeper.sweep(run)
             record.status = "succeeded"
         except GCCancelled:
@@ -118,19 +118,51 @@ class GarbageCollector:
             record.phase = PHASE_DONE
             self._run = None
             self.lock.release(run)
-            run.emit(PHASE_DONE, 1, 1, run.summary(), status=record.status)
+            run.finished()
+            if watch is not None:
+                watch.close()
         if not record.dry_run and record.status != "failed":
             try:
                 record_sample(self.registry, "gc")
             except (StoreError, StoreBusy, StorageFull):
                 log.exception("could not record a usage sample after gc")
             self.registry.fill_ballast()
-            for hook in list(self.after_run):
-                try:
-                    hook(record)
-                except Exception:
-                    log.exception("after-run hook failed")
         return record
+
+    def preview(
+        self, delete_untagged: bool | None = None, grace_period: float | None = None
+    ) -> RunRecord:
+        """What a run with these options would delete now: a dry run that records no run
+        (its id is 0), sends no events and does not wait for a run in progress.
+        `cancel_local` stops it (GCCancelled)."""
+        du, grace = self._options(delete_untagged, grace_period)
+        t = now()
+        record = RunRecord(
+            id=0, trigger="manual", dry_run=True, delete_untagged=du,
+            grace_period_seconds=grace, owner=self.owner, started_at=t, finished_at=None,
+            heartbeat_at=t, status="running", phase=PHASE_STARTING,
+        )
+        run = Run(record, None)
+        with self._previews_lock:
+            self._previews.add(run)
+        try:
+            self.sweeper.sweep(run)
+        finally:
+            with self._previews_lock:
+                self._previews.discard(run)
+        record.status, record.phase, record.finished_at = "succeeded", PHASE_DONE, now()
+        record.details = run.details()
+        return record
+
+    def _options(
+        self, delete_untagged: bool | None, grace_period: float | None
+    ) -> tuple[bool, float]:
+        cfg = self.registry.config.gc
+        du = cfg.delete_untagged if delete_untagged is None else delete_untagged
+        grace = float(cfg.grace_period_seconds if grace_period is None else grace_period)
+        if grace < 0:
+            raise ValueError("grace period must not be negative")
+        return du, grace
 
     def cancel(self, run_id: int | None = None) -> bool:
         """Ask the running run (here or in another process) to stop; True if one was asked."""
@@ -142,10 +174,12 @@ class GarbageCollector:
         return count > 0 or run is not None
 
     def cancel_local(self) -> None:
-        """Stop this process's run, if any (on shutdown); no database write."""
-        run = self._run
-        if run is not None:
-            run.cancel.set()
+        """Stop this process's run and previews, if any (on shutdown); no database write."""
+        with self._previews_lock:
+            runs = [self._run, *self._previews]
+        for run in runs:
+            if run is not None:
+                run.cancel.set()
 
     def close(self) -> None:
         """Cancel this process's run, if any, and stop the heartbeat thread."""
@@ -166,17 +200,11 @@ class GarbageCollector:
     def get(self, run_id: int) -> RunRecord | None:
         return RunRecord.from_stored(self.store.gc_runs.get(run_id))
 
-    def subscribe(self, callback: EventSink) -> Callable[[], None]:
-        """Receive every event of runs in this process; returns the unsubscribe function."""
-        with self._sub_lock:
-            self._subscribers.append(callback)
 
-        def unsubscribe() -> None:
-            with self._sub_lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
 
-        return unsubscribe
+def _this_run(run_id: int, callback: Callable[[GCEvent], None]) -> Callable[[GCEvent], None]:
+    def deliver(event: GCEvent) -> None:
+        if event.run_id == run_id:
+            callback(event)
 
-    def _listeners(self) -> list[EventSink]:
-        with self._sub_lock:
-            return list(self._subscribers)
+    return deliver

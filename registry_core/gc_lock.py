@@ -12,7 +12,7 @@ import threading
 import time
 
 from registry_core.errors import GCInProgressError, StorageFull, StoreBusy, StoreError
-from registry_core.gc_run import DETAIL_LIMIT, PHASE_STARTING, Run, RunRecord
+from registry_core.gc_run import PHASE_STARTING, Run, RunRecord
 from registry_core.store import Store
 from registry_core.store.gc_runs import COUNTERS
 from registry_core.store.metadata import now
@@ -94,14 +94,7 @@ class RunLock:
         """Write the run's final record (retried: a failed write would leave it 'running')."""
         self.run = None
         record = run.record
-        record.details = {
-            "manifests": run.deleted_manifests[:DETAIL_LIMIT],
-            "blobs": run.deleted_blobs[:DETAIL_LIMIT],
-            "uploads": run.purged_uploads[:DETAIL_LIMIT],
-            "truncated": max(
-                len(run.deleted_manifests), len(run.deleted_blobs), len(run.purged_uploads)
-            ) > DETAIL_LIMIT,
-        }
+        record.details = run.details()
         values = [getattr(record, k) for k in COUNTERS]
         for attempt in range(FINISH_ATTEMPTS):
             try:

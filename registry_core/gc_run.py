@@ -1,14 +1,14 @@
-"""A GC run as the rest of the code sees it: its record, its live events, and the state of
-the run in progress in this process (counters, cancel flag, event delivery)."""
+"""A GC run as the rest of the code sees it: its record, and the state of the run in progress
+in this process (counters, cancel flag, its events on the registry's stream)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from registry_core.events import EventBus, GCFinished, GCProgress, GCStarted
 from registry_core.store.gc_runs import StoredRun
 from registry_core.store.metadata import now
 
@@ -73,56 +73,58 @@ class RunRecord:
         return None if stored is None else cls(**asdict(stored))
 
 
-@dataclass(frozen=True)
-class GCEvent:
-    """Live progress of a run: sent to `on_event` and to every subscriber."""
-
-    run_id: int
-    phase: str
-    done: int
-    total: int
-    bytes_freed: int
-    message: str = ""
-    """A log line, when there is one to show."""
-    status: str = "running"
-
-
 class GCCancelled(Exception):
     """Raised inside a run when a cancel was requested; the run ends 'cancelled'."""
 
 
-EventSink = Callable[[GCEvent], None]
-
-
 class Run:
-    """State of the run in progress in this process; `listeners` gives the subscribers."""
+    """State of a run in this process; its events go to `events` (None: a preview, silent)."""
 
-    def __init__(
-        self,
-        record: RunRecord,
-        on_event: EventSink | None,
-        listeners: Callable[[], list[EventSink]] = list,
-    ) -> None:
+    def __init__(self, record: RunRecord, events: EventBus | None) -> None:
         self.record = record
-        self.on_event = on_event
-        self.listeners = listeners
+        self.events = events
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.deleted_manifests: list[dict[str, str]] = []
         self.deleted_blobs: list[dict[str, Any]] = []
         self.purged_uploads: list[str] = []
 
-    def emit(
-        self, phase: str, done: int, total: int, message: str = "", status: str = "running"
-    ) -> None:
-        event = GCEvent(self.record.id, phase, done, total, self.record.bytes_freed, message,
-                        status)
-        targets = [] if self.on_event is None else [self.on_event]
-        for callback in targets + self.listeners():
-            try:
-                callback(event)
-            except Exception:
-                log.exception("gc event callback failed")
+    def emit(self, phase: str, done: int, total: int, message: str = "") -> None:
+        if self.events is not None:
+            self.events.emit(GCProgress(run_id=self.record.id, phase=phase, done=done,
+                                        total=total, bytes_freed=self.record.bytes_freed,
+                                        message=message))
+
+    def started(self) -> None:
+        record = self.record
+        if self.events is not None:
+            self.events.emit(GCStarted(
+                run_id=record.id, phase=record.phase, trigger=record.trigger,
+                dry_run=record.dry_run, delete_untagged=record.delete_untagged,
+                grace_period_seconds=record.grace_period_seconds,
+            ))
+
+    def finished(self) -> None:
+        record = self.record
+        if self.events is not None:
+            self.events.emit(GCFinished(
+                run_id=record.id, phase=record.phase, done=1, total=1,
+                bytes_freed=record.bytes_freed, message=self.summary(), status=record.status,
+                trigger=record.trigger, dry_run=record.dry_run,
+                manifests_deleted=record.manifests_deleted, blobs_deleted=record.blobs_deleted,
+                uploads_purged=record.uploads_purged,
+            ))
+
+    def details(self) -> dict[str, Any]:
+        """What the record lists of the deleted items (at most DETAIL_LIMIT of each kind)."""
+        return {
+            "manifests": self.deleted_manifests[:DETAIL_LIMIT],
+            "blobs": self.deleted_blobs[:DETAIL_LIMIT],
+            "uploads": self.purged_uploads[:DETAIL_LIMIT],
+            "truncated": max(
+                len(self.deleted_manifests), len(self.deleted_blobs), len(self.purged_uploads)
+            ) > DETAIL_LIMIT,
+        }
 
     def log(self, message: str) -> None:
         log.info("gc run %s: %s", self.record.id, message)

@@ -4,7 +4,6 @@ referrers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from registry_core.blobs import Blobs
 from registry_core.errors import (
@@ -18,6 +17,7 @@ from registry_core.errors import (
     NameUnknown,
     RegistryError,
 )
+from registry_core.events import EventBus, ManifestDeleted, ManifestPushed, TagMoved
 from registry_core.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from registry_core.reference import (
     Digest,
@@ -46,12 +46,13 @@ def repository_id(store: Store, name: str, missing: type[RegistryError] = NameUn
 
 
 class ManifestOps:
-    """The manifests of every repository; `changed` hears 'push' and 'delete' after commits."""
+    """The manifests of every repository; pushes, deletes and tag moves go to `events` after
+    their commits."""
 
-    def __init__(self, store: Store, blobs: Blobs, changed: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, blobs: Blobs, events: EventBus) -> None:
         self.store = store
         self.blobs = blobs
-        self.changed = changed
+        self.events = events
 
     def get(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names; a tag that cannot exist is simply unknown
@@ -96,10 +97,16 @@ class ManifestOps:
             self.blobs.store_small(body, digest)
             store.blobs.link(repo_id, str(digest), touch=False)
             manifest_id, created = self._insert(repo_id, digest, len(body), manifest, image_created)
-            if not isinstance(ref, Digest):
-                store.catalog.set_tag(repo_id, ref, manifest_id)
+            tag = None if isinstance(ref, Digest) else ref
+            previous = None if tag is None else store.catalog.set_tag(repo_id, tag, manifest_id)
         subject = manifest.subject.digest if manifest.subject else None
-        self.changed("push")
+        self.events.emit(ManifestPushed(
+            repository=name, digest=str(digest), media_type=manifest.media_type, size=len(body),
+            tag=tag, created=created, subject=None if subject is None else str(subject),
+        ))
+        if tag is not None and previous != str(digest):
+            self.events.emit(TagMoved(repository=name, tag=tag, digest=str(digest),
+                                      previous=previous))
         return PutManifestResult(digest, created, subject)
 
     def _check_references(self, repo_id: int, manifest: Manifest) -> None:
@@ -189,7 +196,11 @@ class ManifestOps:
                 deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
             else:
                 deleted = self._delete_by_digest(repo_id, name, ref)
-        self.changed("delete")
+        if isinstance(ref, Digest):
+            self.events.emit(ManifestDeleted(repository=name, digest=str(ref), tags=deleted.tags))
+        else:
+            self.events.emit(TagMoved(repository=name, tag=ref, digest=None,
+                                      previous=str(deleted.digest)))
         return deleted
 
     def _delete_by_digest(self, repo_id: int, name: str, digest: Digest) -> DeletedManifest:

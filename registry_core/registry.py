@@ -9,13 +9,13 @@ from Textual workers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from registry_core import space
 from registry_core.blobs import Blobs
 from registry_core.config import Config, load_config
 from registry_core.datadir import DataDir
 from registry_core.errors import InsufficientSpace, StoreBusy, StoreError
+from registry_core.events import EventBus
 from registry_core.manifest_ops import ManifestOps, repository_id
 from registry_core.reference import (
     Digest,
@@ -63,14 +63,13 @@ class Registry:
         self.store = Store(datadir.database)
         self.files = BlobFiles(datadir.blobs, datadir.uploads)
         self.ballast = space.Ballast(datadir.root / space.BALLAST_NAME)
-        self.blobs = Blobs(self.store, self.files, self.ballast)
+        self.events = EventBus()
+        """What happens to this registry, in this process (events.py)."""
+        self.blobs = Blobs(self.store, self.files, self.ballast, self.events)
         self.uploads = UploadSessions(self.store, self.blobs, self.ballast, self.check_room)
-        self.manifests = ManifestOps(self.store, self.blobs, self._changed)
+        self.manifests = ManifestOps(self.store, self.blobs, self.events)
         self.blobs.finish_pending_on_open()
         self._used_cache: tuple[float, int] = (0.0, 0)
-        self.on_change: Callable[[str], None] | None = None
-        """Called with 'push' or 'delete' after a manifest commit (the service debounces it
-        into usage samples); must be cheap and must not raise."""
 
     @property
     def blob_store(self) -> BlobStore:
@@ -225,14 +224,6 @@ class Registry:
                 self.store.meta.count_low_space_refusal()
         except (StoreError, StoreBusy, InsufficientSpace):  # StorageFull: the volume is full
             pass
-
-    def _changed(self, reason: str) -> None:
-        hook = self.on_change
-        if hook is not None:
-            try:
-                hook(reason)
-            except Exception:  # a usage sample must never fail a push or a delete
-                return
 
 
 def _limit(n: int | None) -> int:

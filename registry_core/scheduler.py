@@ -9,6 +9,7 @@ from datetime import datetime
 from croniter import croniter
 
 from registry_core.errors import ConfigError, GCInProgressError
+from registry_core.events import GCEvent, GCFinished, GCStarted, Subscription
 from registry_core.gc import GarbageCollector
 from registry_core.registry import Registry
 
@@ -34,12 +35,17 @@ class GCScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next: datetime | None = None
+        self._running: int | None = None
+        self.last_finished: GCFinished | None = None
+        """The last run that ended in this process, whatever started it."""
+        self._subscription: Subscription[GCEvent] | None = None
 
     def start(self) -> None:
         if not self.schedule or self._thread is not None:
             return
         self._stop.clear()
         self._next = self._compute_next()
+        self._subscription = self.registry.events.subscribe(self._on_gc, GCStarted, GCFinished)
         self._thread = threading.Thread(target=self._loop, name="gc-scheduler", daemon=True)
         self._thread.start()
 
@@ -51,6 +57,20 @@ class GCScheduler:
         self.collector.cancel_local()
         thread.join(timeout=30)
         self._next = None
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    def _on_gc(self, event: GCEvent) -> None:
+        """Follows the runs of this process (from the event stream): a scheduled run that
+        falls during one is skipped at once; the outcome of each run is logged."""
+        if isinstance(event, GCStarted):
+            self._running = event.run_id
+        elif isinstance(event, GCFinished):
+            self._running = None
+            self.last_finished = event
+            log.info("gc run %s (%s) %s: %d bytes freed", event.run_id, event.trigger,
+                     event.status, event.bytes_freed)
 
     def next_run(self) -> datetime | None:
         """When the next scheduled run starts (local time), or None when not scheduled."""
@@ -69,10 +89,12 @@ class GCScheduler:
                 self._stop.wait(min(delay, self.poll_seconds))
                 continue
             self._next = self._compute_next(max(nxt, datetime.now().astimezone()))
+            if self._running is not None:
+                log.info("scheduled gc skipped: run %s of this process is in progress",
+                         self._running)
+                continue
             try:
-                record = self.collector.run(trigger="schedule")
-                log.info("scheduled gc run %s %s: %d bytes freed", record.id, record.status,
-                         record.bytes_freed)
+                self.collector.run(trigger="schedule")
             except GCInProgressError as exc:
                 log.info("scheduled gc skipped: %s", exc)
             except Exception:

@@ -43,7 +43,6 @@ class RegistryService:
         self.collector = GarbageCollector(self.registry)
         self.scheduler = GCScheduler(self.registry, self.collector)
         self.usage_sampler = UsageSampler(self.registry)
-        self.registry.on_change = self.usage_sampler.notify
 
     @property
     def config(self) -> Config:

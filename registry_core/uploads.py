@@ -169,7 +169,9 @@ class UploadSessions:
             self.store.uploads.delete(upload_id)
         writer.path.unlink(missing_ok=True)  # still there if the blob already was
         self._writers.pop(upload_id, None)
-        return BlobInfo(expected, size)
+        info = BlobInfo(expected, size)
+        self.blobs.committed(name, info)
+        return info
 
     def append_chunk(self, name: str, upload_id: str, start: int | None, data: bytes) -> Upload:
         """One PATCH whose body is in memory: check room, write, acknowledge."""

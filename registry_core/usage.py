@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from registry_core.errors import StorageFull, StoreBusy, StoreError
+from registry_core.events import Event, ManifestDeleted, ManifestPushed, TagMoved, UsageSampled
 from registry_core.registry import Registry
 from registry_core.store.metadata import now
 from registry_core.store.usage_samples import UsageSample as UsageSample
@@ -141,6 +142,10 @@ def record_sample(registry: Registry, reason: str) -> UsageSample:
                          reclaim.bytes_garbage)
     with store.exclusive():
         store.usage_samples.add(sample)
+    registry.events.emit(UsageSampled(
+        reason=reason, used_bytes=used, capacity_bytes=cap.capacity_bytes,
+        free_bytes=cap.free_bytes, reclaimable_bytes=reclaim.bytes_garbage,
+    ))
     return sample
 
 
@@ -150,11 +155,8 @@ def usage_history(registry: Registry, limit: int = 500) -> list[UsageSample]:
 
 
 class UsageSampler:
-    """Debounced samples: many notifications within `delay` seconds make one sample.
-
-    Set as `Registry.on_change` by the service; the sample is taken on a timer thread, off the
-    request path.
-    """
+    """Debounced samples of pushes and deletes: the events within `delay` seconds of the first
+    make one sample, taken on a timer thread, off the request path (until `close()`)."""
 
     def __init__(self, registry: Registry, delay: float = SAMPLE_DEBOUNCE_SECONDS) -> None:
         self.registry = registry
@@ -163,6 +165,17 @@ class UsageSampler:
         self._timer: threading.Timer | None = None
         self._reasons: set[str] = set()
         self._closed = False
+        self._subscription = registry.events.subscribe(
+            self._on_event, ManifestPushed, ManifestDeleted, TagMoved
+        )
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, ManifestPushed):
+            self.notify("push")
+        elif isinstance(event, ManifestDeleted) or (
+            isinstance(event, TagMoved) and event.digest is None
+        ):
+            self.notify("delete")  # a manifest, or a tag, went (a tag moved by a push: no)
 
     def notify(self, reason: str) -> None:
         with self._lock:
@@ -185,6 +198,7 @@ class UsageSampler:
             log.exception("could not record a usage sample")
 
     def close(self) -> None:
+        self._subscription.close()
         with self._lock:
             self._closed = True
             timer, self._timer = self._timer, None

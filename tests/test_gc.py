@@ -552,9 +552,9 @@ def test_events_history_and_subscribers(registry: Registry) -> None:
     registry.delete_manifest("ev", p.digest)
     collector = GarbageCollector(registry)
     seen: list[GCEvent] = []
-    unsubscribe = collector.subscribe(seen.append)
+    subscription = registry.events.subscribe(seen.append, GCEvent)
     record = collector.run(trigger="manual", grace_period=0)
-    unsubscribe()
+    subscription.close()
     phases = [e.phase for e in seen]
     for phase in ("mark", "sweep manifests", "sweep blobs", "purge uploads", "done"):
         assert phase in phases

@@ -69,7 +69,6 @@ def test_samples_after_gc_and_debounced_pushes(registry: Registry) -> None:
     assert history[-1].used_bytes == 0 and history[-1].reclaimable_bytes == 0
 
     sampler = UsageSampler(registry, delay=0.2)
-    registry.on_change = sampler.notify
     try:
         for i in range(5):
             push_image(registry, "s", f"burst{i}", [rand(100)])
@@ -82,7 +81,6 @@ def test_samples_after_gc_and_debounced_pushes(registry: Registry) -> None:
         assert history[-1].used_bytes == used(registry)
     finally:
         sampler.close()
-        registry.on_change = None
 
 
 def test_low_space_refusals_are_visible(registry: Registry) -> None:

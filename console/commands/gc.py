@@ -17,7 +17,8 @@ import humanize
 
 from console.cli_support import data_dir_of, emit, fail, wants_json
 from registry_core.errors import ConfigError
-from registry_core.gc import GarbageCollector, GCEvent, RunRecord
+from registry_core.events import GCEvent, GCStarted
+from registry_core.gc import GarbageCollector, RunRecord
 from registry_core.registry import Registry
 
 BAR_WIDTH = 30
@@ -105,6 +106,8 @@ class Progress:
         self._bar_shown = False
 
     def __call__(self, event: GCEvent) -> None:
+        if isinstance(event, GCStarted):
+            return  # the first log line says what the run is
         if event.message:
             self._clear()
             if not self.quiet or event.status != "running":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, cast
 
@@ -27,7 +26,8 @@ from console.theme import Role
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.format import duration, short_digest, size, when
 from registry_core.errors import EdgeError, GCInProgressError
-from registry_core.gc import GCEvent, RunRecord
+from registry_core.events import GCEvent, Subscription
+from registry_core.gc import GCCancelled, RunRecord
 
 HISTORY_LIMIT = 50
 LISTED_MANIFESTS = 8
@@ -44,7 +44,8 @@ EVENT_INTERVAL = 0.05
 
 
 class GCProgress(Message):
-    """A GC event of a run in this process (from the collector's thread)."""
+    """A GC event of a run in this process (from the registry's event stream, in the thread
+    of the run)."""
 
     def __init__(self, event: GCEvent) -> None:
         super().__init__()
@@ -59,7 +60,7 @@ class GCFinished(Message):
 
 
 class GCPreviewed(Message):
-    """The dry run that precedes a real run finished: what the run would delete."""
+    """The preview that precedes a real run is ready: what the run would delete."""
 
     def __init__(self, record: RunRecord) -> None:
         super().__init__()
@@ -110,7 +111,7 @@ class EventThrottle:
 
 
 def confirm_body(record: RunRecord) -> str:
-    """What the confirmation says a run with these options will delete (from its dry run)."""
+    """What the confirmation says a run with these options will delete (from its preview)."""
     grace = f"{record.grace_period_seconds:g} s"
     if record.delete_untagged:
         untagged = "deleted ('delete untagged' is ticked)"
@@ -120,7 +121,7 @@ def confirm_body(record: RunRecord) -> str:
         f"Grace period: {grace} (content younger than this is kept).",
         f"Untagged manifests: {untagged}.",
         "",
-        f"A dry run just now (#{record.id}) counted what the run will delete:",
+        "Counted just now, the run will delete:",
         f"  {record.manifests_deleted:,} manifests",
     ]
     listed = record.details.get("manifests", [])[:LISTED_MANIFESTS]
@@ -166,7 +167,7 @@ class GCView(View):
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._unsubscribe: Callable[[], None] | None = None
+        self._events: Subscription[GCEvent] | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="gc-scroll"):
@@ -201,12 +202,12 @@ class GCView(View):
         table.add_column("Started", key="started")
         table.add_column("Duration", key="duration")
         table.add_column("Freed", key="freed")
-        self._unsubscribe = self.edge.collector.subscribe(EventThrottle(self))
+        self._events = self.edge.registry.events.subscribe(EventThrottle(self), GCEvent)
         self.load()
 
     def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        if self._events is not None:
+            self._events.close()
         if self.busy != "idle":
             self.edge.collector.cancel_local()  # the app is closing: do not outlive it
 
@@ -331,10 +332,11 @@ class GCView(View):
         return self.query_one("#gc-untagged", Checkbox).value
 
     def action_run(self) -> None:
-        """A run deletes: first a dry run with the same options, then the confirmation."""
+        """A run deletes: first a preview with the same options (no run recorded), then the
+        confirmation."""
         if not self._claim("previewing"):
             return
-        self.live = Live(note="Counting what the run would delete (dry run)…")
+        self.live = Live(note="Counting what the run would delete…")
         self.preview_run(self.delete_untagged(), self.grace_period())
 
     def action_dry_run(self) -> None:
@@ -356,11 +358,8 @@ class GCView(View):
     @work(thread=True, exclusive=True, group="gc-preview", exit_on_error=False)
     def preview_run(self, delete_untagged: bool, grace: float | None) -> None:
         try:
-            record = self.edge.collector.run(
-                trigger="manual", dry_run=True, delete_untagged=delete_untagged,
-                grace_period=grace,
-            )
-        except (EdgeError, ValueError, OSError) as exc:
+            record = self.edge.collector.preview(delete_untagged, grace)
+        except (EdgeError, ValueError, OSError, GCCancelled) as exc:
             self.post_message(GCFinished(None, f"Not started: {exc}"))
             return
         self.post_message(GCPreviewed(record))
@@ -370,7 +369,7 @@ class GCView(View):
         record = message.record
         if record.status != "succeeded":
             self.busy = "idle"
-            self.live = Live(note=f"Not started: the dry run #{record.id} {record.status}.")
+            self.live = Live(note=f"Not started: the preview {record.status}.")
             self.load()
             return
         self.live = Live(note="Waiting for your answer…")
@@ -415,8 +414,6 @@ class GCView(View):
 
     @on(GCProgress)
     def _progress(self, message: GCProgress) -> None:
-        if self.busy == "previewing":
-            return  # the preview's dry run: its result is the confirmation
         event = message.event
         if event.message:
             self.query_one("#gc-log", Log).write_line(event.message)

@@ -60,13 +60,20 @@ class Catalog(Queries):
         ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def set_tag(self, repo_id: int, tag: str, manifest_id: int) -> None:
+    def set_tag(self, repo_id: int, tag: str, manifest_id: int) -> str | None:
+        """Point a tag at a manifest; the digest it pointed at before, None if it is new."""
+        row = self._conn.execute(
+            "SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id "
+            "WHERE t.repository_id = ? AND t.name = ?",
+            (repo_id, tag),
+        ).fetchone()
         self._conn.execute(
             "INSERT INTO tags(repository_id, name, manifest_id, updated_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(repository_id, name) DO UPDATE SET "
             "manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
             (repo_id, tag, manifest_id, now()),
         )
+        return None if row is None else str(row[0])
 
     def delete_tag(self, repo_id: int, tag: str) -> str | None:
         """Remove a tag; the digest it pointed at, or None if there was no such tag."""

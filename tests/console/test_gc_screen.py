@@ -11,7 +11,7 @@ from textual.widgets import Checkbox, Input
 
 from console.screens.gc import GCView
 from console.widgets.confirm import ConfirmationModal
-from registry_core.gc import GCEvent
+from registry_core.events import GCEvent
 from registry_core.registry import Registry
 
 SIZE = (100, 30)
@@ -46,10 +46,9 @@ async def test_run_asks_first_and_says_what_goes(seeded: tuple[Registry, dict[st
         assert "1 manifests" in modal.body
         assert "Grace period: 0 s" in modal.body
         assert app.focused is not None and app.focused.id == "confirm-cancel"
-        await pilot.press("enter")  # Cancel: nothing is deleted
+        await pilot.press("enter")  # Cancel: nothing is deleted, no run is recorded
         await wait_for(pilot, lambda: view.busy == "idle", what="back to idle")
-        history = app.collector.history(10)
-        assert [r.dry_run for r in history] == [True]
+        assert app.collector.history(10) == []
         assert registry.get_manifest("team/app", untagged.digest)
 
         # Unticked: the confirmation says untagged manifests stay; confirm the run.
@@ -80,7 +79,7 @@ async def test_quit_cancels_a_running_gc(seeded: tuple[Registry, dict[str, Image
 
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        unsubscribe = app.collector.subscribe(slow_consumer)
+        subscription = registry.events.subscribe(slow_consumer, GCEvent)
         await pilot.press("5")
         app.query_one("#gc-grace", Input).value = "0"
         app.query_one(GCView).focus_main()
@@ -95,7 +94,7 @@ async def test_quit_cancels_a_running_gc(seeded: tuple[Registry, dict[str, Image
             await pilot.press("q")
             while app.return_code is None:
                 await asyncio.sleep(0.01)
-        unsubscribe()
+        subscription.close()
 
     assert not any(worker.is_running for worker in app.workers)
     record = app.collector.get(run.id)
