@@ -101,3 +101,4 @@ async def test_quit_cancels_a_running_gc(seeded: tuple[Registry, dict[str, Image
     assert record is not None and record.status == "cancelled"
     assert 0 < record.blobs_deleted < GARBAGE_BLOBS
     assert app.collector.current() is None
+    assert not app.collector.lock.heartbeat_alive  # the app closed its collector
