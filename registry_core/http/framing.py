@@ -24,22 +24,27 @@ def check_head(scope: Scope) -> None:
     exactly one Host header (RFC 9112 section 3.2); an https URL always has an authority, so
     it may not be empty (granian stands an empty one in for a missing one).
     """
-    headers = scope["headers"]
-    size = sum(len(key) + len(value) + 4 for key, value in headers)
+    size, hosts, authorizations, codings = 0, [], 0, []
+    for key, value in scope["headers"]:  # one pass: this runs on every request
+        size += len(key) + len(value) + 4
+        if key == b"host":
+            hosts.append(value)
+        elif key == b"authorization":
+            authorizations += 1
+        elif key == b"transfer-encoding":
+            codings.append(value.strip().lower())
     if size > MAX_HEADER_BYTES:
         raise HeadersTooLarge(detail={"size": size, "limit": MAX_HEADER_BYTES})
     if scope.get("http_version") != "1.1":
         return
-    values = [value for key, value in headers if key == b"host"]
-    if len(values) != 1 or _HOST.fullmatch(values[0]) is None:
-        shown = [v.decode("latin-1")[:100] for v in values]
+    if len(hosts) != 1 or _HOST.fullmatch(hosts[0]) is None:
+        shown = [v.decode("latin-1")[:100] for v in hosts]
         raise Unsupported(
             "an HTTP/1.1 request needs exactly one Host header holding a host[:port]",
             detail={"host": shown},
         )
-    if sum(1 for key, _ in headers if key == b"authorization") > 1:
+    if authorizations > 1:
         raise Unauthorized("send one Authorization header, not several")
-    codings = [v.strip().lower() for key, v in headers if key == b"transfer-encoding"]
     if codings and codings != [b"chunked"]:
         # RFC 9112 section 6.1: chunked once and last; the server has decoded it once only.
         raise Unsupported(
