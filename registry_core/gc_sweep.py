@@ -154,8 +154,8 @@ class Sweeper:
         known = self.store.blobs.digests()
         orphans = [
             entry
-            for entry in self.blobs.content.list()
-            if str(entry.digest) not in known and entry.modified_at < cutoff
+            for entry in self.blobs.content.list_unknown(known)
+            if entry.modified_at < cutoff
         ]
         for batch in self._chunks(orphans):
             run.check_cancel()

@@ -75,6 +75,7 @@ class RegistryService:
 
     def close(self) -> None:
         self.stop()
+        self.app.authenticator.close()  # after the server: no check is sent to a closed pool
         self.collector.close()
         self.usage_sampler.close()
         self.registry.close()

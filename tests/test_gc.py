@@ -295,6 +295,28 @@ def test_abandoned_uploads_are_purged(registry: Registry) -> None:
     assert registry.upload_status("up", fresh.id).size == 0
 
 
+def test_orphan_blob_files_are_removed_once_older_than_the_grace(registry: Registry) -> None:
+    """A blob file with no row (a power cut or a full disk between rename and commit) goes;
+    a young one waits for the grace period; a file that is no blob of ours stays."""
+    kept, _ = push_blob(registry, "o", rand(300))
+    contents = [rand(200), rand(201)]
+    old, young = (digest_bytes(data) for data in contents)
+    for data, digest in zip(contents, (old, young), strict=True):
+        registry.blob_store.write_bytes(data, digest)
+    root = registry.files.blobs_root / "sha256"
+    old_file = root / old.hex[:2] / old.hex
+    os.utime(old_file, (time.time() - 7200,) * 2)
+    foreign = root / old.hex[:2] / "notes.txt"
+    foreign.write_bytes(b"not a blob")
+    os.utime(foreign, (time.time() - 7200,) * 2)
+    record = collect(registry, grace_period=3600)
+    assert not old_file.exists()
+    assert (root / young.hex[:2] / young.hex).exists()
+    assert foreign.exists()
+    assert blob_exists(registry, kept)
+    assert record.blobs_deleted == 1 and record.bytes_freed == 200
+
+
 # ---- multi-arch (distribution issue 3178) and referrers ----------------------------------------
 
 
