@@ -39,10 +39,10 @@ from registry_core.gc_run import (
     PHASE_UPLOADS,
     GCCancelled,
     Run,
-    RunRecord,
 )
 from registry_core.gc_sweep import Sweeper
 from registry_core.registry import Registry
+from registry_core.store.gc_runs import RunRecord
 from registry_core.store.metadata import now
 from registry_core.usage import record_sample
 
@@ -192,13 +192,13 @@ class GarbageCollector:
         if run is not None:
             with run.lock:
                 return RunRecord(**{**asdict(run.record)})
-        return RunRecord.from_stored(self.store.gc_runs.running(now() - HEARTBEAT_STALE))
+        return self.store.gc_runs.running(now() - HEARTBEAT_STALE)
 
     def history(self, limit: int = 50) -> list[RunRecord]:
-        return [RunRecord(**asdict(r)) for r in self.store.gc_runs.history(limit)]
+        return self.store.gc_runs.history(limit)
 
     def get(self, run_id: int) -> RunRecord | None:
-        return RunRecord.from_stored(self.store.gc_runs.get(run_id))
+        return self.store.gc_runs.get(run_id)
 
 
 

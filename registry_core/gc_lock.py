@@ -12,9 +12,9 @@ import threading
 import time
 
 from registry_core.errors import GCInProgressError, StorageFull, StoreBusy, StoreError
-from registry_core.gc_run import PHASE_STARTING, Run, RunRecord
+from registry_core.gc_run import PHASE_STARTING, Run
 from registry_core.store import Store
-from registry_core.store.gc_runs import COUNTERS
+from registry_core.store.gc_runs import COUNTERS, RunRecord
 from registry_core.store.metadata import now
 
 log = logging.getLogger("edge_registry.gc")

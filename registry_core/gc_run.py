@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from registry_core.events import EventBus, GCFinished, GCProgress, GCStarted
-from registry_core.store.gc_runs import StoredRun
-from registry_core.store.metadata import now
+from registry_core.store.gc_runs import RunRecord
 
 log = logging.getLogger("edge_registry.gc")
 
@@ -25,52 +23,6 @@ DETAIL_LIMIT = 1000
 """At most this many deleted items are listed in a run record's details."""
 
 
-@dataclass
-class RunRecord:
-    """One GC run, as kept in the `gc_runs` table."""
-
-    id: int
-    trigger: str
-    dry_run: bool
-    delete_untagged: bool
-    grace_period_seconds: float
-    owner: str
-    started_at: float
-    finished_at: float | None
-    heartbeat_at: float
-    status: str
-    phase: str
-    cancel_requested: bool = False
-    manifests_scanned: int = 0
-    manifests_deleted: int = 0
-    manifests_kept_grace: int = 0
-    blobs_scanned: int = 0
-    blobs_deleted: int = 0
-    blobs_kept_grace: int = 0
-    uploads_purged: int = 0
-    bytes_freed: int = 0
-    errors: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_seconds(self) -> float:
-        end = self.finished_at if self.finished_at is not None else now()
-        return max(0.0, end - self.started_at)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    def to_json(self, include_details: bool = True) -> dict[str, Any]:
-        data = asdict(self)
-        data["duration_seconds"] = round(self.duration_seconds, 3)
-        if not include_details:
-            data.pop("details")
-        return data
-
-    @classmethod
-    def from_stored(cls, stored: StoredRun | None) -> RunRecord | None:
-        return None if stored is None else cls(**asdict(stored))
 
 
 class GCCancelled(Exception):

@@ -4,10 +4,11 @@ live counters, cancel requests and history."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from registry_core.store.base import Queries
+from registry_core.store.metadata import now
 
 COUNTERS = (
     "manifests_scanned",
@@ -22,9 +23,9 @@ COUNTERS = (
 """The counter columns of a run, in order."""
 
 
-@dataclass(frozen=True)
-class StoredRun:
-    """One row of `gc_runs`."""
+@dataclass
+class RunRecord:
+    """One GC run, as kept in the `gc_runs` table (the run in progress updates its own copy)."""
 
     id: int
     trigger: str
@@ -49,6 +50,22 @@ class StoredRun:
     errors: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def duration_seconds(self) -> float:
+        end = self.finished_at if self.finished_at is not None else now()
+        return max(0.0, end - self.started_at)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def to_json(self, include_details: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_seconds"] = round(self.duration_seconds, 3)
+        if not include_details:
+            data.pop("details")
+        return data
+
 
 _COLUMNS = (
     "id, trigger, dry_run, delete_untagged, grace_period_seconds, owner, started_at, "
@@ -59,13 +76,13 @@ _COLUMNS = (
 _SET_COUNTERS = ", ".join(f"{k} = ?" for k in COUNTERS)
 
 
-def _run(row: Any) -> StoredRun:
+def _run(row: Any) -> RunRecord:
     values = list(row)
     for i in (2, 3, 11):  # dry_run, delete_untagged, cancel_requested
         values[i] = bool(values[i])
     values[-2] = json.loads(values[-2] or "[]")
     values[-1] = json.loads(values[-1] or "{}")
-    return StoredRun(*values)
+    return RunRecord(*values)
 
 
 class GCRuns(Queries):
@@ -78,7 +95,7 @@ class GCRuns(Queries):
             (stale_before,),
         )
 
-    def running(self, heartbeat_since: float | None = None) -> StoredRun | None:
+    def running(self, heartbeat_since: float | None = None) -> RunRecord | None:
         """The newest 'running' run (with a heartbeat since the given time, if one is)."""
         sql = f"SELECT {_COLUMNS} FROM gc_runs WHERE status = 'running'"
         params: tuple[float, ...] = ()
@@ -134,13 +151,13 @@ class GCRuns(Queries):
              *counters, run_id),
         )
 
-    def history(self, limit: int) -> list[StoredRun]:
+    def history(self, limit: int) -> list[RunRecord]:
         rows = self._conn.execute(
             f"SELECT {_COLUMNS} FROM gc_runs ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [_run(r) for r in rows]
 
-    def get(self, run_id: int) -> StoredRun | None:
+    def get(self, run_id: int) -> RunRecord | None:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM gc_runs WHERE id = ?", (run_id,)
         ).fetchone()
