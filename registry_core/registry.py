@@ -203,7 +203,7 @@ class Registry:
         self._used_cache = (0.0, 0)
 
     def capacity(self) -> space.Capacity:
-        return space.capacity(self.datadir.root, self.config.storage, self.used_bytes())
+        return space.capacity(self.blob_store.volume(), self.config.storage, self.used_bytes())
 
     def fill_ballast(self) -> bool:
         """Hold back room for deleting on a full volume (space.Ballast), if there is room."""

@@ -12,6 +12,7 @@ import humanize
 
 from registry_core.config import StorageConfig
 from registry_core.errors import InsufficientSpace
+from registry_core.store.blobs import Volume
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,9 @@ class Capacity:
         return self.free_bytes < self.reserve_bytes
 
 
-def capacity(root: Path, storage: StorageConfig, used_bytes: int) -> Capacity:
+def capacity(volume: Volume, storage: StorageConfig, used_bytes: int) -> Capacity:
     """Capacity is the volume's, or the quota if smaller; free is what is left of it."""
-    disk = shutil.disk_usage(root)
-    total, free = disk.total, disk.free
+    total, free = volume.total_bytes, volume.free_bytes
     if storage.quota_bytes > 0 and storage.quota_bytes < total:
         total = storage.quota_bytes
         free = min(free, max(0, storage.quota_bytes - used_bytes))

@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,14 @@ PARALLEL_HASH_MIN = 256 << 10
 # Hashing a batch runs on this pool while the writer thread copies it to the file: both
 # release the GIL, so a batch costs max(hash, write) instead of their sum.
 _hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-hash")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """Total and free bytes where a blob store keeps content."""
+
+    total_bytes: int
+    free_bytes: int
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class BlobStore(Protocol):
         """A file the server may send itself (pathsend), or None if the store has none."""
         ...
 
+    def volume(self) -> Volume:
+        """Total and free bytes where content lives (the capacity the quota bounds)."""
+        ...
+
 
 class BlobFiles:
     """The filesystem BlobStore, plus the upload files of sessions in progress."""
@@ -122,6 +135,10 @@ class BlobFiles:
 
     def local_path(self, digest: Digest) -> Path | None:
         return self.path(digest)
+
+    def volume(self) -> Volume:
+        disk = shutil.disk_usage(self.blobs_root)
+        return Volume(disk.total, disk.free)
 
     def open_range(self, digest: Digest, start: int = 0, length: int | None = None) -> BinaryIO:
         file = open(self.path(digest), "rb")  # noqa: SIM115 - closed by the caller
