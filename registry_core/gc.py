@@ -191,7 +191,7 @@ class GarbageCollector:
         run = self._run
         if run is not None:
             with run.lock:
-                return RunRecord(**{**asdict(run.record)})
+                return RunRecord(**asdict(run.record))  # a deep copy: the run goes on
         return self.store.gc_runs.running(now() - HEARTBEAT_STALE)
 
     def history(self, limit: int = 50) -> list[RunRecord]:

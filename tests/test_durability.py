@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from support import require_tool
-from test_e2e_cli_serve import start_serve
+from test_e2e_cli_serve import oci_manifest, start_serve
 
-from registry_core.manifests import OCI_CONFIG, OCI_MANIFEST
+from registry_core.manifests import OCI_MANIFEST
 from registry_core.reference import Digest, digest_bytes
 
 pytestmark = [pytest.mark.socket]
@@ -108,18 +108,7 @@ def test_fsyncs_publish_files_and_directories_before_the_commit(tmp_path: Path) 
                 content=config,
             )
             assert r.status_code == 201, r.text
-            body = json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": {
-                        "mediaType": OCI_CONFIG,
-                        "digest": str(digest_bytes(config)),
-                        "size": len(config),
-                    },
-                    "layers": [],
-                }
-            ).encode()
+            body = oci_manifest(config, [])
             r = client.put(
                 "/v2/dur/app/manifests/v1", content=body, headers={"Content-Type": OCI_MANIFEST}
             )

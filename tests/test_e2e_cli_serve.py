@@ -410,6 +410,21 @@ def slow_body(chunks: int, size: int, started: threading.Event) -> Iterator[byte
         time.sleep(0.05)
 
 
+def oci_manifest(config: bytes, layers: list[bytes]) -> bytes:
+    """An OCI image manifest body naming these config and layer blobs."""
+
+    def descriptor(media_type: str, data: bytes) -> dict[str, object]:
+        return {"mediaType": media_type, "digest": str(digest_bytes(data)), "size": len(data)}
+
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", d) for d in layers],
+    }
+    return json.dumps(doc).encode()
+
+
 def push_image(client: httpx.Client, repo: str, tag: str) -> tuple[str, bytes]:
     """Monolithic blob uploads and a manifest PUT; returns the manifest digest and body."""
     layer, config = os.urandom(200_000), json.dumps({"architecture": "amd64"}).encode()
@@ -420,24 +435,7 @@ def push_image(client: httpx.Client, repo: str, tag: str) -> tuple[str, bytes]:
             content=blob,
         )
         assert r.status_code == 201, r.text
-    body = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": OCI_CONFIG,
-                "digest": str(digest_bytes(config)),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": str(digest_bytes(layer)),
-                    "size": len(layer),
-                }
-            ],
-        }
-    ).encode()
+    body = oci_manifest(config, [layer])
     r = client.put(
         f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST}
     )

@@ -60,7 +60,7 @@ class RegistryApp:
 
     Each route names, per method, its handler and the action it performs; `authorize` checks
     that action on the request's repository (None for the catalog and /v2/ itself) right
-    after routing. The request's Identity is in its scope (`identity_of`) for the handlers.
+    after routing. The request's Identity is in its scope (`scope["identity"]`) for the handlers.
     """
 
     def __init__(
@@ -215,12 +215,6 @@ def error_response(exc: RegistryError, head: bool, status: int | None = None) ->
     if head:
         return Response(status_code=status, headers=headers)
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def identity_of(request: Request) -> Identity:
-    """Who sent the request (set once authenticated), to hand to the core's operations."""
-    identity: Identity = request.scope["identity"]
-    return identity
 
 
 def _method_not_allowed(request: Request, handlers: dict[str, Route]) -> Response:

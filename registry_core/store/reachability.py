@@ -33,10 +33,6 @@ class MarkResult:
     bytes_kept_grace: int
 
     @property
-    def blobs_collectable(self) -> int:
-        return self.blobs_garbage - self.blobs_kept_grace
-
-    @property
     def bytes_collectable(self) -> int:
         return self.bytes_garbage - self.bytes_kept_grace
 
