@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from registry_core.identity import CONSOLE
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -37,7 +39,8 @@ ROUNDS = 5
 
 def seed(registry: Registry) -> None:
     config, layer = b'{"architecture":"amd64","os":"linux"}', b"x" * 1000
-    c, layer_info = registry.put_blob("bench/app", config), registry.put_blob("bench/app", layer)
+    c = registry.put_blob("bench/app", config, who=CONSOLE)
+    layer_info = registry.put_blob("bench/app", layer, who=CONSOLE)
     body = json.dumps(
         {
             "schemaVersion": 2,
@@ -52,7 +55,7 @@ def seed(registry: Registry) -> None:
             ],
         }
     ).encode()
-    registry.put_manifest("bench/app", "v1", body, OCI_MANIFEST)
+    registry.put_manifest("bench/app", "v1", body, OCI_MANIFEST, who=CONSOLE)
 
 
 def scope(path: str, authorization: bytes) -> dict[str, Any]:

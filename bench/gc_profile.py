@@ -19,6 +19,7 @@ from pathlib import Path
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
 from registry_core.manifests import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST
 from registry_core.registry import Registry
 
@@ -26,10 +27,10 @@ from registry_core.registry import Registry
 def push(reg: Registry, repo: str, tag: str, i: int) -> str:
     layers = []
     for _ in range(4):
-        info = reg.put_blob(repo, os.urandom(512))
+        info = reg.put_blob(repo, os.urandom(512), who=CONSOLE)
         layers.append({"mediaType": DOCKER_LAYER, "digest": str(info.digest), "size": 512})
     config = json.dumps({"architecture": "amd64", "i": i}).encode()
-    cfg = reg.put_blob(repo, config)
+    cfg = reg.put_blob(repo, config, who=CONSOLE)
     body = json.dumps(
         {
             "schemaVersion": 2,
@@ -38,7 +39,7 @@ def push(reg: Registry, repo: str, tag: str, i: int) -> str:
             "layers": layers,
         }
     ).encode()
-    return str(reg.put_manifest(repo, tag, body, DOCKER_MANIFEST).digest)
+    return str(reg.put_manifest(repo, tag, body, DOCKER_MANIFEST, who=CONSOLE).digest)
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
         ]
         print(f"built {args.images} images in {time.perf_counter() - started:.1f} s")
         for repo, digest in pushed[::2]:
-            reg.delete_manifest(repo, digest)
+            reg.delete_manifest(repo, digest, who=CONSOLE)
         collector = GarbageCollector(reg)
         profile = cProfile.Profile()
         started = time.perf_counter()

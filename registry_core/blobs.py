@@ -8,6 +8,7 @@ from pathlib import Path
 
 from registry_core.errors import BlobUnknown, NameInvalid, StorageFull, StoreBusy, StoreError
 from registry_core.events import BlobCommitted, EventBus
+from registry_core.identity import CONTENT_READ, Identity, may
 from registry_core.reference import Digest, as_digest, parse_digest, validate_name
 from registry_core.results import BlobInfo
 from registry_core.space import Ballast
@@ -42,16 +43,21 @@ class Blobs:
             raise BlobUnknown(detail={"digest": str(digest)})
         return BlobInfo(digest, size)
 
-    def delete(self, name: str, digest: Digest | str) -> None:
+    def delete(self, name: str, digest: Digest | str, *, who: Identity) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
         info = self.stat(name, digest)
         self.ballast.release_if_low()
         with self.store.exclusive():
             self.store.blobs.unlink(name, str(info.digest))
 
-    def mount(self, name: str, digest: Digest | str, source: str) -> BlobInfo | None:
-        """Link a blob from another repository; None if the source does not have it."""
+    def mount(
+        self, name: str, digest: Digest | str, source: str, *, who: Identity
+    ) -> BlobInfo | None:
+        """Link a blob from another repository; None if the source does not have it or
+        `who` may not read it (the client then uploads the blob: the spec's fallback)."""
         validate_name(name)
+        if not may(who, source, CONTENT_READ):
+            return None
         try:
             info = self.stat(source, digest)
         except (BlobUnknown, NameInvalid):  # the client then uploads it (spec fallback)
@@ -59,10 +65,10 @@ class Blobs:
         with self.store.exclusive():
             repo_id = self.store.catalog.ensure_repository(name)
             self.store.blobs.link(repo_id, str(info.digest), touch=True)
-        self.committed(name, info, mounted_from=source)
+        self.committed(name, info, who, mounted_from=source)
         return info
 
-    def put(self, name: str, data: bytes, expected: Digest) -> BlobInfo:
+    def put(self, name: str, data: bytes, expected: Digest, *, who: Identity) -> BlobInfo:
         """Store bytes held in memory as a blob in one step (the caller verified the digest
         and checked room)."""
         tmp = self.files.write_temp(data)
@@ -72,12 +78,15 @@ class Blobs:
         finally:
             tmp.unlink(missing_ok=True)
         info = BlobInfo(expected, len(data))
-        self.committed(name, info)
+        self.committed(name, info, who)
         return info
 
-    def committed(self, name: str, info: BlobInfo, mounted_from: str | None = None) -> None:
+    def committed(
+        self, name: str, info: BlobInfo, who: Identity, mounted_from: str | None = None
+    ) -> None:
         """Tell the event stream (after the commit)."""
-        self.events.emit(BlobCommitted(repository=name, digest=str(info.digest), size=info.size,
+        self.events.emit(BlobCommitted(identity=who.name, repository=name,
+                                       digest=str(info.digest), size=info.size,
                                        mounted_from=mounted_from))
 
     def commit_file(self, name: str, source: Path, digest: Digest, size: int) -> None:

@@ -22,7 +22,8 @@ log = logging.getLogger("edge_registry.events")
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """What every event carries: when it happened and who did it (None: not known yet)."""
+    """What every event carries: when it happened and who did it (an Identity's name; None
+    for what no one did, such as a usage sample)."""
 
     when: float = field(default_factory=time.time)
     identity: str | None = None

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from registry_core.events import EventBus, GCFinished, GCProgress, GCStarted
+from registry_core.identity import GC
 from registry_core.store.gc_runs import RunRecord
 
 log = logging.getLogger("edge_registry.gc")
@@ -43,14 +44,16 @@ class Run:
 
     def emit(self, phase: str, done: int, total: int, message: str = "") -> None:
         if self.events is not None:
-            self.events.emit(GCProgress(run_id=self.record.id, phase=phase, done=done,
-                                        total=total, bytes_freed=self.record.bytes_freed,
-                                        message=message))
+            self.events.emit(GCProgress(
+                identity=GC.name, run_id=self.record.id, phase=phase, done=done, total=total,
+                bytes_freed=self.record.bytes_freed, message=message,
+            ))
 
     def started(self) -> None:
         record = self.record
         if self.events is not None:
             self.events.emit(GCStarted(
+                identity=GC.name,
                 run_id=record.id, phase=record.phase, trigger=record.trigger,
                 dry_run=record.dry_run, delete_untagged=record.delete_untagged,
                 grace_period_seconds=record.grace_period_seconds,
@@ -60,6 +63,7 @@ class Run:
         record = self.record
         if self.events is not None:
             self.events.emit(GCFinished(
+                identity=GC.name,
                 run_id=record.id, phase=record.phase, done=1, total=1,
                 bytes_freed=record.bytes_freed, message=self.summary(), status=record.status,
                 trigger=record.trigger, dry_run=record.dry_run,

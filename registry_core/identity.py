@@ -13,9 +13,10 @@ from typing import Literal, Protocol
 
 from registry_core.errors import Denied
 
-IdentityKind = Literal["admin", "token"]
+IdentityKind = Literal["admin", "token", "system"]
 """'admin': the registry's own credentials. 'token': a client token (the tokens issue); until
-its scope maps exist, a token may do nothing."""
+its scope maps exist, a token may do nothing. 'system': the appliance acting for itself (the
+console and CLI at the appliance, the GC), which may do everything."""
 
 Action = Literal["content/read", "metadata/read", "content/write", "content/delete"]
 CONTENT_READ: Action = "content/read"
@@ -36,10 +37,25 @@ def admin(name: str) -> Identity:
     return Identity(name, "admin")
 
 
+CONSOLE = Identity("console", "system")
+"""The console and the command line, run by someone at the appliance with the data dir."""
+GC = Identity("gc", "system")
+"""The garbage collector, when it deletes."""
+
+
+def may(identity: Identity, repository: str | None, action: Action) -> bool:
+    """Whether `authorize` would let it through."""
+    try:
+        authorize(identity, repository, action)
+    except Denied:
+        return False
+    return True
+
+
 def authorize(identity: Identity, repository: str | None, action: Action) -> None:
     """Raise Denied unless `identity` may perform `action` on `repository` (None: the
     registry as a whole, as for the catalog and the API version check)."""
-    if identity.kind == "admin":
+    if identity.kind in ("admin", "system"):
         return
     target = repository if repository is not None else "the registry"
     raise Denied(

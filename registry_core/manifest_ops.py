@@ -18,6 +18,7 @@ from registry_core.errors import (
     RegistryError,
 )
 from registry_core.events import EventBus, ManifestDeleted, ManifestPushed, TagMoved
+from registry_core.identity import Identity
 from registry_core.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from registry_core.reference import (
     Digest,
@@ -76,7 +77,8 @@ class ManifestOps:
         )
 
     def put(
-        self, name: str, reference: str, body: bytes, content_type: str | None
+        self, name: str, reference: str, body: bytes, content_type: str | None, *,
+        who: Identity,
     ) -> PutManifestResult:
         validate_name(name)
         if len(body) > MAX_MANIFEST_BYTES:
@@ -101,12 +103,13 @@ class ManifestOps:
             previous = None if tag is None else store.catalog.set_tag(repo_id, tag, manifest_id)
         subject = manifest.subject.digest if manifest.subject else None
         self.events.emit(ManifestPushed(
-            repository=name, digest=str(digest), media_type=manifest.media_type, size=len(body),
-            tag=tag, created=created, subject=None if subject is None else str(subject),
+            identity=who.name, repository=name, digest=str(digest),
+            media_type=manifest.media_type, size=len(body), tag=tag, created=created,
+            subject=None if subject is None else str(subject),
         ))
         if tag is not None and previous != str(digest):
-            self.events.emit(TagMoved(repository=name, tag=tag, digest=str(digest),
-                                      previous=previous))
+            self.events.emit(TagMoved(identity=who.name, repository=name, tag=tag,
+                                      digest=str(digest), previous=previous))
         return PutManifestResult(digest, created, subject)
 
     def _check_references(self, repo_id: int, manifest: Manifest) -> None:
@@ -182,7 +185,7 @@ class ManifestOps:
         created = data.get("created") if isinstance(data, dict) else None
         return created if isinstance(created, str) else None
 
-    def delete(self, name: str, reference: str) -> DeletedManifest:
+    def delete(self, name: str, reference: str, *, who: Identity) -> DeletedManifest:
         """By digest: the manifest and every tag on it go. By tag: only that tag goes."""
         validate_name(name)
         ref = parse_reference(reference)
@@ -197,9 +200,10 @@ class ManifestOps:
             else:
                 deleted = self._delete_by_digest(repo_id, name, ref)
         if isinstance(ref, Digest):
-            self.events.emit(ManifestDeleted(repository=name, digest=str(ref), tags=deleted.tags))
+            self.events.emit(ManifestDeleted(identity=who.name, repository=name,
+                                             digest=str(ref), tags=deleted.tags))
         else:
-            self.events.emit(TagMoved(repository=name, tag=ref, digest=None,
+            self.events.emit(TagMoved(identity=who.name, repository=name, tag=ref, digest=None,
                                       previous=str(deleted.digest)))
         return deleted
 

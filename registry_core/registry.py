@@ -1,9 +1,10 @@
 """The registry's domain operations, used by every face (HTTP API, CLI, console).
 
 `Registry` composes the parts (blobs.py, uploads.py, manifest_ops.py over the store) and
-keeps the space accounting. Methods are synchronous and may block on disk and on the
-database's write lock: the HTTP face calls the slow ones from worker threads, the console
-from Textual workers.
+keeps the space accounting. Every operation that changes content is told who asks
+(`who`, an Identity: the events and, later, the audit log name it). Methods are synchronous
+and may block on disk and on the database's write lock: the HTTP face calls the slow ones
+from worker threads, the console from Textual workers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from registry_core.config import Config, load_config
 from registry_core.datadir import DataDir
 from registry_core.errors import InsufficientSpace, StoreBusy, StoreError
 from registry_core.events import EventBus
+from registry_core.identity import Identity
 from registry_core.manifest_ops import ManifestOps, repository_id
 from registry_core.reference import (
     Digest,
@@ -107,22 +109,27 @@ class Registry:
         """A blob visible in the repository, or BlobUnknown."""
         return self.blobs.stat(name, digest)
 
-    def delete_blob(self, name: str, digest: Digest | str) -> None:
+    def delete_blob(self, name: str, digest: Digest | str, *, who: Identity) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
-        self.blobs.delete(name, digest)
+        self.blobs.delete(name, digest, who=who)
 
-    def mount_blob(self, name: str, digest: Digest | str, source: str) -> BlobInfo | None:
-        """Link a blob from another repository; None if the source does not have it."""
-        return self.blobs.mount(name, digest, source)
+    def mount_blob(
+        self, name: str, digest: Digest | str, source: str, *, who: Identity
+    ) -> BlobInfo | None:
+        """Link a blob from another repository; None if the source does not have it or `who`
+        may not read the source (the client then uploads it)."""
+        return self.blobs.mount(name, digest, source, who=who)
 
-    def put_blob(self, name: str, data: bytes, digest: Digest | str | None = None) -> BlobInfo:
+    def put_blob(
+        self, name: str, data: bytes, digest: Digest | str | None = None, *, who: Identity
+    ) -> BlobInfo:
         """Store bytes held in memory as a blob in one step (a monolithic upload: no session
         is recorded, since nothing is acknowledged before the blob itself)."""
         validate_name(name)
         expected = as_digest(digest) if digest is not None else digest_bytes(data)
         verify_digest(expected, digest_bytes(data, expected.algorithm))
         self.check_room(len(data))
-        return self.blobs.put(name, data, expected)
+        return self.blobs.put(name, data, expected, who=who)
 
     # ---- uploads (uploads.py) --------------------------------------------------------------
 
@@ -144,20 +151,22 @@ class Registry:
         return self.uploads.save_progress(name, upload_id, writer)
 
     def finish_upload(
-        self, name: str, upload_id: str, writer: HashingWriter, expected: Digest | str
+        self, name: str, upload_id: str, writer: HashingWriter, expected: Digest | str, *,
+        who: Identity,
     ) -> BlobInfo:
         """Verify the digest, move the file into the blob store and end the session."""
-        return self.uploads.finish(name, upload_id, writer, expected)
+        return self.uploads.finish(name, upload_id, writer, expected, who=who)
 
     def append_chunk(self, name: str, upload_id: str, start: int | None, data: bytes) -> Upload:
         """One PATCH whose body is in memory: check room, write, acknowledge."""
         return self.uploads.append_chunk(name, upload_id, start, data)
 
     def finish_with_chunk(
-        self, name: str, upload_id: str, start: int | None, data: bytes, digest: Digest | str
+        self, name: str, upload_id: str, start: int | None, data: bytes, digest: Digest | str,
+        *, who: Identity,
     ) -> BlobInfo:
         """The closing PUT of an upload, with its last chunk (possibly empty) in memory."""
-        return self.uploads.finish_with_chunk(name, upload_id, start, data, digest)
+        return self.uploads.finish_with_chunk(name, upload_id, start, data, digest, who=who)
 
     def cancel_upload(self, name: str, upload_id: str) -> None:
         self.uploads.cancel(name, upload_id)
@@ -168,16 +177,17 @@ class Registry:
         return self.manifests.get(name, reference)
 
     def put_manifest(
-        self, name: str, reference: str, body: bytes, content_type: str | None
+        self, name: str, reference: str, body: bytes, content_type: str | None, *,
+        who: Identity,
     ) -> PutManifestResult:
-        return self.manifests.put(name, reference, body, content_type)
+        return self.manifests.put(name, reference, body, content_type, who=who)
 
-    def delete_manifest(self, name: str, reference: str) -> DeletedManifest:
+    def delete_manifest(self, name: str, reference: str, *, who: Identity) -> DeletedManifest:
         """By digest: the manifest and every tag on it go. By tag: only that tag goes."""
-        return self.manifests.delete(name, reference)
+        return self.manifests.delete(name, reference, who=who)
 
-    def untag(self, name: str, tag: str) -> DeletedManifest:
-        return self.manifests.delete(name, validate_tag(tag))
+    def untag(self, name: str, tag: str, *, who: Identity) -> DeletedManifest:
+        return self.manifests.delete(name, validate_tag(tag), who=who)
 
     def referrers(
         self, name: str, digest: Digest | str, artifact_type: str | None = None

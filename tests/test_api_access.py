@@ -10,9 +10,9 @@ import pytest
 from api_helpers import assert_error, make_app, make_client, raw_request
 
 from registry_core.datadir import DataDir
-from registry_core.errors import Denied
+from registry_core.errors import BlobUnknown, Denied
 from registry_core.http.app import RegistryApp
-from registry_core.identity import Identity, authorize
+from registry_core.identity import CONSOLE, GC, Identity, authorize
 from registry_core.registry import Registry
 
 UPLOAD = "/v2/acl/app/blobs/uploads/0b8e1f3a-6a0c-4c55-9a43-6f1d2c3b4a59"
@@ -114,3 +114,22 @@ async def test_unknown_routes_and_methods_are_unchanged_for_a_token(registry: Re
     async with make_client(RegistryApp(registry, TokenWithoutScopes())) as client:
         assert_error(await client.get("/v2/acl/app/nothing-here"), 404)
         assert_error(await client.post("/v2/_catalog"), 405, "UNSUPPORTED")
+
+
+def test_system_identities_may_do_everything() -> None:
+    for who in (CONSOLE, GC):
+        for _, _, repository, action in EXPECTED:
+            authorize(who, repository, action)  # type: ignore[arg-type]
+
+
+def test_a_mount_needs_read_access_to_its_source(registry: Registry) -> None:
+    """A mount from a repository the identity may not read falls back to an upload (the
+    spec's answer when a mount cannot be done), so it never reveals or links the blob."""
+    stored = registry.put_blob("secret/app", b"layer", who=CONSOLE)
+    outsider = Identity("ci-token", "token")
+    assert registry.mount_blob("acl/app", stored.digest, "secret/app", who=outsider) is None
+    with pytest.raises(BlobUnknown):
+        registry.stat_blob("acl/app", stored.digest)
+    mounted = registry.mount_blob("acl/app", stored.digest, "secret/app", who=CONSOLE)
+    assert mounted == stored
+    assert registry.stat_blob("acl/app", stored.digest) == stored

@@ -25,6 +25,7 @@ from api_helpers import (
 )
 
 from registry_core.datadir import DataDir
+from registry_core.identity import CONSOLE
 from registry_core.manifests import (
     DOCKER_FOREIGN_LAYER,
     DOCKER_MANIFEST,
@@ -127,7 +128,7 @@ async def test_repeated_gets_see_every_change_at_once(
 
     other = Registry(datadir)  # as another process would: its own connection
     try:
-        other.delete_manifest("lib/cached", two.digest)
+        other.delete_manifest("lib/cached", two.digest, who=CONSOLE)
     finally:
         other.close()
     assert_error(await api.get("/v2/lib/cached/manifests/latest"), 404, "MANIFEST_UNKNOWN")

@@ -23,6 +23,7 @@ from registry_core.events import (
     UsageSampled,
 )
 from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
 from registry_core.manifests import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 from registry_core.reference import digest_bytes
 from registry_core.registry import Registry
@@ -33,10 +34,10 @@ def manifest_for(registry: Registry, repo: str, salt: str) -> tuple[bytes, list[
     """Config and layer stored in `repo` (the layer through an upload session)."""
     config = json.dumps({"architecture": "amd64", "os": "linux", "salt": salt}).encode()
     layer = f"layer {salt}".encode()
-    registry.put_blob(repo, config)
+    registry.put_blob(repo, config, who=CONSOLE)
     upload = registry.start_upload(repo)
     registry.append_chunk(repo, upload.id, 0, layer[:3])
-    registry.finish_with_chunk(repo, upload.id, 3, layer[3:], digest_bytes(layer))
+    registry.finish_with_chunk(repo, upload.id, 3, layer[3:], digest_bytes(layer), who=CONSOLE)
     body = json.dumps({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -57,13 +58,14 @@ def test_each_kind_in_order(registry: Registry) -> None:
     seen: list[Event] = []
     subscription = registry.events.subscribe(seen.append)
     first, first_blobs = manifest_for(registry, "app", "one")
-    first_digest = str(registry.put_manifest("app", "v1", first, OCI_MANIFEST).digest)
+    first_digest = str(registry.put_manifest("app", "v1", first, OCI_MANIFEST, who=CONSOLE).digest)
     second, _ = manifest_for(registry, "app", "two")
-    second_digest = str(registry.put_manifest("app", "v1", second, OCI_MANIFEST).digest)
-    registry.put_manifest("app", "v1", second, OCI_MANIFEST)  # the same again: no move
-    registry.mount_blob("other", first_blobs[1], "app")
-    registry.untag("app", "v1")
-    registry.delete_manifest("app", first_digest)
+    moved = registry.put_manifest("app", "v1", second, OCI_MANIFEST, who=CONSOLE)
+    second_digest = str(moved.digest)
+    registry.put_manifest("app", "v1", second, OCI_MANIFEST, who=CONSOLE)  # the same again: no move
+    registry.mount_blob("other", first_blobs[1], "app", who=CONSOLE)
+    registry.untag("app", "v1", who=CONSOLE)
+    registry.delete_manifest("app", first_digest, who=CONSOLE)
     record = GarbageCollector(registry).run(grace_period=0)
     subscription.close()
 
@@ -94,7 +96,9 @@ def test_each_kind_in_order(registry: Registry) -> None:
     assert finished.blobs_deleted == record.blobs_deleted
     sample = seen[-1]
     assert isinstance(sample, UsageSampled) and sample.reason == "gc"
-    assert all(e.identity is None for e in seen)
+    assert {e.identity for e in seen if not isinstance(e, (GCEvent, UsageSampled))} == {"console"}
+    assert {e.identity for e in gc_events} == {"gc"}
+    assert sample.identity is None  # no one's doing
 
 
 def test_a_failing_subscriber_never_fails_a_push_and_delivery_crosses_threads(
@@ -130,6 +134,7 @@ def test_a_failing_subscriber_never_fails_a_push_and_delivery_crosses_threads(
     failing.close()
     recording.close()
     assert [type(e) for e, _ in received] == [BlobCommitted, ManifestPushed]
+    assert {e.identity for e, _ in received} == {live_server.username}  # who pushed
     assert all(thread != threading.current_thread().name for _, thread in received)
     failures = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
     assert len(failures) == 3  # the blob, the push and the new tag: each logged
@@ -140,12 +145,12 @@ def test_unsubscribe(registry: Registry) -> None:
     left: list[Event] = []
     registry.events.subscribe(kept.append, BlobCommitted)
     subscription = registry.events.subscribe(left.append)
-    registry.put_blob("r", b"one")
+    registry.put_blob("r", b"one", who=CONSOLE)
     subscription.close()
     subscription.close()  # harmless
     with registry.events.subscribe(left.append):
-        registry.put_blob("r", b"two")
-    registry.put_blob("r", b"three")
+        registry.put_blob("r", b"two", who=CONSOLE)
+    registry.put_blob("r", b"three", who=CONSOLE)
     assert len(kept) == 3
     assert [e.digest for e in left if isinstance(e, BlobCommitted)] == [
         str(digest_bytes(b"one")), str(digest_bytes(b"two"))
@@ -160,7 +165,8 @@ def test_subscribers_come_and_go_while_another_thread_emits(registry: Registry) 
     def pusher() -> None:
         number = 0
         while not stop.is_set():
-            pushed.append(str(registry.put_blob("busy", f"blob {number}".encode()).digest))
+            blob = registry.put_blob("busy", f"blob {number}".encode(), who=CONSOLE)
+            pushed.append(str(blob.digest))
             number += 1
 
     thread = threading.Thread(target=pusher)
@@ -203,8 +209,8 @@ def test_the_scheduler_follows_runs_from_the_stream(registry: Registry) -> None:
 
 def test_preview_records_no_run_and_counts_like_a_dry_run(registry: Registry) -> None:
     body, _ = manifest_for(registry, "p", "old")
-    digest = str(registry.put_manifest("p", "v1", body, OCI_MANIFEST).digest)
-    registry.untag("p", "v1")
+    digest = str(registry.put_manifest("p", "v1", body, OCI_MANIFEST, who=CONSOLE).digest)
+    registry.untag("p", "v1", who=CONSOLE)
     collector = GarbageCollector(registry)
     seen: list[Event] = []
     with registry.events.subscribe(seen.append, GCEvent):

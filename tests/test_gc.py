@@ -23,6 +23,7 @@ import pytest
 from registry_core.datadir import DataDir
 from registry_core.errors import Denied, GCInProgressError
 from registry_core.gc import GarbageCollector, GCEvent, RunRecord
+from registry_core.identity import CONSOLE
 from registry_core.manifests import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 from registry_core.preview import preview_delete
 from registry_core.reference import digest_bytes, parse_digest
@@ -43,7 +44,7 @@ class Pushed:
 
 
 def push_blob(reg: Registry, repo: str, data: bytes) -> tuple[str, int]:
-    info = reg.put_blob(repo, data)
+    info = reg.put_blob(repo, data, who=CONSOLE)
     return str(info.digest), info.size
 
 
@@ -83,7 +84,7 @@ def push_image(
     if subject is not None:
         doc["subject"] = descriptor(subject.media_type, subject.digest, subject.size)
     body = json.dumps(doc).encode()
-    res = reg.put_manifest(repo, tag or str(digest_bytes(body)), body, OCI_MANIFEST)
+    res = reg.put_manifest(repo, tag or str(digest_bytes(body)), body, OCI_MANIFEST, who=CONSOLE)
     return Pushed(repo, str(res.digest), len(body), OCI_MANIFEST, blobs)
 
 
@@ -100,7 +101,7 @@ def push_index(
         ],
     }
     body = json.dumps(doc).encode()
-    res = reg.put_manifest(repo, tag or str(digest_bytes(body)), body, OCI_INDEX)
+    res = reg.put_manifest(repo, tag or str(digest_bytes(body)), body, OCI_INDEX, who=CONSOLE)
     return Pushed(repo, str(res.digest), len(body), OCI_INDEX)
 
 
@@ -207,7 +208,7 @@ def test_gc_frees_exactly_what_the_preview_said(registry: Registry) -> None:
     assert preview.bytes_in_grace == preview.bytes_freed
 
     before = used(registry)
-    registry.delete_manifest("app/a", a.digest)
+    registry.delete_manifest("app/a", a.digest, who=CONSOLE)
     record = collect(registry)
     assert record.status == "succeeded"
     assert record.bytes_freed == preview.bytes_freed
@@ -224,7 +225,7 @@ def test_usage_reclaimable_equals_bytes_freed(registry: Registry) -> None:
     images = [push_image(registry, f"r{i % 3}", f"t{i}", [rand(4000), rand(100)])
               for i in range(9)]
     for p in images[::2]:
-        registry.delete_manifest(p.repository, p.digest)
+        registry.delete_manifest(p.repository, p.digest, who=CONSOLE)
     report = usage_report(registry)
     assert report.reclaimable_bytes > 0
     dry = collect(registry, dry_run=True)
@@ -273,7 +274,7 @@ def test_untagged_are_roots_by_default_and_collected_with_delete_untagged(
     assert not manifest_exists(registry, untagged)
     assert_pulls(registry, tagged)
     # untag: the manifest stays (pull by digest) until delete_untagged collects it
-    registry.untag("u", "v1")
+    registry.untag("u", "v1", who=CONSOLE)
     assert collect(registry).manifests_deleted == 0
     assert_pulls(registry, tagged)
 
@@ -329,7 +330,7 @@ def test_deleting_an_index_never_strands_a_shared_child(registry: Registry) -> N
 
     # A child of an index cannot be deleted on its own.
     with pytest.raises(Denied):
-        registry.delete_manifest("multi", amd.digest)
+        registry.delete_manifest("multi", amd.digest, who=CONSOLE)
     blocked = preview_delete(registry, "multi", amd.digest)
     assert blocked.blocked_by == sorted([idx1.digest, idx2.digest])
     assert not blocked.allowed and blocked.bytes_freed == 0 and blocked.blobs_freed == []
@@ -346,7 +347,7 @@ def test_deleting_an_index_never_strands_a_shared_child(registry: Registry) -> N
         amd.digest: "kept", arm.digest: "kept", s390.digest: "kept"}
     assert default.bytes_freed == idx1.size
 
-    registry.delete_manifest("multi", idx1.digest)
+    registry.delete_manifest("multi", idx1.digest, who=CONSOLE)
     assert collect(registry).bytes_freed == default.bytes_freed  # arm kept: untagged root
     assert manifest_exists(registry, arm)
     record = collect(registry, delete_untagged=True)
@@ -363,7 +364,7 @@ def test_nested_untagged_index_children_follow_their_parent(registry: Registry) 
     inner = push_index(registry, "nest", None, [(leaf, "amd64")])
     outer = push_index(registry, "nest", "v1", [(inner, "amd64")])
     assert collect(registry, delete_untagged=True).manifests_deleted == 0
-    registry.delete_manifest("nest", outer.digest)
+    registry.delete_manifest("nest", outer.digest, who=CONSOLE)
     record = collect(registry, delete_untagged=True)
     assert record.manifests_deleted == 2  # inner first, then leaf (parents before children)
     assert not manifest_exists(registry, inner) and not manifest_exists(registry, leaf)
@@ -394,7 +395,7 @@ def test_referrers_live_with_their_subject(registry: Registry) -> None:
     expected = {image.digest, sig.digest, sbom.digest, *image.blobs, *sig.blobs, *sbom.blobs}
     assert {b.digest for b in preview.blobs_freed} == expected
 
-    registry.delete_manifest("sig", image.digest)
+    registry.delete_manifest("sig", image.digest, who=CONSOLE)
     record = collect(registry)
     assert record.manifests_deleted == 2  # sig, then the sbom that refers to it
     assert record.bytes_freed == preview.bytes_freed
@@ -408,7 +409,7 @@ def test_referrers_live_with_their_subject(registry: Registry) -> None:
 def test_blob_referenced_during_the_sweep_is_kept(registry: Registry) -> None:
     layer = rand(4000)
     doomed = push_image(registry, "race", "v1", [layer])
-    registry.delete_manifest("race", doomed.digest)
+    registry.delete_manifest("race", doomed.digest, who=CONSOLE)
     rescued: list[Pushed] = []
 
     def on_event(event: GCEvent) -> None:
@@ -434,7 +435,7 @@ def test_cancel_mid_run_leaves_a_consistent_store(
     keep = push_image(registry, "c", "keep", [rand(100)])
     for i in range(60):
         p = push_image(registry, "c", f"t{i}", [rand(100)])
-        registry.delete_manifest("c", p.digest)
+        registry.delete_manifest("c", p.digest, who=CONSOLE)
     collector = GarbageCollector(registry)
     events: list[GCEvent] = []
 
@@ -547,7 +548,7 @@ def test_two_processes_asking_at_once(registry: Registry, datadir: DataDir) -> N
     for i in range(30):
         p = push_image(registry, "two", f"t{i}", [rand(200)])
         if i % 2:
-            registry.delete_manifest("two", p.digest)
+            registry.delete_manifest("two", p.digest, who=CONSOLE)
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(4)
     out = ctx.Queue()
@@ -571,7 +572,7 @@ def test_two_processes_asking_at_once(registry: Registry, datadir: DataDir) -> N
 
 def test_events_history_and_subscribers(registry: Registry) -> None:
     p = push_image(registry, "ev", "v1", [rand()])
-    registry.delete_manifest("ev", p.digest)
+    registry.delete_manifest("ev", p.digest, who=CONSOLE)
     collector = GarbageCollector(registry)
     seen: list[GCEvent] = []
     subscription = registry.events.subscribe(seen.append, GCEvent)
@@ -635,7 +636,7 @@ def test_gc_killed_between_its_commit_and_the_deletes_is_finished_by_the_next_op
     layer = rand()
     back = push_image(registry, "k", "back", [layer])
     for p in (gone, back):
-        registry.delete_manifest("k", p.digest)
+        registry.delete_manifest("k", p.digest, who=CONSOLE)
     proc = subprocess.run(
         [sys.executable, "-c", KILLED_AFTER_BLOB_COMMIT, str(datadir.root)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
@@ -694,7 +695,7 @@ def test_scheduler_runs_gc_on_its_cron(registry: Registry) -> None:
 def test_cli_gc_json_history_and_dry_run(registry: Registry, datadir: DataDir) -> None:
     keep = push_image(registry, "cli", "keep", [rand()])
     p = push_image(registry, "cli", "v1", [rand(2000)])
-    registry.delete_manifest("cli", p.digest)
+    registry.delete_manifest("cli", p.digest, who=CONSOLE)
     expected = sum(p.blobs.values()) + p.size
 
     dry = cli(datadir, "gc", "--dry-run", "--grace-period", "0", "--json")

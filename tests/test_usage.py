@@ -9,6 +9,7 @@ from test_gc import assert_pulls, push_image, rand, used
 
 from registry_core.errors import InsufficientSpace
 from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.usage import UsageSampler, record_sample, usage_history, usage_report
 
@@ -60,7 +61,7 @@ def test_untagged_and_reclaimable(registry: Registry) -> None:
 
 def test_samples_after_gc_and_debounced_pushes(registry: Registry) -> None:
     p = push_image(registry, "s", "v1", [rand(1000)])
-    registry.delete_manifest("s", p.digest)
+    registry.delete_manifest("s", p.digest, who=CONSOLE)
     first = record_sample(registry, "start")
     assert first.reclaimable_bytes == sum(p.blobs.values()) + p.size
     GarbageCollector(registry).run(grace_period=0)

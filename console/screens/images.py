@@ -26,6 +26,7 @@ from console.widgets.virtual_table import Column, Row, VirtualTable
 from registry_core import browse
 from registry_core.browse import ManifestDetail
 from registry_core.errors import EdgeError
+from registry_core.identity import CONSOLE
 from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
 from registry_core.preview import DeletePreview, preview_delete
 
@@ -568,9 +569,9 @@ class ImagesView(View):
         try:
             if untag:
                 assert target.tag is not None
-                result = registry.untag(target.repository, target.tag)
+                result = registry.untag(target.repository, target.tag, who=CONSOLE)
             else:
-                result = registry.delete_manifest(target.repository, target.digest)
+                result = registry.delete_manifest(target.repository, target.digest, who=CONSOLE)
         except (EdgeError, OSError) as exc:
             self.post_message(ImagesFailed(f"Delete failed: {exc}"))
             return

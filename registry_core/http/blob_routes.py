@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from registry_core.errors import RangeNotSatisfiable
 from registry_core.http.blob_response import BlobResponse
-from registry_core.http.common import in_thread
+from registry_core.http.common import in_thread, who
 from registry_core.http.ranges import Unsatisfiable, parse_range
 from registry_core.registry import Registry
 
@@ -39,5 +39,5 @@ class BlobRoutes:
         )
 
     async def delete_blob(self, request: Request, name: str, digest: str) -> Response:
-        await in_thread(self.registry.delete_blob, name, digest)
+        await in_thread(self.registry.delete_blob, name, digest, who=who(request))
         return Response(status_code=202)

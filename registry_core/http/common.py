@@ -1,12 +1,21 @@
-"""What the route groups share: the request counters and the hop to a worker thread."""
+"""What the route groups share: the request counters, who is asking, and the hop to a worker
+thread."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ParamSpec, TypeVar
+
+from starlette.requests import Request
+
+from registry_core.identity import Identity
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -19,6 +28,14 @@ class Stats:
     started_at: float = field(default_factory=time.time)
 
 
-async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking core operation in a worker thread."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    call = functools.partial(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def who(request: Request) -> Identity:
+    """The identity the app authenticated for this request (app.py puts it in the scope)."""
+    identity = request.scope["identity"]
+    assert isinstance(identity, Identity)
+    return identity

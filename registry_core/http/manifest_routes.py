@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry_core.errors import ManifestInvalid, ManifestTooLarge
-from registry_core.http.common import in_thread
+from registry_core.http.common import in_thread, who
 from registry_core.http.manifest_cache import ManifestCache
 from registry_core.http.streaming import read_limited
 from registry_core.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
@@ -57,7 +57,9 @@ class ManifestRoutes:
         if body is None:
             raise ManifestTooLarge(detail={"limit": MAX_MANIFEST_BYTES})
         content_type = content_types[0] if content_types else None
-        result = await in_thread(self.registry.put_manifest, name, reference, body, content_type)
+        result = await in_thread(
+            self.registry.put_manifest, name, reference, body, content_type, who=who(request)
+        )
         headers = {
             "Location": f"/v2/{name}/manifests/{result.digest}",
             "Docker-Content-Digest": str(result.digest),
@@ -67,7 +69,7 @@ class ManifestRoutes:
         return Response(status_code=201, headers=headers)
 
     async def delete_manifest(self, request: Request, name: str, reference: str) -> Response:
-        await in_thread(self.registry.delete_manifest, name, reference)
+        await in_thread(self.registry.delete_manifest, name, reference, who=who(request))
         return Response(status_code=202)
 
     async def referrers(self, request: Request, name: str, digest: str) -> Response:

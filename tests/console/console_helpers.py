@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 from console.app import EdgeConsoleApp
 from registry_core.certs import CertificateInfo
 from registry_core.datadir import DataDir
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.usage import RepositoryUsage, UsageReport, UsageSample
 
@@ -48,7 +49,7 @@ class Image:
 
 
 def push_blob(registry: Registry, repository: str, data: bytes) -> str:
-    return str(registry.put_blob(repository, data).digest)
+    return str(registry.put_blob(repository, data, who=CONSOLE).digest)
 
 
 def push_image(
@@ -85,9 +86,9 @@ def push_image(
         sort_keys=True,
     ).encode()
     digest = digest_of(manifest)
-    registry.put_manifest(repository, digest, manifest, OCI_MANIFEST)
+    registry.put_manifest(repository, digest, manifest, OCI_MANIFEST, who=CONSOLE)
     for tag in tags:
-        registry.put_manifest(repository, tag, manifest, OCI_MANIFEST)
+        registry.put_manifest(repository, tag, manifest, OCI_MANIFEST, who=CONSOLE)
     return Image(repository, tags, digest, blobs)
 
 

@@ -12,6 +12,7 @@ from textual.widgets import Checkbox, Input
 from console.screens.gc import GCView
 from console.widgets.confirm import ConfirmationModal
 from registry_core.events import GCEvent
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 
 SIZE = (100, 30)
@@ -69,7 +70,7 @@ async def test_run_asks_first_and_says_what_goes(seeded: tuple[Registry, dict[st
 async def test_quit_cancels_a_running_gc(seeded: tuple[Registry, dict[str, Image]]) -> None:
     registry, _ = seeded
     for number in range(GARBAGE_BLOBS):
-        registry.put_blob("junk", f"garbage {number}".encode())
+        registry.put_blob("junk", f"garbage {number}".encode(), who=CONSOLE)
     sweeping = threading.Event()
 
     def slow_consumer(event: GCEvent) -> None:
