@@ -2,8 +2,13 @@
 
 A session's acknowledged size is in the store and its bytes in an upload file; the hash
 state of each session is kept in memory between requests and rebuilt from the file when
-missing (after a restart) or out of step. One request at a time writes to a session: a
-second one is refused while the first holds the session's writer.
+missing (after a restart, or when another process wrote last) or out of step. One request at
+a time writes to a session: a second one, in this process or another, is refused while the
+first holds the claim (an flock on the upload file).
+
+The session id is the capability, as in the distribution spec: the HTTP face authorizes
+`content/write` on the repository for every upload request, and the identity reaches the
+core where a change becomes visible (`finish`, with its BlobCommitted event).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable
 
 from registry_core.blobs import Blobs
 from registry_core.errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid, StorageFull
+from registry_core.identity import Identity
 from registry_core.reference import (
     Digest,
     as_digest,
@@ -47,7 +53,8 @@ class UploadSessions:
         self.ballast = ballast
         self.check_room = check_room
         self._writers: dict[str, HashingWriter] = {}
-        self._busy: set[str] = set()
+        self._claims: dict[str, int] = {}
+        """Upload id -> the descriptor holding its flock, while a request writes."""
         self._lock = threading.Lock()
 
     def start(self, name: str, expected_size: int = 0) -> Upload:
@@ -74,7 +81,7 @@ class UploadSessions:
         live = self.store.uploads.ids()
         with self._lock:  # claims take this lock too; other threads only add or pop
             for upload_id in list(self._writers):
-                if upload_id not in live and upload_id not in self._busy:
+                if upload_id not in live and upload_id not in self._claims:
                     writer = self._writers.pop(upload_id, None)
                     if writer is not None:
                         writer.close()
@@ -93,17 +100,11 @@ class UploadSessions:
         `start` is the first byte offset the client says it sends (Content-Range); a chunk
         that does not begin where the upload ends is refused with 416.
         """
-        upload = self.status(name, upload_id)
-        if start is not None and start != upload.size:
-            raise RangeInvalid(
-                f"chunk starts at {start} but the upload has {upload.size} bytes",
-                detail={"size": upload.size},
-            )
-        with self._lock:
-            if upload_id in self._busy:
-                raise BlobUploadInvalid("another request is writing to this upload")
-            self._busy.add(upload_id)
+        _check_start(start, self.status(name, upload_id))  # 404 or 416 before the claim
+        self._claim(upload_id)
         try:
+            upload = self.status(name, upload_id)  # what the last writer acknowledged
+            _check_start(start, upload)
             return self._writer_at(upload)
         except BaseException:
             self.release_writer(upload_id)
@@ -126,9 +127,25 @@ class UploadSessions:
         self._writers[upload.id] = writer
         return writer
 
+    def _claim(self, upload_id: str) -> None:
+        with self._lock:
+            if upload_id in self._claims:
+                raise BlobUploadInvalid("another request is writing to this upload")
+            try:
+                fd = self.files.lock_upload(upload_id)
+            except FileNotFoundError:
+                raise BlobUploadUnknown(
+                    "upload data is missing", detail={"uuid": upload_id}
+                ) from None
+            if fd is None:
+                raise BlobUploadInvalid("another process is writing to this upload")
+            self._claims[upload_id] = fd
+
     def release_writer(self, upload_id: str) -> None:
         with self._lock:
-            self._busy.discard(upload_id)
+            fd = self._claims.pop(upload_id, None)
+        if fd is not None:
+            self.files.unlock_upload(fd)
 
     def save_progress(self, name: str, upload_id: str, writer: HashingWriter) -> Upload:
         """Acknowledge the bytes written so far: fsync, then record the new size.
@@ -147,7 +164,8 @@ class UploadSessions:
         return Upload(upload_id, name, writer.offset)
 
     def finish(
-        self, name: str, upload_id: str, writer: HashingWriter, expected: Digest | str
+        self, name: str, upload_id: str, writer: HashingWriter, expected: Digest | str, *,
+        who: Identity,
     ) -> BlobInfo:
         """Verify the digest, move the file into the blob store and end the session."""
         expected = as_digest(expected)
@@ -170,7 +188,7 @@ class UploadSessions:
         writer.path.unlink(missing_ok=True)  # still there if the blob already was
         self._writers.pop(upload_id, None)
         info = BlobInfo(expected, size)
-        self.blobs.committed(name, info)
+        self.blobs.committed(name, info, who)
         return info
 
     def append_chunk(self, name: str, upload_id: str, start: int | None, data: bytes) -> Upload:
@@ -184,7 +202,8 @@ class UploadSessions:
             self.release_writer(upload_id)
 
     def finish_with_chunk(
-        self, name: str, upload_id: str, start: int | None, data: bytes, digest: Digest | str
+        self, name: str, upload_id: str, start: int | None, data: bytes, digest: Digest | str,
+        *, who: Identity,
     ) -> BlobInfo:
         """The closing PUT of an upload, with its last chunk (possibly empty) in memory."""
         if data:
@@ -193,7 +212,7 @@ class UploadSessions:
         try:
             if data:
                 writer.write(data)
-            return self.finish(name, upload_id, writer, digest)
+            return self.finish(name, upload_id, writer, digest, who=who)
         finally:
             self.release_writer(upload_id)
 
@@ -206,3 +225,11 @@ class UploadSessions:
         if writer is not None:
             writer.close()
         self.files.remove_upload(upload_id)
+
+
+def _check_start(start: int | None, upload: Upload) -> None:
+    if start is not None and start != upload.size:
+        raise RangeInvalid(
+            f"chunk starts at {start} but the upload has {upload.size} bytes",
+            detail={"size": upload.size},
+        )

@@ -4,6 +4,8 @@ and the first one's bytes arrive whole and in order."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,3 +82,52 @@ def wait_until(condition: Callable[[], bool], first: Future[httpx.Response]) -> 
         assert not first.done(), f"the first PATCH ended early: {first.result()}"
         assert time.monotonic() < deadline, "the first PATCH never started writing"
         time.sleep(0.01)
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from registry_core.datadir import DataDir
+from registry_core.registry import Registry
+
+registry = Registry(DataDir(Path(sys.argv[1])))
+writer = registry.claim_writer(sys.argv[2], sys.argv[3], None)
+writer.write(b"from the other process")
+print("held", flush=True)
+sys.stdin.readline()
+registry.save_progress(sys.argv[2], sys.argv[3], writer)
+registry.release_writer(sys.argv[3])
+print("released", flush=True)
+"""
+
+
+def test_a_writer_in_another_process_holds_the_session(live_server: LiveServer) -> None:
+    """The claim is on the upload file, so a second process (the CLI, a second server on the
+    same data dir) and this server never write one session at once."""
+    with live_server.client(timeout=HANG_GUARD) as client:
+        location = client.post("/v2/race/other/blobs/uploads/").headers["location"]
+        upload_id = location.rsplit("/", 1)[1]
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(live_server.service.datadir.root),
+             "race/other", upload_id],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            assert holder.stdout.readline().strip() == "held"
+            refused = second_writer(client, location, "patch-in-memory")
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "released"
+        finally:
+            holder.kill() if holder.poll() is None else None
+            holder.wait(HANG_GUARD)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+        # The other process's bytes were acknowledged; this server continues after them.
+        rest = b" and this one"
+        whole = b"from the other process" + rest
+        done = client.put(location, params={"digest": str(digest_bytes(whole))}, content=rest,
+                          headers={"Content-Range": f"22-{21 + len(rest)}"})
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v2/race/other/blobs/{digest_bytes(whole)}").content == whole

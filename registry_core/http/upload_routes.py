@@ -6,17 +6,19 @@ other is streamed into the session's file by a writer the request claims for its
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry_core.errors import BlobUploadInvalid, RangeInvalid, SizeInvalid
-from registry_core.http.common import Stats, in_thread
+from registry_core.http.common import Stats, in_thread, who
 from registry_core.http.limits import UploadSlots, upload_slot
 from registry_core.http.streaming import read_limited, receive_into
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
+from registry_core.store.blobs import HashingWriter
 
 SMALL_BODY_BYTES = 4 << 20
 _RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)")
@@ -36,7 +38,9 @@ class UploadRoutes:
         params = request.query_params
         mount, source = params.get("mount"), params.get("from")
         if mount and source:
-            info = await in_thread(self.registry.mount_blob, name, mount, source)
+            info = await in_thread(
+                self.registry.mount_blob, name, mount, source, who=who(request)
+            )
             if info is not None:
                 return _blob_created(name, info.digest)
         digest = params.get("digest")
@@ -45,7 +49,9 @@ class UploadRoutes:
             final = parse_digest(digest)
             body = await _small_body(request, expected)
             if body is not None:  # a monolithic upload in one step, no session
-                info = await in_thread(self.registry.put_blob, name, body, final)
+                info = await in_thread(
+                    self.registry.put_blob, name, body, final, who=who(request)
+                )
                 self.stats.bytes_in += len(body)
                 return _blob_created(name, info.digest)
         upload = await in_thread(self.registry.start_upload, name, expected or 0)
@@ -68,7 +74,7 @@ class UploadRoutes:
         # A body of unknown length (chunked) is refused too once the reserve is reached.
         # In a thread: a refusal is counted with a database write.
         await in_thread(self.registry.check_room, expected or 0)
-        writer = await in_thread(self.registry.claim_writer, name, upload_id, start)
+        writer = await self._claim(name, upload_id, start)
         try:
             self.stats.bytes_in += await receive_into(request.stream(), writer, expected)
             upload = await in_thread(self.registry.save_progress, name, upload_id, writer)
@@ -92,19 +98,38 @@ class UploadRoutes:
         body = await _small_body(request, expected)
         if body is not None:
             info = await in_thread(
-                self.registry.finish_with_chunk, name, upload_id, start, body, final
+                self.registry.finish_with_chunk, name, upload_id, start, body, final,
+                who=who(request),
             )
             self.stats.bytes_in += len(body)
             return _blob_created(name, info.digest)
         if expected:
             await in_thread(self.registry.check_room, expected)
-        writer = await in_thread(self.registry.claim_writer, name, upload_id, start)
+        writer = await self._claim(name, upload_id, start)
         try:
             self.stats.bytes_in += await receive_into(request.stream(), writer, expected)
-            info = await in_thread(self.registry.finish_upload, name, upload_id, writer, final)
+            info = await in_thread(
+                self.registry.finish_upload, name, upload_id, writer, final, who=who(request)
+            )
         finally:
             self.registry.release_writer(upload_id)
         return _blob_created(name, info.digest)
+
+    async def _claim(self, name: str, upload_id: str, start: int | None) -> HashingWriter:
+        """Claim the session's writer in a thread. If this request is cancelled meanwhile,
+        the claim the thread still makes is released, not leaked."""
+        claim = asyncio.ensure_future(
+            in_thread(self.registry.claim_writer, name, upload_id, start)
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(lambda done: self._release_claimed(done, upload_id))
+            raise
+
+    def _release_claimed(self, done: asyncio.Future[HashingWriter], upload_id: str) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.registry.release_writer(upload_id)
 
     async def cancel_upload(self, request: Request, name: str, upload_id: str) -> Response:
         await in_thread(self.registry.cancel_upload, name, upload_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import hashlib
 import os
 import shutil
@@ -195,6 +196,25 @@ class BlobFiles:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+
+    def lock_upload(self, upload_id: str) -> int | None:
+        """Claim the upload's file for one writer, across processes: an open descriptor
+        holding an exclusive flock, to pass to `unlock_upload`; None while another holds it
+        (in this process or another). FileNotFoundError when the file is gone."""
+        fd = os.open(self.upload_path(upload_id), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def unlock_upload(fd: int) -> None:
+        os.close(fd)  # closing the descriptor drops its flock
 
     def truncate_upload(self, upload_id: str, size: int) -> None:
         """Drop bytes past the last acknowledged offset (a chunk cut off by a crash)."""
