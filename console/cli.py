@@ -17,7 +17,9 @@ from console.cli_support import fail
 from registry_core.errors import EdgeError
 
 # Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
-COMMAND_MODULES = ("enable", "info", "serve", "gc", "usage", "cert", "hosts_entry")
+COMMAND_MODULES = (
+    "enable", "info", "serve", "gc", "usage", "cert", "hosts_entry", "images", "delete"
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -73,14 +73,26 @@ def verify_password(stored_hash: str, password: str) -> bool:
 
 
 def create_credentials(datadir: DataDir, username: str) -> str:
-    """Generate a new password for `username`, store it (clear and hashed); return it."""
+    """Generate a new password for `username`, store it (clear and hashed); return it.
+
+    Each file is replaced atomically, secrets.json first: the clear password is on disk
+    before users.json makes it the one that works, so a crash in between never leaves a
+    working password nobody can read back (running it again finishes the change)."""
     if not username or ":" in username:
         raise ConfigError(f"invalid username {username!r}: it must be non-empty, without ':'")
     password = generate_password()
+    hashed = hash_password(password)
     datadir.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_json(datadir.users, {username: hash_password(password)})
     _write_json(datadir.secrets, {"username": username, "password": password})
+    _write_json(datadir.users, {username: hashed})
     return password
+
+
+def rotate_credentials(datadir: DataDir, username: str) -> str:
+    """Replace the password of enabled credentials with a new one; return it. A running
+    server's Authenticator stops accepting the old one within RELOAD_INTERVAL."""
+    read_credentials(datadir)  # NotEnabledError when there is nothing to rotate
+    return create_credentials(datadir, username)
 
 
 def ensure_credentials(datadir: DataDir, username: str) -> bool:

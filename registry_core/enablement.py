@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Callable
 
-from registry_core.auth import ensure_credentials
+from registry_core.auth import ensure_credentials, rotate_credentials
 from registry_core.certs import ensure_certificates
 from registry_core.config import Config, load_config, save_config
 from registry_core.datadir import DataDir
@@ -56,6 +56,16 @@ def enable(
     if ensure_credentials(datadir, config.username):
         say(f"Created credentials for user {config.username}")
     return config
+
+
+def rotate_password(datadir: DataDir, progress: Progress | None = None) -> str:
+    """A new admin password (generated as `enable` does), in secrets.json and users.json;
+    return it. A running server stops accepting the old one within auth.RELOAD_INTERVAL;
+    pull secrets in the cluster keep the old one until they are applied again."""
+    config = load_config(datadir.config)
+    password = rotate_credentials(datadir, config.username)
+    (progress or (lambda _line: None))(f"Rotated the password of user {config.username}")
+    return password
 
 
 def default_device_name() -> str:

@@ -1,0 +1,250 @@
+"""`edge-console delete REPO@DIGEST|REPO:TAG`: delete a manifest by digest, or remove one tag.
+
+As on the console's Images screen: a REPO:TAG names the manifest the tag points at, and the
+manifest goes by digest with every tag on it; `--untag` removes only that tag. The preview
+(registry_core.preview: the tags that go, index children, referrers left dangling, the bytes
+a garbage collection then frees) is printed first; `--dry-run` stops there. A manifest that
+an index lists is refused (delete the index). The bytes come back with the next `gc`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+import humanize
+
+from console.cli_support import emit, wants_json
+from console.commands.gc import open_registry
+from console.widgets.format import short_digest, size
+from registry_core import browse
+from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, NameInvalid, Unsupported
+from registry_core.identity import CONSOLE
+from registry_core.preview import DeletePreview, preview_delete
+from registry_core.reference import Digest, parse_digest, validate_name, validate_tag
+from registry_core.registry import Registry
+
+
+class Refused(EdgeError):
+    """The delete would break something (an index, a running workload): nothing was deleted."""
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "delete",
+        parents=[common],
+        help="delete an image by digest (or remove one tag), after showing what goes",
+        description="Delete the manifest REPO@DIGEST, or the one REPO:TAG points at, with "
+        "every tag on it (the Images screen's delete); --untag removes only the tag. The "
+        "space comes back with the next `edge-console gc`.",
+    )
+    parser.add_argument("reference", metavar="REPO@DIGEST|REPO:TAG", help="what to delete")
+    parser.add_argument("--untag", action="store_true",
+                        help="remove only this tag (REPO:TAG); the manifest and its other tags "
+                        "stay")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be deleted and the bytes freed; delete nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="delete even what workloads in the cluster use")
+    parser.set_defaults(handler=run)
+
+
+def parse_target(text: str) -> tuple[str, Digest | str]:
+    """(repository, digest or tag) from `REPO@DIGEST` or `REPO:TAG`; one-line errors."""
+    try:
+        name, at, digest = text.partition("@")
+        if at:
+            return validate_name(name), parse_digest(digest)
+        name, colon, tag = text.rpartition(":")
+        if not colon:
+            raise NameInvalid("expected REPO@DIGEST or REPO:TAG")
+        return validate_name(name), validate_tag(tag)
+    except (NameInvalid, DigestInvalid, Unsupported) as exc:
+        raise NameInvalid(f"invalid reference {text[:300]!r}: {exc}") from None
+
+
+def in_use_by(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
+    """The cluster's users of `repository@digest` (pods, workload templates), each a dict.
+
+    Empty for now: the cluster side (registry_core.kube) answers this once it lists the
+    images in use. A non-empty answer is already refused unless --force (`_users`), printed
+    and put in the JSON as `in_use_by`."""
+    return []
+
+
+def run(args: argparse.Namespace) -> int:
+    repository, ref = parse_target(args.reference)
+    if args.untag and isinstance(ref, Digest):
+        raise NameInvalid("--untag removes one tag: give REPO:TAG, not a digest")
+    registry = open_registry(args)
+    try:
+        digest = _resolve(registry, repository, ref)
+        if args.untag:
+            assert isinstance(ref, str)
+            return _untag(args, registry, repository, ref, digest)
+        return _delete(args, registry, repository, digest)
+    finally:
+        registry.close()
+
+
+def _resolve(registry: Registry, repository: str, ref: Digest | str) -> str:
+    """The digest a tag points at now (what the preview and the delete then name)."""
+    if isinstance(ref, Digest):
+        return str(ref)
+    try:
+        return str(registry.get_manifest(repository, ref).digest)
+    except ManifestUnknown:
+        raise ManifestUnknown(f"no tag {repository}:{ref} in this registry") from None
+
+
+def _users(
+    args: argparse.Namespace, registry: Registry, repository: str, digest: str, what: str
+) -> list[dict[str, Any]]:
+    """What in the cluster uses the manifest; Refused when something does, unless --force."""
+    users = in_use_by(registry, repository, digest)
+    if users and not args.force:
+        names = ", ".join(str(u.get("name", "?")) for u in users[:3])
+        more = f" and {len(users) - 3} more" if len(users) > 3 else ""
+        raise Refused(f"{what} is in use by {names}{more}: use --force to delete it anyway")
+    return users
+
+
+def _delete(
+    args: argparse.Namespace,
+    registry: Registry,
+    repository: str,
+    digest: str,
+) -> int:
+    try:
+        preview = preview_delete(registry, repository, digest)
+    except ManifestUnknown:
+        raise ManifestUnknown(f"no manifest {repository}@{digest} in this registry") from None
+    what = f"{repository}@{digest}"
+    if not preview.allowed:
+        raise Refused(f"{what} is part of the index {preview.blocked_by[0]}: "
+                      "delete the index instead")
+    users = _users(args, registry, repository, digest, what)
+    payload: dict[str, Any] = {
+        **preview.to_json(),
+        "in_use_by": users,
+        "untag": False,
+        "dry_run": bool(args.dry_run),
+        "deleted": False,
+    }
+    if not wants_json(args):
+        print(preview_text(preview, users), flush=True)
+    if args.dry_run:
+        emit(args, "\nDry run: nothing was deleted.", payload)
+        return 0
+    try:
+        result = registry.delete_manifest(repository, digest, who=CONSOLE)
+    except ManifestUnknown:
+        raise ManifestUnknown(f"{what} was deleted meanwhile (a client or a GC)") from None
+    payload.update(tags=list(result.tags), deleted=True)
+    tags = ", ".join(result.tags) if result.tags else "no tags"
+    text = (f"\nDeleted {repository}@{short_digest(digest)} ({tags}). "
+            f"Run `edge-console gc` to free {size(preview.bytes_freed)}.")
+    emit(args, text, payload)
+    return 0
+
+
+def _untag(
+    args: argparse.Namespace,
+    registry: Registry,
+    repository: str,
+    tag: str,
+    digest: str,
+) -> int:
+    users = _users(args, registry, repository, digest, f"{repository}:{tag}")
+    others = [t for t in browse.manifest_detail(registry, repository, digest).tags if t != tag]
+    payload: dict[str, Any] = {
+        "repository": repository,
+        "digest": digest,
+        "tags": [tag],
+        "other_tags": others,
+        "bytes_freed": 0,
+        "in_use_by": users,
+        "untag": True,
+        "dry_run": bool(args.dry_run),
+        "deleted": False,
+    }
+    if not wants_json(args):
+        print(untag_text(registry, repository, tag, digest, others, users), flush=True)
+    if args.dry_run:
+        emit(args, "\nDry run: nothing was deleted.", payload)
+        return 0
+    registry.untag(repository, tag, who=CONSOLE)
+    payload["deleted"] = True
+    emit(args, f"\nRemoved the tag {repository}:{tag}.", payload)
+    return 0
+
+
+# ---- what the technician reads ----------------------------------------------------------------
+
+
+def preview_text(preview: DeletePreview, users: list[dict[str, Any]]) -> str:
+    """The preview as the Images screen's confirmation words it, digests in full."""
+    lines = [
+        f"Delete {preview.repository}@{preview.digest}",
+        f"  media type: {preview.media_type}",
+    ]
+    if preview.tags:
+        lines.append(f"  tags deleted with it ({len(preview.tags)}): {', '.join(preview.tags)}")
+    else:
+        lines.append("  tags deleted with it: none (the manifest is untagged)")
+    for child in preview.children:
+        platform = f" {child.platform}" if child.platform else ""
+        lines.append(f"  child {child.digest}{platform}: {child.fate} ({child.reason})")
+    if preview.referrers:
+        lines.append(f"  referrers left without their subject ({len(preview.referrers)}):")
+        for ref in preview.referrers:
+            kind = ref.artifact_type or ref.media_type
+            lines.append(f"    {ref.digest} {kind}: {ref.fate} ({ref.reason})")
+    lines += _in_use_lines(users)
+    lines.append(
+        f"A garbage collection will then free {size(preview.bytes_freed)} "
+        f"({preview.bytes_freed} bytes in {_blobs(len(preview.blobs_freed))} no other image "
+        "uses)."
+    )
+    if preview.bytes_in_grace:
+        grace = humanize.naturaldelta(dt.timedelta(seconds=preview.grace_period_seconds))
+        lines.append(
+            f"Of that, {size(preview.bytes_in_grace)} was pushed less than {grace} ago, inside "
+            "the GC grace period: a GC frees it once that has passed, or at once with "
+            "`edge-console gc --grace-period 0`."
+        )
+    lines.append("Clients pulling this digest or these tags will get 'manifest unknown'.")
+    return "\n".join(lines)
+
+
+def untag_text(
+    registry: Registry,
+    repository: str,
+    tag: str,
+    digest: str,
+    others: list[str],
+    users: list[dict[str, Any]],
+) -> str:
+    lines = [
+        f"Remove the tag {repository}:{tag}",
+        f"  it points at {digest}, which stays and can still be pulled by digest",
+        f"  other tags on it stay: {', '.join(others)}" if others else
+        "  it is the manifest's last tag: the manifest becomes untagged",
+        *_in_use_lines(users),
+    ]
+    if not others and registry.config.gc.delete_untagged:
+        lines.append("delete_untagged is on: a garbage collection will then collect it.")
+    else:
+        lines.append("Nothing is freed: the manifest stays.")
+    return "\n".join(lines)
+
+
+def _blobs(n: int) -> str:
+    return f"{n} blob" if n == 1 else f"{n} blobs"
+
+
+def _in_use_lines(users: list[dict[str, Any]]) -> list[str]:
+    if not users:
+        return []
+    return ["  in use in the cluster by: " + ", ".join(str(u.get("name", "?")) for u in users)]
