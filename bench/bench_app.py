@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry_core.identity import CONSOLE
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -29,6 +27,7 @@ from registry_core.auth import Authenticator, read_credentials  # noqa: E402
 from registry_core.datadir import DataDir  # noqa: E402
 from registry_core.enablement import enable  # noqa: E402
 from registry_core.http.app import RegistryApp  # noqa: E402
+from registry_core.identity import CONSOLE  # noqa: E402
 from registry_core.manifests import OCI_CONFIG, OCI_MANIFEST  # noqa: E402
 from registry_core.registry import Registry  # noqa: E402
 

@@ -262,8 +262,10 @@ HOSTILE = ["%00", "%0A", "%0D", "%0D%0A", "%09", "%7F", "%20", "%2F", "%2f", "%5
 PARAM_CODES = {
     "name": {"NAME_INVALID"},
     "tag": {"MANIFEST_UNKNOWN", "NAME_INVALID", "MANIFEST_INVALID"},
-    "manifest": {"DIGEST_INVALID"},
-    "blob": {"DIGEST_INVALID"},
+    # A well-formed digest of an algorithm we do not support is UNSUPPORTED (md5:..., or an
+    # inserted run of letters that makes the algorithm "aaa...sha256").
+    "manifest": {"DIGEST_INVALID", "UNSUPPORTED"},
+    "blob": {"DIGEST_INVALID", "UNSUPPORTED"},
     "upload": {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"},
 }
 ROUTES = [
