@@ -65,6 +65,36 @@ class ManifestDetail:
     annotations: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ManifestGraph:
+    """Tags and index children of the whole registry, read at once: what resolving many
+    image references (the cluster's images in use) needs without a query each."""
+
+    tags: dict[tuple[str, str], str]
+    """(repository, tag) -> manifest digest."""
+    children: dict[tuple[str, str], tuple[str, ...]]
+    """(repository, index digest) -> its children's digests."""
+    parents: dict[tuple[str, str], tuple[str, ...]]
+    """(repository, child digest) -> the indexes that list it."""
+
+
+def manifest_graph(registry: Registry) -> ManifestGraph:
+    store = registry.store
+    with store.snapshot():
+        targets = store.catalog.tag_targets()
+        edges = store.manifests.index_edges()
+    children: dict[tuple[str, str], list[str]] = {}
+    parents: dict[tuple[str, str], list[str]] = {}
+    for repository, index, child in edges:
+        children.setdefault((repository, index), []).append(child)
+        parents.setdefault((repository, child), []).append(index)
+    return ManifestGraph(
+        {(repository, tag): digest for repository, tag, digest in targets},
+        {key: tuple(value) for key, value in children.items()},
+        {key: tuple(value) for key, value in parents.items()},
+    )
+
+
 def repositories(registry: Registry) -> list[RepositorySummary]:
     """Every repository with at least one manifest, sorted by name; sizes as the usage
     report counts them (the Images and Storage screens must agree)."""

@@ -48,6 +48,25 @@ class LimitsConfig:
     receives at once (fewer, larger parts: faster uploads)."""
 
 
+DEFAULT_SKIP_NAMESPACES = ["kube-system", "kube-public", "kube-node-lease"]
+
+
+@dataclass
+class KubernetesConfig:
+    """The cluster whose workloads pull from this registry (registry_core/kube/)."""
+
+    kubeconfig: str = ""
+    """Path of the kubeconfig; empty: $KUBECONFIG, else ~/.kube/config, else in-cluster."""
+    context: str = ""
+    """The kubeconfig context to use; empty: its current context."""
+    secret_name: str = "ase-ecr-credentials"
+    skip_namespaces: list[str] = field(default_factory=lambda: list(DEFAULT_SKIP_NAMESPACES))
+    """Namespaces that get no pull secret."""
+    keep_secrets: bool = True
+    """While the registry is served, give new namespaces the pull secret and re-apply it
+    after a password rotation."""
+
+
 @dataclass
 class Config:
     device_name: str = "edge"
@@ -61,6 +80,7 @@ class Config:
     gc: GCConfig = field(default_factory=GCConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
     @property
     def endpoint_host(self) -> str:
@@ -95,7 +115,10 @@ def save_config(config: Config, path: Path) -> None:
 
 def _from_dict(raw: dict[str, object], path: Path) -> Config:
     config = Config()
-    sections = {"gc": config.gc, "storage": config.storage, "limits": config.limits}
+    sections = {
+        "gc": config.gc, "storage": config.storage, "limits": config.limits,
+        "kubernetes": config.kubernetes,
+    }
     for key, value in raw.items():
         if key in sections and isinstance(value, dict):
             for sub_key, sub_value in value.items():
@@ -110,6 +133,11 @@ def _set(target: object, key: str, value: object, label: str, path: Path) -> Non
     if key not in names:
         raise ConfigError(f"{path}: unknown setting {label!r}")
     current = getattr(target, key)
+    if isinstance(current, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {label} must be a list of strings, got {value!r}")
+        setattr(target, key, list(value))
+        return
     if isinstance(current, bool) != isinstance(value, bool) or not isinstance(
         value, type(current) if not isinstance(current, float) else (int, float)
     ):
@@ -136,5 +164,7 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

@@ -15,6 +15,8 @@ from registry_core.datadir import DataDir
 from registry_core.errors import NotEnabledError
 from registry_core.gc import GarbageCollector
 from registry_core.http.app import RegistryApp
+from registry_core.kube import Cluster, SecretKeeper
+from registry_core.kube.settings import KubeSettings, resolve
 from registry_core.registry import Registry
 from registry_core.scheduler import GCScheduler
 from registry_core.server import (
@@ -31,7 +33,12 @@ log = logging.getLogger("edge_registry.service")
 class RegistryService:
     """Owns one Registry and, once started, the server that serves it."""
 
-    def __init__(self, datadir: DataDir, access_logging: bool = False) -> None:
+    def __init__(
+        self, datadir: DataDir, access_logging: bool = False,
+        kube: KubeSettings | None = None,
+    ) -> None:
+        """`kube`: the cluster whose pull secrets to keep while serving (default: as
+        config.toml, KUBECONFIG or ~/.kube/config say; none: no keeper)."""
         if not datadir.is_enabled():
             raise NotEnabledError(
                 f"the registry in {datadir.root} is not enabled; run `edge-console enable`"
@@ -43,6 +50,8 @@ class RegistryService:
         self.collector = GarbageCollector(self.registry)
         self.scheduler = GCScheduler(self.registry, self.collector)
         self.usage_sampler = UsageSampler(self.registry)
+        self.kube = kube or resolve(self.config.kubernetes)
+        self.secret_keeper: SecretKeeper | None = None
 
     @property
     def config(self) -> Config:
@@ -58,6 +67,7 @@ class RegistryService:
         write_server_state(self.datadir, address, self.config.tls)
         self.registry.fill_ballast()
         self.scheduler.start()
+        self._keep_secrets()
         log.info(
             "serving %s on %s (TLS %s)",
             self.datadir.root,
@@ -66,7 +76,18 @@ class RegistryService:
         )
         return address
 
+    def _keep_secrets(self) -> None:
+        settings = self.kube
+        if settings is None or not settings.keep_secrets or self.secret_keeper is not None:
+            return
+        self.secret_keeper = SecretKeeper(lambda: Cluster(self.registry, settings))
+        self.secret_keeper.start()
+        log.info("keeping pull secrets in %s", settings.describe())
+
     def stop(self) -> None:
+        if self.secret_keeper is not None:
+            self.secret_keeper.stop()
+            self.secret_keeper = None
         self.scheduler.stop()
         if self.server is not None:
             self.server.stop()

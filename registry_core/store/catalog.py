@@ -98,6 +98,15 @@ class Catalog(Queries):
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def tag_targets(self) -> list[tuple[str, str, str]]:
+        """(repository, tag, digest) of every tag: the light form of tag_rows."""
+        rows = self._conn.execute(
+            "SELECT r.name, t.name, m.digest FROM tags t "
+            "JOIN manifests m ON m.id = t.manifest_id "
+            "JOIN repositories r ON r.id = m.repository_id"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def tag_rows(self, name: str | None = None) -> list[TagRow]:
         """Tags of one repository, or of all (None), sorted by repository and tag."""
         if name is None:

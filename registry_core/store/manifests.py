@@ -187,6 +187,15 @@ class Manifests(Queries):
         ).fetchall()
         return [ChildManifest(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
+    def index_edges(self) -> list[tuple[str, str, str]]:
+        """(repository, index digest, child digest) of every index child."""
+        rows = self._conn.execute(
+            "SELECT r.name, m.digest, c.child_digest FROM manifest_children c "
+            "JOIN manifests m ON m.id = c.parent_id "
+            "JOIN repositories r ON r.id = m.repository_id"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def child_for_platform(self, repository: str, index: str, platform: str) -> str | None:
         """The digest of the first child of an index for a platform such as 'linux/amd64'."""
         row = self._conn.execute(
