@@ -21,6 +21,9 @@ from console.widgets.format import short_digest, size
 from registry_core import browse
 from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, NameInvalid, Unsupported
 from registry_core.identity import CONSOLE
+from registry_core.kube import ClusterError
+from registry_core.kube.cluster import in_use_if_configured
+from registry_core.kube.images import parse_image
 from registry_core.preview import DeletePreview, preview_delete
 from registry_core.reference import Digest, parse_digest, validate_name, validate_tag
 from registry_core.registry import Registry
@@ -28,6 +31,10 @@ from registry_core.registry import Registry
 
 class Refused(EdgeError):
     """The delete would break something (an index, a running workload): nothing was deleted."""
+
+
+class Unchecked(Refused):
+    """The cluster could not be asked whether it uses the image: nothing was deleted."""
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -64,13 +71,27 @@ def parse_target(text: str) -> tuple[str, Digest | str]:
         raise NameInvalid(f"invalid reference {text[:300]!r}: {exc}") from None
 
 
-def in_use_by(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
-    """The cluster's users of `repository@digest` (pods, workload templates), each a dict.
+def in_use_by(
+    registry: Registry, repository: str, digest: str, tag: str | None = None
+) -> list[dict[str, Any]]:
+    """The cluster's users of `repository@digest` (pods, workload templates), each a dict;
+    with `tag`, only those that name the image by that tag (what an untag breaks).
 
-    Empty for now: the cluster side (registry_core.kube) answers this once it lists the
-    images in use. A non-empty answer is already refused unless --force (`_users`), printed
-    and put in the JSON as `in_use_by`."""
-    return []
+    No cluster configured: nothing to check. A cluster configured but not answering is a
+    refusal (Refused, unless --force): a delete must not go ahead on a guess."""
+    try:
+        in_use = in_use_if_configured(registry)
+    except ClusterError as exc:
+        raise Unchecked(f"cannot check whether the cluster uses it: {exc}") from None
+    users = [] if in_use is None else in_use.users_of(repository, digest)
+    if tag is not None:
+        users = [u for u in users if _names_tag(u.image, tag)]
+    return [u.to_json() for u in users]
+
+
+def _names_tag(image: str, tag: str) -> bool:
+    ref = parse_image(image)
+    return ref is not None and ref.digest is None and (ref.tag or "latest") == tag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,12 +120,19 @@ def _resolve(registry: Registry, repository: str, ref: Digest | str) -> str:
 
 
 def _users(
-    args: argparse.Namespace, registry: Registry, repository: str, digest: str, what: str
+    args: argparse.Namespace, registry: Registry, repository: str, digest: str, what: str,
+    tag: str | None = None,
 ) -> list[dict[str, Any]]:
     """What in the cluster uses the manifest; Refused when something does, unless --force."""
-    users = in_use_by(registry, repository, digest)
+    try:
+        users = in_use_by(registry, repository, digest, tag)
+    except Unchecked as exc:
+        if not args.force:
+            raise Unchecked(f"{exc}; use --force to delete {what} anyway") from None
+        return []
     if users and not args.force:
-        names = ", ".join(str(u.get("name", "?")) for u in users[:3])
+        names = ", ".join(f"{u['kind'].lower()} {u['namespace']}/{u['name']}"
+                          for u in users[:3])
         more = f" and {len(users) - 3} more" if len(users) > 3 else ""
         raise Refused(f"{what} is in use by {names}{more}: use --force to delete it anyway")
     return users
@@ -156,7 +184,7 @@ def _untag(
     tag: str,
     digest: str,
 ) -> int:
-    users = _users(args, registry, repository, digest, f"{repository}:{tag}")
+    users = _users(args, registry, repository, digest, f"{repository}:{tag}", tag)
     others = [t for t in browse.manifest_detail(registry, repository, digest).tags if t != tag]
     payload: dict[str, Any] = {
         "repository": repository,
@@ -247,4 +275,8 @@ def _blobs(n: int) -> str:
 def _in_use_lines(users: list[dict[str, Any]]) -> list[str]:
     if not users:
         return []
-    return ["  in use in the cluster by: " + ", ".join(str(u.get("name", "?")) for u in users)]
+    return ["  in use in the cluster by:"] + [
+        f"    {u['kind'].lower()} {u['namespace']}/{u['name']} (container {u['container']}, "
+        f"{u['state']})"
+        for u in users
+    ]

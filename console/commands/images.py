@@ -6,6 +6,7 @@ Sizes, counts and dates are registry_core.browse's, the same the console's Image
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,8 @@ from console.commands.gc import open_registry
 from console.widgets.format import image_created, size, when
 from registry_core import browse
 from registry_core.errors import NameUnknown
+from registry_core.kube import ClusterError, ImageUse
+from registry_core.kube.cluster import in_use_if_configured
 from registry_core.registry import Registry
 from registry_core.store.catalog import TagRow
 
@@ -51,12 +54,24 @@ def run(args: argparse.Namespace) -> int:
         registry.close()
 
 
-def in_use_in(registry: Registry, repository: str) -> Mapping[str, list[dict[str, str]]]:
-    """What uses each digest of `repository` in the cluster, by digest (absent: nothing).
+def in_use_in(
+    registry: Registry, repository: str, digests: Sequence[str]
+) -> Mapping[str, list[dict[str, str]]]:
+    """What uses each of `digests` of `repository` in the cluster (absent: nothing). No
+    cluster configured: nothing; one not answering: a warning, and the column stays empty."""
+    try:
+        in_use = in_use_if_configured(registry)
+    except ClusterError as exc:
+        print(f"edge-console: warning: the IN USE column is empty: {exc}", file=sys.stderr)
+        return {}
+    if in_use is None:
+        return {}
+    found = {d: [_user(u) for u in in_use.users_of(repository, d)] for d in digests}
+    return {d: users for d, users in found.items() if users}
 
-    Empty until the cluster side (registry_core.kube) reports the images pods and workload
-    templates use; it then answers here, for the whole repository in one call."""
-    return {}
+
+def _user(use: ImageUse) -> dict[str, str]:
+    return {k: str(v) for k, v in use.to_json().items()}
 
 
 # ---- repositories -------------------------------------------------------------------------
@@ -99,7 +114,7 @@ def _tags(args: argparse.Namespace, registry: Registry, repository: str) -> int:
     untagged = browse.untagged(registry, repository)
     if not tagged and not untagged:
         raise _unknown(repository)
-    in_use = in_use_in(registry, repository)
+    in_use = in_use_in(registry, repository, [t.digest for t in (*tagged, *untagged)])
     payload = {
         "repository": repository,
         "tags": [{"tag": t.tag, **_manifest_json(t, in_use)} for t in tagged],
@@ -144,7 +159,7 @@ def _manifest_json(
 def _in_use_text(users: Sequence[Mapping[str, str]]) -> str:
     if not users:
         return "-"
-    names = [u.get("name", "?") for u in users[:2]]
+    names = [f"{u.get('kind', '?').lower()} {u.get('name', '?')}" for u in users[:2]]
     more = f" +{len(users) - 2}" if len(users) > 2 else ""
     return ", ".join(names) + more
 

@@ -116,6 +116,19 @@ class Cluster:
                              self.settings.source, error, states, in_use)
 
 
+def in_use_if_configured(registry: Registry) -> InUse | None:
+    """The cluster's images in use, or None when no cluster is configured at all; a cluster
+    configured but not answering raises ClusterError (a caller must not take it for 'none')."""
+    settings = resolve(registry.config.kubernetes)
+    if settings is None:
+        return None
+    cluster = Cluster(registry, settings)
+    try:
+        return cluster.in_use()
+    finally:
+        cluster.close()
+
+
 def unreachable_status(error: ClusterError, source: str = "") -> ClusterStatus:
     """The status to show when not even a connection could be set up."""
     return ClusterStatus(False, "", "", source, str(error), (), None)
