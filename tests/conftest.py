@@ -20,6 +20,10 @@ from registry_core.enablement import enable
 from registry_core.http.app import RegistryApp
 from registry_core.registry import Registry
 
+# The Kubernetes test bed's fixtures (kube_apiserver, kube_controllers, kube_client,
+# kube_namespace): see kubebed.py.
+pytest_plugins = ["kubebed"]
+
 # Property tests check correctness, not speed (benchmarks do that): no per-example deadline,
 # which a loaded CI machine would turn into flakes.
 settings.register_profile("edge", deadline=None, suppress_health_check=[HealthCheck.too_slow])
