@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from registry_core.kube.cluster import Cluster
-from registry_core.kube.errors import ClusterError, ClusterGone
+from registry_core.kube.errors import ClusterError, ClusterGone, ClusterUnreachable
 
 log = logging.getLogger("edge_registry.kube")
 
@@ -31,6 +31,12 @@ class KeeperState:
     """Secrets created or repaired since the keeper started."""
     error: str
     since: float
+    passes: int = 0
+    """Full passes over every namespace (the first, and after a 410 or a rotation)."""
+    resumes: int = 0
+    """Watches resumed from the last resourceVersion after a cut."""
+    expired: int = 0
+    """Watches the server refused because it no longer had their version (410)."""
 
 
 class SecretKeeper:
@@ -87,6 +93,7 @@ class SecretKeeper:
         creds = cluster.credentials()
         version = self._apply_all(cluster)
         self._note(watching=True, error="")
+        cuts = 0
         while not self._stop.is_set():
             try:
                 for event in cluster.api.watch("/api/v1/namespaces", version,
@@ -95,7 +102,19 @@ class SecretKeeper:
                     if self._stop.is_set():
                         return
             except ClusterGone:
+                self._note(expired=self._state.expired + 1)
                 return
+            except ClusterUnreachable as exc:  # a cut: resume from `version`, after a pause
+                if self._stop.is_set():
+                    return
+                self._note(watching=False, error=str(exc))
+                self._stop.wait(BACKOFF[min(cuts, len(BACKOFF) - 1)])
+                cuts += 1
+                self._note(resumes=self._state.resumes + 1)
+                continue
+            if cuts:
+                cuts = 0
+                self._note(watching=True, error="")
             fresh = cluster.credentials()
             if fresh != creds:  # a rotation: every secret is stale now
                 creds = fresh
@@ -104,6 +123,7 @@ class SecretKeeper:
 
     def _apply_all(self, cluster: Cluster) -> str:
         listing = cluster.api.list("/api/v1/namespaces")
+        self._note(passes=self._state.passes + 1)
         skip = set(cluster.settings.skip_namespaces)
         for ns in listing.items:
             name = str((ns.get("metadata") or {}).get("name", ""))
@@ -137,12 +157,5 @@ class SecretKeeper:
             log.info("pull secret %s in %s", result.action, namespace)
             self._note(applied=self._state.applied + 1)
 
-    def _note(self, watching: bool | None = None, applied: int | None = None,
-              error: str | None = None) -> None:
-        old = self._state
-        self._state = KeeperState(
-            old.watching if watching is None else watching,
-            old.applied if applied is None else applied,
-            old.error if error is None else error,
-            time.time(),
-        )
+    def _note(self, **changes: object) -> None:
+        self._state = replace(self._state, since=time.time(), **changes)  # type: ignore[arg-type]
