@@ -473,14 +473,20 @@ def write_pod_status(
 # ---- fixtures ---------------------------------------------------------------------------------
 
 
+def start_or_fail(start: Callable[[], T]) -> T:
+    """`start()`, or fail the tests that need it with the logs (no traceback, no chain)."""
+    try:
+        return start()
+    except StartupError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def kube_apiserver() -> Iterator[KubeBed]:
     """etcd + kube-apiserver for the whole session (logs and certs in a temp dir)."""
     with tempfile.TemporaryDirectory(prefix="edge-kubebed-") as tmp:
-        try:
-            bed, processes = start_bed(Path(tmp))
-        except StartupError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        bed, processes = start_or_fail(lambda: start_bed(Path(tmp)))
         try:
             yield bed
         finally:
@@ -490,10 +496,8 @@ def kube_apiserver() -> Iterator[KubeBed]:
 @pytest.fixture(scope="session")
 def kube_controllers(kube_apiserver: KubeBed) -> Iterator[None]:
     """kube-controller-manager (namespace, deployment, replicaset, garbage collector)."""
-    try:
-        process = start_controllers(kube_apiserver, kube_apiserver.kubeconfig.parent)
-    except StartupError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    workdir = kube_apiserver.kubeconfig.parent
+    process = start_or_fail(lambda: start_controllers(kube_apiserver, workdir))
     try:
         yield None
     finally:
