@@ -6,6 +6,8 @@ under CI (CI=true) a missing tool is an error, never a skip. Helpers live in sup
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +21,10 @@ from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.http.app import RegistryApp
 from registry_core.registry import Registry
+
+# No test touches a cluster of the developer's (a serving registry keeps pull secrets in
+# the cluster its kubeconfig names): only the test bed's, given explicitly.
+os.environ["KUBECONFIG"] = os.path.join(tempfile.gettempdir(), "edge-console-tests-no-cluster")
 
 # The Kubernetes test bed's fixtures (kube_apiserver, kube_controllers, kube_client,
 # kube_namespace): see kubebed.py.

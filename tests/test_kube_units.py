@@ -35,7 +35,7 @@ ENDPOINT = Endpoint(frozenset({"ecr.edge.test", "192.0.2.10"}), 31001)
 
 
 def kubectl_secret(creds: Credentials) -> dict[str, object]:
-    require_tool("kubectl")
+    require_tool("kubectl")  # Debian: kubernetes-client
     out = subprocess.run(
         ["kubectl", "create", "secret", "docker-registry", "ase-ecr-credentials",
          f"--docker-server={creds.endpoint}", f"--docker-username={creds.username}",
