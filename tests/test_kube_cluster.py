@@ -349,8 +349,24 @@ def test_images_in_use_by_pods_and_workloads(
         container_status("side", "docker.io/library/busybox:1", "docker.io/library/busybox@"
                          + "sha256:" + "0" * 64),
     ])
+    core.create_namespaced_pod(kube_namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "docker-node"},
+        "spec": {"containers": [{"name": "main", "image": f"{host}/shop/batch:v3"}]},
+    })
+    write_pod_status(kube_client, kube_namespace, "docker-node", [  # dockershim's form
+        container_status("main", f"{host}/shop/batch:v3",
+                         f"docker-pullable://{host}/shop/batch@{batch}"),
+    ])
     cluster = Cluster.open(registry)
     try:
+        # Kubernetes 1.20 serves CronJobs as batch/v1beta1 only (the client has no API class
+        # for it any more): created raw.
+        cluster.api.create(f"/apis/batch/v1beta1/namespaces/{kube_namespace}/cronjobs", {
+            "apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "run", "image": f"{host}/shop/web:v1"}]}}}}},
+        })
         in_use = cluster.in_use(fresh=True)
     finally:
         cluster.close()
@@ -360,7 +376,9 @@ def test_images_in_use_by_pods_and_workloads(
     assert mine == sorted([
         ("Deployment", "web", "main", "shop/web", web, "tag"),
         ("Pod", "web-abc", "main", "shop/web", web, "imageID"),
+        ("Pod", "docker-node", "main", "shop/batch", batch, "imageID"),
         ("Job", "batch", "run", "shop/batch", batch, "digest"),
+        ("CronJob", "nightly", "run", "shop/web", web, "tag"),
     ])
     assert {u.name for u in in_use.users_of("shop/web", web)} >= {"web", "web-abc"}
     assert in_use.users_of("shop/old", unused) == []
