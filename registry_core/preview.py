@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from registry_core.errors import ManifestUnknown
+from registry_core.kube.in_use import ImageUse, InUse
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
 from registry_core.store import Store
@@ -61,6 +62,9 @@ class DeletePreview:
     """Of bytes_freed, what the configured grace period still protects: a GC run now keeps
     it, one after the grace period frees it."""
     grace_period_seconds: float = 0.0
+    in_use_by: list[ImageUse] = field(default_factory=list)
+    """Pods and workload templates in the cluster that use the manifest (directly, through
+    an index that lists it, or, for an index, through a child): deleting breaks them."""
 
     @property
     def allowed(self) -> bool:
@@ -73,9 +77,11 @@ class DeletePreview:
 
 
 def preview_delete(
-    registry: Registry, name: str, digest: Digest | str, delete_untagged: bool | None = None
+    registry: Registry, name: str, digest: Digest | str, delete_untagged: bool | None = None,
+    in_use: InUse | None = None,
 ) -> DeletePreview:
-    """Tags, children, dangling referrers and exact bytes freed by deleting `name@digest`."""
+    """Tags, children, dangling referrers and exact bytes freed by deleting `name@digest`,
+    and, given the cluster's images in use, who in the cluster uses it."""
     key = str(digest if isinstance(digest, Digest) else parse_digest(digest))
     du = registry.config.gc.delete_untagged if delete_untagged is None else delete_untagged
     store, reach = registry.store, registry.store.reachability
@@ -123,6 +129,7 @@ def preview_delete(
         gc_bytes_freed=sum(after.values()),
         bytes_in_grace=sum(b.size for b in freed if b.digest in recent),
         grace_period_seconds=grace,
+        in_use_by=[] if in_use is None else in_use.users_of(name, key),
     )
 
 

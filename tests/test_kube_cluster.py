@@ -431,5 +431,5 @@ def test_a_delete_is_refused_when_the_cluster_cannot_be_asked(
     save_config(config, plain_data.config)
     refused = cli(plain_data, "delete", "site/app:v1")
     assert refused.returncode == 1
-    assert "cannot check whether the cluster uses it" in refused.stderr
+    assert "cannot check whether the cluster uses site/app@" in refused.stderr
     assert cli_json(plain_data, "delete", "site/app:v1", "--force")["deleted"] is True

@@ -21,7 +21,7 @@ from console.widgets.format import short_digest, size
 from registry_core import browse
 from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, NameInvalid, Unsupported
 from registry_core.identity import CONSOLE
-from registry_core.kube import ClusterError
+from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.kube.cluster import in_use_if_configured
 from registry_core.kube.images import parse_image
 from registry_core.preview import DeletePreview, preview_delete
@@ -71,22 +71,19 @@ def parse_target(text: str) -> tuple[str, Digest | str]:
         raise NameInvalid(f"invalid reference {text[:300]!r}: {exc}") from None
 
 
-def in_use_by(
-    registry: Registry, repository: str, digest: str, tag: str | None = None
-) -> list[dict[str, Any]]:
-    """The cluster's users of `repository@digest` (pods, workload templates), each a dict;
-    with `tag`, only those that name the image by that tag (what an untag breaks).
-
-    No cluster configured: nothing to check. A cluster configured but not answering is a
-    refusal (Refused, unless --force): a delete must not go ahead on a guess."""
+def cluster_in_use(args: argparse.Namespace, registry: Registry, what: str) -> InUse | None:
+    """The cluster's images in use; None when no cluster is configured (nothing to check),
+    or when it cannot be asked and --force says to go ahead. A configured cluster that does
+    not answer refuses the delete: it must not go ahead on a guess."""
     try:
-        in_use = in_use_if_configured(registry)
+        return in_use_if_configured(registry)
     except ClusterError as exc:
-        raise Unchecked(f"cannot check whether the cluster uses it: {exc}") from None
-    users = [] if in_use is None else in_use.users_of(repository, digest)
-    if tag is not None:
-        users = [u for u in users if _names_tag(u.image, tag)]
-    return [u.to_json() for u in users]
+        if args.force:
+            return None
+        raise Unchecked(
+            f"cannot check whether the cluster uses {what}: {exc}; use --force to delete it "
+            "anyway"
+        ) from None
 
 
 def _names_tag(image: str, tag: str) -> bool:
@@ -119,23 +116,11 @@ def _resolve(registry: Registry, repository: str, ref: Digest | str) -> str:
         raise ManifestUnknown(f"no tag {repository}:{ref} in this registry") from None
 
 
-def _users(
-    args: argparse.Namespace, registry: Registry, repository: str, digest: str, what: str,
-    tag: str | None = None,
-) -> list[dict[str, Any]]:
-    """What in the cluster uses the manifest; Refused when something does, unless --force."""
-    try:
-        users = in_use_by(registry, repository, digest, tag)
-    except Unchecked as exc:
-        if not args.force:
-            raise Unchecked(f"{exc}; use --force to delete {what} anyway") from None
-        return []
+def _refuse_if_used(args: argparse.Namespace, users: list[ImageUse], what: str) -> None:
     if users and not args.force:
-        names = ", ".join(f"{u['kind'].lower()} {u['namespace']}/{u['name']}"
-                          for u in users[:3])
+        names = ", ".join(f"{u.kind.lower()} {u.namespace}/{u.name}" for u in users[:3])
         more = f" and {len(users) - 3} more" if len(users) > 3 else ""
         raise Refused(f"{what} is in use by {names}{more}: use --force to delete it anyway")
-    return users
 
 
 def _delete(
@@ -144,18 +129,19 @@ def _delete(
     repository: str,
     digest: str,
 ) -> int:
+    what = f"{repository}@{digest}"
     try:
-        preview = preview_delete(registry, repository, digest)
+        preview = preview_delete(registry, repository, digest,
+                                 in_use=cluster_in_use(args, registry, what))
     except ManifestUnknown:
         raise ManifestUnknown(f"no manifest {repository}@{digest} in this registry") from None
-    what = f"{repository}@{digest}"
     if not preview.allowed:
         raise Refused(f"{what} is part of the index {preview.blocked_by[0]}: "
                       "delete the index instead")
-    users = _users(args, registry, repository, digest, what)
+    _refuse_if_used(args, preview.in_use_by, what)
+    users = [u.to_json() for u in preview.in_use_by]
     payload: dict[str, Any] = {
         **preview.to_json(),
-        "in_use_by": users,
         "untag": False,
         "dry_run": bool(args.dry_run),
         "deleted": False,
@@ -184,7 +170,13 @@ def _untag(
     tag: str,
     digest: str,
 ) -> int:
-    users = _users(args, registry, repository, digest, f"{repository}:{tag}", tag)
+    what = f"{repository}:{tag}"
+    in_use = cluster_in_use(args, registry, what)
+    used = [] if in_use is None else [
+        u for u in in_use.users_of(repository, digest) if _names_tag(u.image, tag)
+    ]
+    _refuse_if_used(args, used, what)
+    users = [u.to_json() for u in used]
     others = [t for t in browse.manifest_detail(registry, repository, digest).tags if t != tag]
     payload: dict[str, Any] = {
         "repository": repository,
