@@ -30,16 +30,19 @@ from console.context import Command, ConsoleContext
 from console.keys import help_lines, palette_actions
 from console.screens.base import View
 from console.screens.certificates import CertificatesView
+from console.screens.cluster import ClusterView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
 from console.screens.help import HelpScreen, HelpSection
 from console.screens.images import ImagesView
 from console.screens.storage import StorageView
+from console.widgets.cluster_link import ClusterLink
 from console.widgets.status import DiskStatus, ServerStatus, StatusHeader
 from registry_core.config import Config
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
 from registry_core.gc import GarbageCollector
+from registry_core.kube import Cluster, KeeperState
 from registry_core.registry import Registry
 from registry_core.service import RegistryService
 
@@ -49,6 +52,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("images", "3 Images"),
     ("storage", "4 Storage"),
     ("gc", "5 Garbage collection"),
+    ("cluster", "6 Cluster"),
 )
 
 SCREENS_GROUP = Binding.Group("go to")
@@ -158,6 +162,7 @@ class EdgeConsoleApp(App[None]):
         self._collector = collector
         self.server_status = self._initial_status()
         self.requests: int | None = None
+        self.cluster_link = ClusterLink(partial(Cluster.open, self.registry))
 
     # ---- back end ----------------------------------------------------------------------------
 
@@ -179,6 +184,15 @@ class EdgeConsoleApp(App[None]):
     def scheduler(self) -> Any:
         """The service's GC scheduler, if this process runs one."""
         return getattr(self.service, "scheduler", None) if self.service is not None else None
+
+    def cluster(self) -> Cluster:
+        """The cluster as config.toml, KUBECONFIG or ~/.kube/config name it, opened on first
+        use (blocking: workers only); ClusterError when there is none to talk to."""
+        return self.cluster_link.get()
+
+    def secret_keeper_state(self) -> KeeperState | None:
+        keeper = self.service.secret_keeper if self.service is not None else None
+        return keeper.state if keeper is not None else None
 
     def _initial_status(self) -> ServerStatus:
         listen = self._listen or self.config.listen_address
@@ -213,6 +227,8 @@ class EdgeConsoleApp(App[None]):
                 yield StorageView(id="storage-view")
             with TabPane(TABS[4][1], id="gc"):
                 yield GCView(id="gc-view")
+            with TabPane(TABS[5][1], id="cluster"):
+                yield ClusterView(id="cluster-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -364,9 +380,11 @@ class EdgeConsoleApp(App[None]):
 
     def on_unmount(self) -> None:
         """The collector's heartbeat thread ends with the app (closing twice is harmless: the
-        service closes its own again)."""
+        service closes its own again); so does the connection to the cluster (a call still
+        in progress is not waited for)."""
         if self._collector is not None:
             self._collector.close()
+        self.cluster_link.close()
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT_THEME if self.current_theme.dark else DARK_THEME

@@ -13,6 +13,7 @@ from console.widgets.status import ServerStatus
 from registry_core.config import Config
 from registry_core.datadir import DataDir
 from registry_core.gc import GarbageCollector
+from registry_core.kube import Cluster, KeeperState
 from registry_core.registry import Registry
 
 
@@ -54,6 +55,16 @@ class ConsoleContext(Protocol):
 
     @property
     def server_status(self) -> ServerStatus: ...
+
+    def cluster(self) -> Cluster:
+        """The cluster, opened on first use and shared by the panes. Blocking: call it from a
+        worker (through `abandonable`); ClusterError when there is none to talk to."""
+        ...
+
+    def secret_keeper_state(self) -> KeeperState | None:
+        """The state of the pull-secret keeper of the registry served in this process (None:
+        no keeper here)."""
+        ...
 
     def active_tab(self) -> str: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar, Literal
 
 import humanize
@@ -19,7 +20,14 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
+from console.context import ConsoleContext
 from console.screens.base import View
+from console.widgets.cluster_link import (
+    Abandoned,
+    abandonable,
+    labels_by_manifest,
+    no_cluster,
+)
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.format import ago, image_created, short_digest, size
 from console.widgets.virtual_table import Column, Row, VirtualTable
@@ -27,6 +35,7 @@ from registry_core import browse
 from registry_core.browse import ManifestDetail
 from registry_core.errors import EdgeError
 from registry_core.identity import CONSOLE
+from registry_core.kube import ClusterError, InUse
 from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
 from registry_core.preview import DeletePreview, preview_delete
 
@@ -34,8 +43,13 @@ Level = Literal["repos", "tags", "all", "detail"]
 
 # Row layouts (tuples, as the virtual table keeps them).
 # repositories: (name, tag_count, size_bytes, last_push, manifest_count)
-# tags:         (repository, tag, digest, size_bytes, image_created, platforms, pushed_at)
+# tags:         (repository, tag, digest, size_bytes, image_created, platforms, pushed_at,
+#                (repository, digest))  <- the key of the "In use" column
 UNTAGGED = "<untagged>"
+LISTED_USERS = 8
+"""The delete confirmation names at most this many of the cluster's users of a manifest."""
+InUseLabels = dict[tuple[str, str], str]
+NOT_CHECKED = "Not checked whether the cluster uses it"
 
 
 IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
@@ -72,9 +86,42 @@ class ImagesFailed(Message):
 
 
 class PreviewReady(Message):
-    def __init__(self, preview: DeletePreview) -> None:
+    def __init__(self, preview: DeletePreview, cluster_note: str = "") -> None:
         super().__init__()
         self.preview = preview
+        self.cluster_note = cluster_note
+
+
+class InUseLoaded(Message):
+    """The cluster's images in use, as the "In use" column's labels (None: no cluster to
+    ask, or it did not answer)."""
+
+    def __init__(self, labels: InUseLabels | None) -> None:
+        super().__init__()
+        self.labels = labels
+
+
+def in_use_labels(edge: ConsoleContext) -> InUseLabels | None:
+    """Blocking. None when there is no cluster or it does not answer (logged, not shown:
+    the column stays away rather than nagging)."""
+    try:
+        in_use = edge.cluster().in_use()
+    except (EdgeError, OSError):  # ClusterError, or the registry's graph could not be read
+        return None
+    return labels_by_manifest(in_use.uses, in_use.graph.children, in_use.graph.parents)
+
+
+def cluster_in_use(edge: ConsoleContext) -> tuple[InUse | None, str]:
+    """The cluster's images in use for the delete preview, and a note for the confirmation
+    when the cluster could not be asked ((None, "") when no cluster is configured at all)."""
+    try:
+        return edge.cluster().in_use(), ""
+    except ClusterError as exc:
+        if no_cluster(exc):
+            return None, ""
+        return None, f"{NOT_CHECKED}: {exc}"
+    except (EdgeError, OSError) as exc:
+        return None, f"{NOT_CHECKED}: {exc}"
 
 
 class ManifestDeleted(Message):
@@ -88,13 +135,26 @@ class ManifestDeleted(Message):
         self.untag = untag
 
 
-def delete_body(preview: DeletePreview) -> str:
-    """What the confirmation dialog says: the digest, every tag, what a GC will free."""
+def delete_body(preview: DeletePreview, cluster_note: str = "") -> str:
+    """What the confirmation dialog says: the digest, who in the cluster uses it, every tag,
+    what a GC will free."""
     lines = [
         f"Repository: {preview.repository}",
         f"Digest:     {preview.digest}",
         "",
     ]
+    users = preview.in_use_by
+    if users:
+        lines.append(
+            f"WARNING: the cluster uses this image ({len(users)}): pods that pull it again "
+            "will fail."
+        )
+        lines += [f"  {use.describe()}" for use in users[:LISTED_USERS]]
+        if len(users) > LISTED_USERS:
+            lines.append(f"  … and {len(users) - LISTED_USERS} more")
+        lines.append("")
+    elif cluster_note:
+        lines += [cluster_note, ""]
     if preview.tags:
         lines.append(f"Tags deleted with it ({len(preview.tags)}): {', '.join(preview.tags)}")
     else:
@@ -149,6 +209,14 @@ class ImagesView(View):
     """The repository whose tags are listed (table_level "tags")."""
     detail: reactive[ManifestDetail | None] = reactive(None, init=False)
     """The manifest shown over the table, if any."""
+    in_use: reactive[InUseLabels | None] = reactive(None, init=False)
+    """The cluster's users of each manifest, as the "In use" column shows them (None: no
+    cluster answered: no column)."""
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._in_use_again: bool | None = None
+        """None: no listing of the cluster runs; False: one runs; True: and another is due."""
 
     @property
     def level(self) -> Level:
@@ -215,9 +283,18 @@ class ImagesView(View):
             Column("platforms", "Platforms", 5, min_width=8, format=lambda v: v or "-"),
             pushed,
         ]
+        if self.in_use is not None:  # next to the digest: seen first, before deleting
+            columns.insert(
+                2,
+                Column("in_use", "In use", 7, width=11, format=self.in_use_label,
+                       searchable=False),
+            )
         if level == "all":
             columns.insert(0, Column("repository", "Repository", 0, min_width=14))
         return columns
+
+    def in_use_label(self, key: tuple[str, str]) -> str:
+        return self.in_use.get(key, "") if self.in_use is not None else ""
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -249,6 +326,7 @@ class ImagesView(View):
                         t.image_created,
                         t.platforms,
                         t.pushed_at,
+                        (t.repository, t.digest),
                     )
                     for t in found
                 ]
@@ -265,7 +343,42 @@ class ImagesView(View):
             self.table.set_rows(message.rows, keep=lambda r: r[0])
         else:
             self.table.set_rows(message.rows, keep=lambda r: (r[0], r[1], r[2]))
+            self.request_in_use()
         self.update_crumb()
+
+    def request_in_use(self) -> None:
+        """Ask the cluster which manifests it uses (one listing at a time)."""
+        if self._in_use_again is not None:
+            self._in_use_again = True
+            return
+        self._in_use_again = False
+        self.load_in_use()
+
+    @work(thread=True, group="images-in-use", exit_on_error=False)
+    def load_in_use(self) -> None:
+        try:
+            labels = abandonable(partial(in_use_labels, self.edge))
+        except Abandoned:
+            return
+        except Exception as exc:  # the client library's surprise: no column, no nagging
+            self.log.warning(f"images in use: {type(exc).__name__}: {exc}")
+            labels = None
+        self.post_message(InUseLoaded(labels))
+
+    @on(InUseLoaded)
+    def _in_use_loaded(self, message: InUseLoaded) -> None:
+        again, self._in_use_again = self._in_use_again, None
+        self.in_use = message.labels
+        if again:
+            self.request_in_use()
+
+    def watch_in_use(self, old: InUseLabels | None, new: InUseLabels | None) -> None:
+        if self.table_level == "repos":
+            return
+        if (old is None) != (new is None):  # the column comes or goes
+            self.table.set_columns(self.columns_for(self.table_level))
+        else:
+            self.table.refresh()
 
     def watch_table_level(self, level: Level) -> None:
         self.table.set_columns(self.columns_for(level))
@@ -506,7 +619,15 @@ class ImagesView(View):
     @work(thread=True, exclusive=True, group="images-preview", exit_on_error=False)
     def prepare_delete(self, target: Target) -> None:
         try:
-            preview = preview_delete(self.edge.registry, target.repository, target.digest)
+            in_use, note = abandonable(partial(cluster_in_use, self.edge))
+        except Abandoned:
+            return
+        except Exception as exc:  # the client library's surprise: say so, still ask
+            in_use, note = None, f"{NOT_CHECKED}: {exc}"
+        try:
+            preview = preview_delete(
+                self.edge.registry, target.repository, target.digest, in_use=in_use
+            )
         except (EdgeError, OSError) as exc:
             self.post_message(
                 ImagesFailed(
@@ -514,7 +635,7 @@ class ImagesView(View):
                 )
             )
             return
-        self.post_message(PreviewReady(preview))
+        self.post_message(PreviewReady(preview, note))
 
     @on(PreviewReady)
     def _preview_ready(self, message: PreviewReady) -> None:
@@ -533,8 +654,9 @@ class ImagesView(View):
 
         self.app.push_screen(
             ConfirmationModal(
-                f"Delete {preview.repository}@{short_digest(preview.digest)}?",
-                delete_body(preview),
+                f"Delete {preview.repository}@{short_digest(preview.digest)}?"
+                + (" The cluster uses it." if preview.in_use_by else ""),
+                delete_body(preview, message.cluster_note),
                 confirm_label="Delete",
             ),
             decided,

@@ -21,16 +21,19 @@ from console_helpers import (
     settle,
     wait_for,
 )
+from test_cluster_screen import fixed_picture, unreachable_picture
 from textual.pilot import Pilot
 from textual.widgets import Checkbox
 
 import console.screens.certificates as certificates_screen
 import console.screens.storage as storage_screen
 from console.app import EdgeConsoleApp
+from console.screens.cluster import ClusterPicture, ClusterView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
 from console.screens.images import ImagesView
 from console.widgets.confirm import ConfirmationModal
+from console.widgets.snippet_modal import SnippetModal
 from console.widgets.virtual_table import VirtualTable
 from registry_core.datadir import DataDir
 from registry_core.registry import Registry
@@ -184,6 +187,79 @@ def test_light_theme(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
         table = pilot.app.query_one("#images-table", VirtualTable)
         await wait_for(pilot, lambda: table.total_count == 3)
         await pilot.press("ctrl+t")
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
+
+
+def test_images_in_use_column(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    """With a cluster, the tags say who uses them (here a stand-in for its answer)."""
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        view = pilot.app.query_one(ImagesView)
+        table = pilot.app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        view.open_repository("nginx")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
+        await settle(pilot)  # the real ask found no cluster: no column
+        digest = next(str(row[2]) for row in table.view_rows() if row[1] == "2.0")
+        view.in_use = {("nginx", digest): "2 pods +1"}
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+async def show_cluster(pilot: Pilot[Any], picture: ClusterPicture | None = None) -> ClusterView:
+    """The Cluster screen once its real read is done (no cluster in tests), then the stand-in
+    `picture` (a real server's namespaces vary)."""
+    await pilot.press("6")
+    view = pilot.app.query_one(ClusterView)
+    await wait_for(pilot, lambda: view.picture is not None)
+    await settle(pilot)
+    if picture is not None:
+        view.picture = picture
+        await settle(pilot)
+    return view
+
+
+def test_cluster_not_configured(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_cluster(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_cluster_unreachable(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_cluster(pilot, unreachable_picture())
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_cluster(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_cluster(pilot, fixed_picture())
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+def test_cluster_apply_confirmation(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_cluster(pilot, fixed_picture())
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmationModal))
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
+
+
+def test_cluster_pod_snippet(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_cluster(pilot, fixed_picture())
+        await pilot.press("tab", "down", "down", "enter")  # the images table, the pod of nginx
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SnippetModal))
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
