@@ -217,8 +217,8 @@ def test_resolution_by_digest_tag_and_latest() -> None:
             {"name": "gone", "image": "ecr.edge.test:31001/app:v9"},
         ]}}}}
     uses = [resolve(c, ENDPOINT, GRAPH) for c in workload_images("Deployment", deployment)]
-    assert [(u.digest, u.resolved_by) for u in uses if u] == [
-        (D3, "digest"), (D2, "tag"), (D3, "tag"), (None, "")
+    assert [(u.tag, u.digest, u.resolved_by) for u in uses if u] == [
+        (None, D3, "digest"), ("v1", D2, "tag"), ("latest", D3, "tag"), ("v9", None, "")
     ]
 
 
@@ -233,6 +233,8 @@ def test_an_index_counts_for_its_children_and_a_child_for_its_index() -> None:
     assert in_use.users_of("app", D3) == []
     assert in_use.users_of("other", D2) == []
     assert in_use.digests() == {("app", D2), ("app", D1)}
+    assert in_use.users_of_tag("app", "v1") == list(uses)
+    assert in_use.users_of_tag("app", "v2") == []
 
 
 def test_pod_snippet() -> None:

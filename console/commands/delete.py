@@ -23,7 +23,6 @@ from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, Name
 from registry_core.identity import CONSOLE
 from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.kube.cluster import in_use_if_configured
-from registry_core.kube.images import parse_image
 from registry_core.preview import DeletePreview, preview_delete
 from registry_core.reference import Digest, parse_digest, validate_name, validate_tag
 from registry_core.registry import Registry
@@ -84,11 +83,6 @@ def cluster_in_use(args: argparse.Namespace, registry: Registry, what: str) -> I
             f"cannot check whether the cluster uses {what}: {exc}; use --force to delete it "
             "anyway"
         ) from None
-
-
-def _names_tag(image: str, tag: str) -> bool:
-    ref = parse_image(image)
-    return ref is not None and ref.digest is None and (ref.tag or "latest") == tag
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,9 +166,7 @@ def _untag(
 ) -> int:
     what = f"{repository}:{tag}"
     in_use = cluster_in_use(args, registry, what)
-    used = [] if in_use is None else [
-        u for u in in_use.users_of(repository, digest) if _names_tag(u.image, tag)
-    ]
+    used = [] if in_use is None else in_use.users_of_tag(repository, tag)
     _refuse_if_used(args, used, what)
     users = [u.to_json() for u in used]
     others = [t for t in browse.manifest_detail(registry, repository, digest).tags if t != tag]

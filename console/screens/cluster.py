@@ -42,7 +42,6 @@ from registry_core.kube import (
     pod_snippet,
     unreachable_status,
 )
-from registry_core.kube.images import parse_image
 
 STATE_ROLES: dict[str, Role] = {
     "ok": "success",
@@ -159,19 +158,11 @@ def applied_summary(results: Iterable[Applied]) -> tuple[str, str]:
 
 def image_reference(use: ImageUse) -> str:
     """The tag the container names, else the digest (what a snippet pulls)."""
-    ref = parse_image(use.image)
-    if ref is not None and ref.tag:
-        return ref.tag
-    if ref is not None and ref.digest:
-        return ref.digest
-    return use.digest or "latest"
+    return use.tag or use.digest or "latest"
 
 
 def reference_label(use: ImageUse) -> str:
-    ref = parse_image(use.image)
-    if ref is not None and ref.tag:
-        return ref.tag
-    return "@" + short_digest(use.digest or (ref.digest if ref else None))
+    return use.tag or "@" + short_digest(use.digest)
 
 
 class ClusterView(View):

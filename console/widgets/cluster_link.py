@@ -19,8 +19,13 @@ from typing import TypeVar
 
 from textual.worker import NoActiveWorker, get_current_worker
 
-from registry_core.kube import Cluster, ClusterError, ClusterUnreachable, ImageUse
-from registry_core.kube.cluster import NO_CLUSTER
+from registry_core.kube import (
+    Cluster,
+    ClusterError,
+    ClusterUnreachable,
+    ImageUse,
+    NoClusterConfigured,
+)
 
 T = TypeVar("T")
 
@@ -70,7 +75,7 @@ def abandonable(call: Callable[[], T]) -> T:
 
 def no_cluster(error: ClusterError) -> bool:
     """True when no cluster is configured at all (as opposed to one that does not answer)."""
-    return isinstance(error, ClusterUnreachable) and str(error) == NO_CLUSTER
+    return isinstance(error, NoClusterConfigured)
 
 
 class ClusterLink:

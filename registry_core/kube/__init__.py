@@ -13,6 +13,7 @@ from registry_core.kube.errors import (
     ClusterDenied,
     ClusterError,
     ClusterUnreachable,
+    NoClusterConfigured,
 )
 from registry_core.kube.in_use import ImageUse, InUse
 from registry_core.kube.keeper import KeeperState, SecretKeeper
@@ -30,6 +31,7 @@ __all__ = [
     "ImageUse",
     "InUse",
     "KeeperState",
+    "NoClusterConfigured",
     "SecretKeeper",
     "SecretState",
     "pod_snippet",

@@ -11,7 +11,7 @@ from registry_core.auth import read_credentials
 from registry_core.browse import manifest_graph
 from registry_core.kube import pull_secrets
 from registry_core.kube.api import KubeApi
-from registry_core.kube.errors import ClusterError, ClusterUnreachable
+from registry_core.kube.errors import ClusterError, NoClusterConfigured
 from registry_core.kube.images import Endpoint
 from registry_core.kube.in_use import InUse, InUseCache, collect
 from registry_core.kube.pull_secrets import Applied, Credentials, SecretState
@@ -65,7 +65,7 @@ class Cluster:
         """Connect as configured; ClusterUnreachable when there is no cluster to talk to."""
         settings = resolve(registry.config.kubernetes, kubeconfig, context)
         if settings is None:
-            raise ClusterUnreachable(NO_CLUSTER)
+            raise NoClusterConfigured(NO_CLUSTER)
         return cls(registry, settings)
 
     def close(self) -> None:

@@ -19,6 +19,10 @@ class ClusterUnreachable(ClusterError):
     """No answer: no kubeconfig, a bad one, or the server cannot be reached."""
 
 
+class NoClusterConfigured(ClusterUnreachable):
+    """No kubeconfig anywhere and no in-cluster service account: there is no cluster."""
+
+
 class ClusterDenied(ClusterError):
     """The server refused our credentials (401) or the action (403)."""
 

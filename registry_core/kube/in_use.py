@@ -45,6 +45,9 @@ class ImageUse:
     container: str
     image: str
     repository: str
+    tag: str | None
+    """The tag the container names ('latest' when it names neither tag nor digest); None
+    when it pins a digest."""
     digest: str | None
     """The manifest digest it resolves to here; None when the tag is not in the registry."""
     resolved_by: str
@@ -77,6 +80,10 @@ class InUse:
         related.update(self.graph.children.get((repository, digest), ()))
         related.update(self.graph.parents.get((repository, digest), ()))
         return [u for u in self.uses if u.repository == repository and u.digest in related]
+
+    def users_of_tag(self, repository: str, tag: str) -> list[ImageUse]:
+        """Who names `repository:tag` (what removing the tag breaks: pulls by that name)."""
+        return [u for u in self.uses if u.repository == repository and u.tag == tag]
 
     def digests(self) -> set[tuple[str, str]]:
         """(repository, digest) of every manifest in use, index children included."""
@@ -119,8 +126,9 @@ def resolve(container: ContainerImage, endpoint: Endpoint,
     if ref is None or not endpoint.matches(ref):
         return None
     digest, how = _digest(ref, container.image_id, graph)
+    tag = None if ref.digest else (ref.tag or "latest")
     return ImageUse(container.kind, container.namespace, container.name, container.container,
-                    container.image, ref.repository, digest, how, container.state)
+                    container.image, ref.repository, tag, digest, how, container.state)
 
 
 def _digest(ref: ImageRef, image_id: str | None,

@@ -74,14 +74,14 @@ def fixed_picture() -> ClusterPicture:
     )
     uses = (
         ImageUse("Pod", "shop", "web-7d4b9c-x2k", "web", f"{FIXED_ENDPOINT}/nginx:2.0",
-                 "nginx", FIXED_DIGEST, "imageID", "Running"),
+                 "nginx", "2.0", FIXED_DIGEST, "imageID", "Running"),
         ImageUse("Deployment", "shop", "web", "web", f"{FIXED_ENDPOINT}/nginx:2.0", "nginx",
-                 FIXED_DIGEST, "tag", "template"),
+                 "2.0", FIXED_DIGEST, "tag", "template"),
         ImageUse("Pod", "tools", "backup-28911", "backup",
-                 f"{FIXED_ENDPOINT}/team/app@{FIXED_DIGEST}", "team/app", FIXED_DIGEST,
+                 f"{FIXED_ENDPOINT}/team/app@{FIXED_DIGEST}", "team/app", None, FIXED_DIGEST,
                  "digest", "Waiting (ImagePullBackOff)"),
         ImageUse("CronJob", "tools", "nightly", "job", f"{FIXED_ENDPOINT}/library/alpine:3.19",
-                 "library/alpine", None, "", "template"),
+                 "library/alpine", "3.19", None, "", "template"),
     )
     in_use = InUse(uses, ManifestGraph({}, {}, {}), objects=9, taken_at=0.0)
     status = ClusterStatus(True, FIXED_SERVER, "edge", "config.toml", "", namespaces, in_use)
@@ -495,7 +495,7 @@ async def test_filter_narrows_both_lists(registry: Registry) -> None:
 
 def use(kind: str, name: str, digest: str | None, repository: str = "app") -> ImageUse:
     return ImageUse(kind, "ns", name, "c", f"{FIXED_ENDPOINT}/{repository}:v1", repository,
-                    digest, "tag", "Running")
+                    "v1", digest, "tag", "Running")
 
 
 def test_in_use_labels_follow_users_of() -> None:
