@@ -35,7 +35,7 @@ from registry_core import browse
 from registry_core.browse import ManifestDetail
 from registry_core.errors import EdgeError
 from registry_core.identity import CONSOLE
-from registry_core.kube import ClusterError, InUse
+from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
 from registry_core.preview import DeletePreview, preview_delete
 
@@ -133,6 +133,31 @@ class ManifestDeleted(Message):
         self.tags = tags
         self.bytes_freed = bytes_freed
         self.untag = untag
+
+
+class UntagReady(Message):
+    def __init__(self, target: Target, users: list[ImageUse], cluster_note: str) -> None:
+        super().__init__()
+        self.target = target
+        self.users = users
+        self.cluster_note = cluster_note
+
+
+def untag_body(target: Target, users: list[ImageUse], cluster_note: str = "") -> str:
+    """The untag dialog: only the tag goes; who in the cluster pulls by that tag."""
+    lines = [
+        f"Only the tag goes. The manifest {target.digest} stays and can still be pulled by "
+        "digest; other tags on it stay too.",
+    ]
+    if users:
+        lines += ["", f"WARNING: the cluster names this tag ({len(users)}): pods that pull it "
+                      "again will fail."]
+        lines += [f"  {use.describe()}" for use in users[:LISTED_USERS]]
+        if len(users) > LISTED_USERS:
+            lines.append(f"  … and {len(users) - LISTED_USERS} more")
+    elif cluster_note:
+        lines += ["", cluster_note]
+    return "\n".join(lines)
 
 
 def delete_body(preview: DeletePreview, cluster_note: str = "") -> str:
@@ -669,7 +694,21 @@ class ImagesView(View):
                 "Choose a tag to untag (untagged manifests: use d).", severity="warning"
             )
             return
-        tag = target.tag
+        self.prepare_untag(target)
+
+    @work(thread=True, exclusive=True, group="images-preview", exit_on_error=False)
+    def prepare_untag(self, target: Target) -> None:
+        try:
+            in_use, note = abandonable(partial(cluster_in_use, self.edge))
+        except Abandoned:
+            return
+        assert target.tag is not None
+        users = [] if in_use is None else in_use.users_of_tag(target.repository, target.tag)
+        self.post_message(UntagReady(target, users, note))
+
+    @on(UntagReady)
+    def _untag_ready(self, message: UntagReady) -> None:
+        target = message.target
 
         def decided(confirmed: bool | None) -> None:
             if confirmed:
@@ -677,9 +716,9 @@ class ImagesView(View):
 
         self.app.push_screen(
             ConfirmationModal(
-                f"Remove the tag {target.repository}:{tag}?",
-                f"Only the tag goes. The manifest {target.digest} stays and can still be "
-                f"pulled by digest; other tags on it stay too.",
+                f"Remove the tag {target.repository}:{target.tag}?"
+                + (" The cluster uses it." if message.users else ""),
+                untag_body(target, message.users, message.cluster_note),
                 confirm_label="Untag",
             ),
             decided,

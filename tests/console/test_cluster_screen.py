@@ -319,6 +319,16 @@ async def test_a_pod_using_an_image_shows_with_its_snippet_and_in_the_images_scr
             assert "WARNING: the cluster uses this image (1)" in confirm.body
             assert f"pod {kube_namespace}/web (container app, Running)" in confirm.body
             await pilot.press("escape")
+            # Untag: the pod names the tag, so the dialog warns too.
+            await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmationModal))
+            await pilot.press("u")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+            untag = app.screen
+            assert isinstance(untag, ConfirmationModal)
+            assert untag.title_text == "Remove the tag app:v1? The cluster uses it."
+            assert "WARNING: the cluster names this tag (1)" in untag.body
+            assert f"pod {kube_namespace}/web" in untag.body
+            await pilot.press("escape")
     finally:
         registry.close()
 
