@@ -433,3 +433,22 @@ def test_a_delete_is_refused_when_the_cluster_cannot_be_asked(
     assert refused.returncode == 1
     assert "cannot check whether the cluster uses site/app@" in refused.stderr
     assert cli_json(plain_data, "delete", "site/app:v1", "--force")["deleted"] is True
+
+
+def test_a_server_we_cannot_trust_is_a_clean_error(
+    plain_data: DataDir, kube_apiserver: KubeBed, tmp_path: Path
+) -> None:
+    """The kubeconfig's CA is not the one that signed the server: TLS refuses, cleanly."""
+    config = json.loads(kube_apiserver.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    cluster.pop("certificate-authority", None)
+    cluster.pop("certificate-authority-data", None)
+    cluster["certificate-authority-data"] = base64.b64encode(
+        plain_data.ca_cert.read_bytes()).decode()  # the registry's CA: the wrong one
+    untrusted = tmp_path / "wrong-ca.kubeconfig"
+    untrusted.write_text(json.dumps(config))
+    result = cli(plain_data, "kube", "status", "--kubeconfig", str(untrusted))
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("edge-console: error: cluster not reachable: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in line

@@ -154,8 +154,10 @@ class KubeApi:
             raise ClusterUnreachable(
                 f"cluster not reachable: {self.server}: {_one_line(exc)}"
             ) from exc
-        except Exception as exc:  # the client's ApiException (status 0: TLS and the like)
-            if type(exc).__name__ != "ApiException":
+        except Exception as exc:
+            from kubernetes.client.exceptions import ApiException  # loaded by connect()
+
+            if not isinstance(exc, ApiException):  # status 0: TLS and the like
                 raise
             raise ClusterUnreachable(
                 f"cluster not reachable: {self.server}: {_one_line(exc)}"
