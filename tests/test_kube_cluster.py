@@ -452,3 +452,20 @@ def test_a_server_we_cannot_trust_is_a_clean_error(
     (line,) = result.stderr.splitlines()
     assert line.startswith("edge-console: error: cluster not reachable: ")
     assert "CERTIFICATE_VERIFY_FAILED" in line
+
+
+def test_pod_snippet_and_status_text(cluster_data: DataDir, kube_namespace: str) -> None:
+    endpoint = load_config(cluster_data.config).endpoint
+    snippet = cli(cluster_data, "kube", "pod-snippet", "team/web:v2", "--namespace", "shop")
+    assert snippet.returncode == 0, snippet.stderr
+    assert f"image: {endpoint}/team/web:v2" in snippet.stdout
+    assert "namespace: shop" in snippet.stdout and f"- name: {SECRET}" in snippet.stdout
+    bad = cli(cluster_data, "kube", "pod-snippet", "Team/Web")
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+
+    status = cli(cluster_data, "kube", "status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith("API server  https://127.0.0.1:")
+    assert any(line.split()[:2] == [kube_namespace, "missing"] for line in lines)
+    assert any(line.split()[:2] == ["kube-system", "skipped"] for line in lines)
