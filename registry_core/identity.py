@@ -41,6 +41,8 @@ CONSOLE = Identity("console", "system")
 """The console and the command line, run by someone at the appliance with the data dir."""
 GC = Identity("gc", "system")
 """The garbage collector, when it deletes."""
+SYNC = Identity("sync", "system")
+"""The connected registry's sync, when it copies from the parent and stages."""
 
 
 def may(identity: Identity, repository: str | None, action: Action) -> bool:
