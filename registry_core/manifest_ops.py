@@ -91,26 +91,46 @@ class ManifestOps:
                 detail={"expected": str(ref), "actual": str(digest)},
             )
         manifest = parse_manifest(body, content_type)
-        image_created = self._image_created(manifest)
+        image_created = self.image_created(manifest)
         store = self.store
         with store.exclusive():
             repo_id = store.catalog.ensure_repository(name)
-            self._check_references(repo_id, manifest)
-            self.blobs.store_small(body, digest)
-            store.blobs.link(repo_id, str(digest), touch=False)
-            manifest_id, created = self._insert(repo_id, digest, len(body), manifest, image_created)
+            manifest_id, created = self.store_manifest(
+                repo_id, digest, body, manifest, image_created
+            )
             tag = None if isinstance(ref, Digest) else ref
             previous = None if tag is None else store.catalog.set_tag(repo_id, tag, manifest_id)
+        self.tell_pushed(name, digest, len(body), manifest, tag, created, who)
+        if tag is not None:
+            self.tell_tag_moved(name, tag, digest, previous, who)
+        subject = manifest.subject.digest if manifest.subject else None
+        return PutManifestResult(digest, created, subject)
+
+    def store_manifest(
+        self, repo_id: int, digest: Digest, body: bytes, manifest: Manifest,
+        image_created: str | None,
+    ) -> tuple[int, bool]:
+        """Check what it references, store its body and rows; inside exclusive(). Returns
+        (manifest id, whether it is new in the repository)."""
+        self._check_references(repo_id, manifest)
+        self.blobs.store_small(body, digest)
+        self.store.blobs.link(repo_id, str(digest), touch=False)
+        return self._insert(repo_id, digest, len(body), manifest, image_created)
+
+    def tell_pushed(self, name: str, digest: Digest, size: int, manifest: Manifest,
+                    tag: str | None, created: bool, who: Identity) -> None:
         subject = manifest.subject.digest if manifest.subject else None
         self.events.emit(ManifestPushed(
             identity=who.name, repository=name, digest=str(digest),
-            media_type=manifest.media_type, size=len(body), tag=tag, created=created,
+            media_type=manifest.media_type, size=size, tag=tag, created=created,
             subject=None if subject is None else str(subject),
         ))
-        if tag is not None and previous != str(digest):
+
+    def tell_tag_moved(self, name: str, tag: str, digest: Digest, previous: str | None,
+                       who: Identity) -> None:
+        if previous != str(digest):
             self.events.emit(TagMoved(identity=who.name, repository=name, tag=tag,
                                       digest=str(digest), previous=previous))
-        return PutManifestResult(digest, created, subject)
 
     def _check_references(self, repo_id: int, manifest: Manifest) -> None:
         for desc in manifest.blob_descriptors():
@@ -171,7 +191,7 @@ class ManifestOps:
             self.store.blobs.link(repo_id, str(d.digest), touch=True)
         return manifest_id, True
 
-    def _image_created(self, manifest: Manifest) -> str | None:
+    def image_created(self, manifest: Manifest) -> str | None:
         """The `created` time of an image's config, for the console's tag list."""
         config = manifest.config
         if config is None or config.size > CONFIG_CREATED_MAX or not self.blobs.exists(

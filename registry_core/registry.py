@@ -18,6 +18,7 @@ from registry_core.datadir import DataDir
 from registry_core.errors import InsufficientSpace, StoreBusy, StoreError
 from registry_core.events import EventBus
 from registry_core.identity import Identity
+from registry_core.ingest import Ingest
 from registry_core.manifest_ops import ManifestOps, repository_id
 from registry_core.reference import (
     Digest,
@@ -70,6 +71,8 @@ class Registry:
         self.blobs = Blobs(self.store, self.files, self.ballast, self.events)
         self.uploads = UploadSessions(self.store, self.blobs, self.ballast, self.check_room)
         self.manifests = ManifestOps(self.store, self.blobs, self.events)
+        self.ingest = Ingest(self.store, self.blobs, self.manifests)
+        """Whole images from elsewhere (sync, offline import) in one transaction."""
         self.blobs.finish_pending_on_open()
         self._used_cache: tuple[float, int] = (0.0, 0)
 
