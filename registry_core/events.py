@@ -116,6 +116,39 @@ class UsageSampled(Event):
     reclaimable_bytes: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class SyncEvent(Event):
+    """Common to the events of a sync run in this process."""
+
+    run_id: int
+    repository: str = ""
+    """The repository being synced ('' between repositories)."""
+    tags_checked: int = 0
+    tags_changed: int = 0
+    manifests_copied: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncStarted(SyncEvent):
+    trigger: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncProgress(SyncEvent):
+    """A repository began, a tag was copied, or blob bytes arrived (at most a few a second)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncFinished(SyncEvent):
+    """The run ended; `status` succeeded, failed, cancelled or stopped (window closed)."""
+
+    status: str
+    errors: tuple[str, ...] = ()
+
+
 E = TypeVar("E", bound=Event)
 
 

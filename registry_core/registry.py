@@ -112,6 +112,11 @@ class Registry:
         """A blob visible in the repository, or BlobUnknown."""
         return self.blobs.stat(name, digest)
 
+    def has_blob(self, digest: Digest | str) -> bool:
+        """Whether the registry stores the blob at all (in any repository)."""
+        digest = as_digest(digest)
+        return self.store.blobs.exists(str(digest)) and self.blob_store.exists(digest)
+
     def delete_blob(self, name: str, digest: Digest | str, *, who: Identity) -> None:
         """Unlink a blob from a repository; the GC reclaims it once nothing references it."""
         self.blobs.delete(name, digest, who=who)

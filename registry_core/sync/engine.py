@@ -1,0 +1,245 @@
+"""One sync pass from the parent: which tags changed, and each changed image copied whole.
+
+For every repository in scope: list the parent's tags (filtered), `HEAD` each one and compare
+its digest with the local tag; for a changed tag, fetch the manifest (an index with every
+child), its referrers, then every blob not stored here yet (from any repository), streamed
+to `<data dir>/sync/partial/` with the digest checked and resumed there after a cut; then one
+transaction (`registry.ingest`) makes it all visible with the tag. Between blobs the pass
+asks `should_stop` (the window closed, a cancel): it then stops at that blob boundary, and
+the partial files stay for the next run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from registry_core.errors import EdgeError
+from registry_core.identity import SYNC
+from registry_core.ingest import IngestBlob, IngestManifest
+from registry_core.manifests import Manifest, parse_manifest
+from registry_core.reference import parse_digest
+from registry_core.registry import Registry
+
+log = logging.getLogger("edge_registry.sync")
+
+
+class SyncStopped(Exception):
+    """The pass stopped at a blob boundary (window closed, or cancelled)."""
+
+
+@dataclass(frozen=True)
+class ParentHead:
+    digest: str
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParentManifest:
+    digest: str
+    media_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ParentDescriptor:
+    media_type: str
+    digest: str
+    size: int
+
+
+class Parent(Protocol):
+    """What a pass asks of the parent registry (sync/client.py's ParentClient)."""
+
+    def catalog(self) -> list[str]: ...
+
+    def tags(self, repository: str) -> list[str]: ...
+
+    def head_manifest(self, repository: str, reference: str) -> ParentHead | None: ...
+
+    def get_manifest(self, repository: str, reference: str) -> ParentManifest: ...
+
+    def fetch_blob(self, repository: str, digest: str, target: Path, size: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> int: ...
+
+    def referrers(self, repository: str, digest: str) -> list[ParentDescriptor]: ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What to sync: repository names or glob patterns, and tag regexes (none: every tag)."""
+
+    repositories: tuple[str, ...]
+    tag_filters: tuple[str, ...] = ()
+
+    def wants_tag(self, tag: str) -> bool:
+        return not self.tag_filters or any(re.fullmatch(f, tag) for f in self.tag_filters)
+
+    @property
+    def needs_catalog(self) -> bool:
+        return any(_is_pattern(p) for p in self.repositories)
+
+
+@dataclass
+class PassReport:
+    repositories: int = 0
+    tags_checked: int = 0
+    tags_changed: int = 0
+    manifests_copied: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+@dataclass
+class _Image:
+    """One changed tag's content, gathered before the commit."""
+
+    repository: str
+    tag: str
+    manifests: list[ParentManifest] = field(default_factory=list)
+    """Bottom-up: children, then the tagged manifest, then its referrers."""
+    blobs: dict[str, int] = field(default_factory=dict)
+    """digest -> size, every blob the manifests reference."""
+
+
+class SyncPass:
+    """One pass over the scope; reusable state: none (make one per run)."""
+
+    def __init__(
+        self, registry: Registry, parent: Parent, scope: Scope, *,
+        parallel: int = 4, should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.parent = parent
+        self.scope = scope
+        self.parallel = max(1, parallel)
+        self.should_stop = should_stop
+        self.progress = progress
+        self.partial = registry.datadir.root / "sync" / "partial"
+        self.report = PassReport()
+        self._lock = threading.Lock()
+
+    def run(self) -> PassReport:
+        self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            for repository in self.repositories():
+                self.report.repositories += 1
+                self._repository(repository)
+        except SyncStopped:
+            self.report.stopped = True
+        return self.report
+
+    def repositories(self) -> list[str]:
+        names = [p for p in self.scope.repositories if not _is_pattern(p)]
+        if self.scope.needs_catalog:
+            patterns = [p for p in self.scope.repositories if _is_pattern(p)]
+            names += [r for r in self.parent.catalog()
+                      if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
+        return sorted(set(names))
+
+    def _repository(self, repository: str) -> None:
+        try:
+            tags = [t for t in self.parent.tags(repository) if self.scope.wants_tag(t)]
+        except EdgeError as exc:
+            self.report.errors.append(f"{repository}: {exc}")
+            return
+        for tag in sorted(tags):
+            self._stop_if_asked()
+            self.report.tags_checked += 1
+            try:
+                self._tag(repository, tag)
+            except SyncStopped:
+                raise
+            except EdgeError as exc:
+                self.report.errors.append(f"{repository}:{tag}: {exc}")
+                log.warning("sync %s:%s: %s", repository, tag, exc)
+
+    def _tag(self, repository: str, tag: str) -> None:
+        head = self.parent.head_manifest(repository, tag)
+        if head is None:
+            return  # the tag went between the list and now
+        if self._local_digest(repository, tag) == head.digest:
+            return
+        self.report.tags_changed += 1
+        image = self._gather(repository, tag, head.digest)
+        blobs = self._download(image)
+        self._stop_if_asked()
+        result = self.registry.ingest.commit(
+            repository, blobs,
+            [IngestManifest(m.body, m.media_type) for m in image.manifests],
+            {tag: parse_digest(head.digest)}, who=SYNC,
+        )
+        self.report.manifests_copied += result.created
+        for blob in blobs:
+            if blob.path is not None:
+                blob.path.unlink(missing_ok=True)  # left only if the blob was already there
+
+    def _local_digest(self, repository: str, tag: str) -> str | None:
+        try:
+            return str(self.registry.get_manifest(repository, tag).digest)
+        except EdgeError:
+            return None
+
+    # ---- gathering the manifests ---------------------------------------------------------------
+
+    def _gather(self, repository: str, tag: str, digest: str) -> _Image:
+        image = _Image(repository, tag)
+        top = self._manifest(image, digest)
+        for child in top.child_descriptors():
+            self._manifest(image, str(child.digest))
+        image.manifests.append(image.manifests.pop(0))  # the tagged one after its children
+        for referrer in self.parent.referrers(repository, digest):
+            self._manifest(image, referrer.digest)
+        return image
+
+    def _manifest(self, image: _Image, digest: str) -> Manifest:
+        fetched = self.parent.get_manifest(image.repository, digest)
+        manifest = parse_manifest(fetched.body, fetched.media_type)
+        image.manifests.append(fetched)
+        for blob in manifest.blob_descriptors():
+            image.blobs[str(blob.digest)] = blob.size
+        return manifest
+
+    # ---- blobs ---------------------------------------------------------------------------------
+
+    def _download(self, image: _Image) -> list[IngestBlob]:
+        missing = {d: s for d, s in image.blobs.items() if not self.registry.has_blob(d)}
+        present = [IngestBlob(parse_digest(d), s) for d, s in image.blobs.items()
+                   if d not in missing]
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-blob") as pool:
+            fetched = list(pool.map(lambda item: self._blob(image.repository, *item),
+                                    missing.items()))
+        return present + fetched
+
+    def _blob(self, repository: str, digest: str, size: int) -> IngestBlob:
+        self._stop_if_asked()
+        target = self.partial / digest.replace(":", "-")
+        got = self.parent.fetch_blob(repository, digest, target, size, self._on_bytes)
+        with self._lock:
+            self.report.blobs_copied += 1
+        return IngestBlob(parse_digest(digest), got, target)
+
+    def _on_bytes(self, count: int) -> None:
+        with self._lock:
+            self.report.bytes_copied += count
+        if self.progress is not None:
+            self.progress("bytes", count)
+
+    def _stop_if_asked(self) -> None:
+        if self.should_stop():
+            raise SyncStopped()
+
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
