@@ -1,7 +1,7 @@
 """Schema migrations: a data dir written by the release before migrations (the committed
-fixture, see fixtures/make_datadir_v1.py) opens, upgrades and keeps every image; a newer
-release's data dir is refused untouched; a failing step changes nothing; concurrent openers
-migrate once."""
+fixture, see fixtures/make_datadir_v1.py) or by the schema 2 release (make_datadir_v2.py)
+opens, upgrades and keeps every image; a newer release's data dir is refused untouched; a
+failing step changes nothing; concurrent openers migrate once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sqlite3
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,57 @@ from test_cli_basics import assert_one_line_error, cli
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, SchemaTooNew
 from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.store.migrations import LATEST, STEPS, Step, migrate, script, upgrade
 from registry_core.usage import usage_history
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXPECTED: dict[str, Any] = json.loads((FIXTURES / "datadir-v1.expected.json").read_text())
+OLD_VERSIONS = (1, 2)
+"""The schema versions of the committed fixture data dirs."""
+
+
+def expected_of(version: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (FIXTURES / f"datadir-v{version}.expected.json").read_text()
+    )
+    return data
+
+
+EXPECTED = expected_of(1)
+
+
+def unpack(version: int, into: Path) -> DataDir:
+    with tarfile.open(FIXTURES / f"datadir-v{version}.tar.gz") as tar:
+        tar.extractall(into, filter="data")
+    return DataDir(into / "data")
+
+
+@dataclass(frozen=True)
+class Old:
+    """A committed fixture data dir, unpacked and not yet opened, and what it holds."""
+
+    version: int
+    datadir: DataDir
+    expected: dict[str, Any]
 
 
 @pytest.fixture
 def v1(tmp_path: Path) -> DataDir:
     """The committed v1 data dir, unpacked and not yet opened."""
-    with tarfile.open(FIXTURES / "datadir-v1.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="data")
-    return DataDir(tmp_path / "data")
+    return unpack(1, tmp_path)
+
+
+@pytest.fixture(params=OLD_VERSIONS, ids=[f"v{v}" for v in OLD_VERSIONS])
+def old(request: pytest.FixtureRequest, tmp_path: Path) -> Old:
+    version: int = request.param
+    return Old(version, unpack(version, tmp_path), expected_of(version))
 
 
 @pytest.fixture
-def upgraded(v1: DataDir) -> Iterator[Registry]:
-    reg = Registry(v1)
+def upgraded(old: Old) -> Iterator[Registry]:
+    reg = Registry(old.datadir)
     yield reg
     reg.close()
 
@@ -83,21 +115,68 @@ def test_fixture_is_a_pre_migration_data_dir(v1: DataDir, tmp_path: Path) -> Non
     assert (FIXTURES / "datadir-v1.tar.gz").stat().st_size < 64 * 1024
 
 
+def test_v2_fixture_is_a_schema_2_data_dir(tmp_path: Path) -> None:
+    v2 = unpack(2, tmp_path / "v2")
+    assert versions(v2.database) == (2, "2")
+    fresh = tmp_path / "step2.db"
+    assert upgrade(fresh, STEPS[:2]) == 2
+    assert schema_of(fresh) == schema_of(v2.database)
+    assert (FIXTURES / "datadir-v2.tar.gz").stat().st_size < 64 * 1024
+
+
 # ---- upgrading it -----------------------------------------------------------------------------
 
 
-def test_v1_data_dir_upgrades_in_place(v1: DataDir) -> None:
-    stored = {d: (v1.blobs / "sha256" / d[7:9] / d[7:]).read_bytes() for d in EXPECTED["blobs"]}
-    reg = Registry(v1)
+def test_upgraded_schema_is_the_fresh_schema(old: Old, tmp_path: Path) -> None:
+    Registry(old.datadir).close()
+    fresh = tmp_path / "fresh.db"
+    assert upgrade(fresh) == LATEST
+    assert schema_of(old.datadir.database) == schema_of(fresh)
+
+
+def test_an_older_release_refuses_the_upgraded_dir(old: Old) -> None:
+    """The releases of schema 1 and 2 (their steps) refuse the upgraded data dir untouched."""
+    path = old.datadir.database
+    Registry(old.datadir).close()
+    before = sha256_file(path)
+    for known in range(1, LATEST):
+        with pytest.raises(SchemaTooNew) as err:
+            upgrade(path, STEPS[:known])
+        assert f"version {LATEST}" in str(err.value) and f"up to {known}" in str(err.value)
+        assert sha256_file(path) == before
+
+
+def test_sync_and_staging_work_on_an_upgraded_dir(old: Old, upgraded: Registry) -> None:
+    store = upgraded.store
+    digest = old.expected["tags"]["edge/app"]["0.9"]
+    with store.exclusive():
+        run = store.sync_runs.create("manual", "host:1")
+        item = store.stages.add("window", "edge/app", "0.9")
+        store.stages.set_status(item.id, "staged", digest)
+    assert store.sync_runs.running() == run
+    assert store.sync_runs.last_success() is None
+    assert store.stages.pinned() == {("edge/app", digest)}
+    upgraded.untag("edge/app", "0.9", who=CONSOLE)
+    record = GarbageCollector(upgraded).run(grace_period=0.0, delete_untagged=True)
+    assert record.status == "succeeded" and record.manifests_deleted == 0
+    assert str(upgraded.get_manifest("edge/app", digest).digest) == digest
+
+
+def test_old_data_dir_upgrades_in_place(old: Old) -> None:
+    d = old.datadir
+    digests = old.expected["blobs"]
+    stored = {x: (d.blobs / "sha256" / x[7:9] / x[7:]).read_bytes() for x in digests}
+    reg = Registry(d)
     reg.close()
-    assert versions(v1.database) == (LATEST, str(LATEST))
-    after = {d: (v1.blobs / "sha256" / d[7:9] / d[7:]).read_bytes() for d in EXPECTED["blobs"]}
+    assert versions(d.database) == (LATEST, str(LATEST))
+    after = {x: (d.blobs / "sha256" / x[7:9] / x[7:]).read_bytes() for x in digests}
     assert after == stored
 
 
-def test_every_image_is_kept(upgraded: Registry) -> None:
-    assert upgraded.catalog().items == sorted(EXPECTED["tags"])
-    for repo, tags in EXPECTED["tags"].items():
+def test_every_image_is_kept(old: Old, upgraded: Registry) -> None:
+    expected = old.expected
+    assert upgraded.catalog().items == sorted(expected["tags"])
+    for repo, tags in expected["tags"].items():
         assert upgraded.tags(repo).items == sorted(tags)
         for tag, digest in tags.items():
             by_tag = upgraded.get_manifest(repo, tag)
@@ -105,27 +184,28 @@ def test_every_image_is_kept(upgraded: Registry) -> None:
             assert str(by_tag.digest) == digest
             assert by_tag.body() == by_digest.body()
             assert hashlib.sha256(by_tag.body()).hexdigest() == digest[7:]
-        for digest, media_type in EXPECTED["manifests"][repo].items():
+        for digest, media_type in expected["manifests"][repo].items():
             manifest = upgraded.get_manifest(repo, digest)
             assert manifest.media_type == media_type
             assert "sha256:" + hashlib.sha256(manifest.body()).hexdigest() == digest
-    for digest in EXPECTED["blobs"]:
+    for digest in expected["blobs"]:
         path = upgraded.files.path(parse_digest(digest))
         assert "sha256:" + sha256_file(path) == digest
 
 
-def test_references_history_and_samples_are_kept(upgraded: Registry) -> None:
-    v1_0 = EXPECTED["tags"]["edge/app"]["1.0"]
+def test_references_history_and_samples_are_kept(old: Old, upgraded: Registry) -> None:
+    expected = old.expected
+    v1_0 = expected["tags"]["edge/app"]["1.0"]
     [sbom] = upgraded.referrers("edge/app", v1_0)
     assert sbom.artifact_type == "application/vnd.example.sbom+json"
-    stable = upgraded.get_manifest("tools/busy", EXPECTED["tags"]["tools/busy"]["stable"])
+    stable = upgraded.get_manifest("tools/busy", expected["tags"]["tools/busy"]["stable"])
     for child in json.loads(stable.body())["manifests"]:
         assert upgraded.get_manifest("tools/busy", child["digest"]).size == child["size"]
     runs = GarbageCollector(upgraded).history()
     assert [{"id": r.id, "status": r.status, "manifests_deleted": r.manifests_deleted,
              "blobs_deleted": r.blobs_deleted, "bytes_freed": r.bytes_freed}
-            for r in runs] == EXPECTED["gc_runs"]
-    assert len(usage_history(upgraded)) == EXPECTED["usage_samples"]
+            for r in runs] == expected["gc_runs"]
+    assert len(usage_history(upgraded)) == expected["usage_samples"]
 
 
 def test_upgraded_store_is_consistent_for_gc(upgraded: Registry) -> None:
@@ -135,12 +215,13 @@ def test_upgraded_store_is_consistent_for_gc(upgraded: Registry) -> None:
     assert (record.manifests_deleted, record.blobs_deleted) == (0, 0)
 
 
-def test_opening_twice_is_idempotent(v1: DataDir) -> None:
-    Registry(v1).close()
-    first = dump(v1.database)
-    Registry(v1).close()
-    assert upgrade(v1.database) == LATEST
-    assert dump(v1.database) == first
+def test_opening_twice_is_idempotent(old: Old) -> None:
+    path = old.datadir.database
+    Registry(old.datadir).close()
+    first = dump(path)
+    Registry(old.datadir).close()
+    assert upgrade(path) == LATEST
+    assert dump(path) == first
 
 
 def test_cli_usage_upgrades_a_v1_data_dir(v1: DataDir) -> None:

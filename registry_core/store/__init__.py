@@ -23,6 +23,8 @@ from registry_core.store.meta import Meta
 from registry_core.store.metadata import Metadata
 from registry_core.store.pending_deletes import PendingDeletes
 from registry_core.store.reachability import Reachability
+from registry_core.store.stages import Stages
+from registry_core.store.sync_runs import SyncRuns
 from registry_core.store.uploads import Uploads
 from registry_core.store.usage_samples import UsageSamples
 
@@ -45,6 +47,8 @@ class Store:
         self.accounting = Accounting(db)
         self.reachability = Reachability(db)
         self.pending_deletes = PendingDeletes(db)
+        self.sync_runs = SyncRuns(db)
+        self.stages = Stages(db)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -6,13 +6,16 @@ Edges run from a holder to what it holds, always inside one repository:
 * index -> child manifest (`manifest_children`), and
 * subject -> referrer (OCI 1.1 `subject`).
 
-Roots are tagged manifests and, when untagged manifests are kept, every untagged manifest
-that is not a referrer; with a grace period, manifests created at or after the cutoff too.
-Each fragment is filtered with `{where}` (over `p`/`c` for index edges, `s`/`r` for subject
-edges, `m` for roots) and takes named parameters.
+Roots are tagged manifests, manifests pinned by a stage (stages.py) and, when untagged
+manifests are kept, every untagged manifest that is not a referrer; with a grace period,
+manifests created at or after the cutoff too. Each fragment is filtered with `{where}` (over
+`p`/`c` for index edges, `s`/`r` for subject edges, `m` for roots) and takes named parameters
+(`:now` is the time pins are judged at).
 """
 
 from __future__ import annotations
+
+from registry_core.store.stages import ACTIVE_PIN
 
 # The unary + keeps SQLite from reaching `p` through its repository index (a scan of the
 # whole repository) when one child is asked for: `p` comes from `mc.parent_id`.
@@ -27,11 +30,17 @@ SUBJECT_EDGES = (
     "JOIN manifests s ON s.repository_id = r.repository_id AND s.digest = r.subject "
     "WHERE r.subject IS NOT NULL AND {where}"
 )
+PINNED = (
+    "EXISTS (SELECT 1 FROM stage_items s JOIN repositories sr ON sr.name = s.repository "
+    f"WHERE s.digest = m.digest AND sr.id = m.repository_id AND {ACTIVE_PIN})"
+)
+"""Pinned by a stage: a staged item names it, neither released nor expired."""
 ROOT = (
     "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) "
-    "OR (:keep_untagged AND m.subject IS NULL))"
+    f"OR (:keep_untagged AND m.subject IS NULL) OR {PINNED})"
 )
-"""Kept with no grace period: tagged, or an untagged non-referrer while untagged are kept."""
+"""Kept with no grace period: tagged, pinned, or an untagged non-referrer while untagged are
+kept."""
 YOUNG = "(:cutoff IS NOT NULL AND m.created_at >= :cutoff)"
 """Kept by the grace period."""
 

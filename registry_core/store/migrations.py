@@ -189,9 +189,55 @@ CREATE TABLE pending_deletes (
 ) WITHOUT ROWID;
 """
 
+# Version 3: the connected registry. Sync runs are recorded like GC runs (one 'running' row at
+# a time, which the partial unique index enforces); staged images are pinned until released
+# or expired. The sync state (last success, local change mark pushed up) is kept in `meta`.
+V3_SYNC_AND_STAGING = """
+CREATE TABLE sync_runs (
+    id INTEGER PRIMARY KEY,
+    trigger TEXT NOT NULL,            -- 'manual', 'schedule', 'stage'
+    owner TEXT NOT NULL,              -- "<hostname>:<pid>" of the process running it
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    heartbeat_at REAL NOT NULL,
+    status TEXT NOT NULL,             -- 'running', 'succeeded', 'failed', 'cancelled',
+                                      -- 'stopped' (the sync window closed)
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    repositories INTEGER NOT NULL DEFAULT 0,
+    manifests_copied INTEGER NOT NULL DEFAULT 0,
+    blobs_copied INTEGER NOT NULL DEFAULT 0,
+    bytes_copied INTEGER NOT NULL DEFAULT 0,
+    manifests_pushed INTEGER NOT NULL DEFAULT 0,
+    errors TEXT NOT NULL DEFAULT '[]',    -- JSON list of strings
+    conflicts TEXT NOT NULL DEFAULT '[]', -- JSON list of objects (a tag moved on both sides)
+    details TEXT NOT NULL DEFAULT '{}'    -- JSON object
+);
+CREATE UNIQUE INDEX sync_runs_one_running ON sync_runs(status) WHERE status = 'running';
+
+CREATE TABLE stage_items (
+    id INTEGER PRIMARY KEY,
+    stage TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT,                      -- NULL until the parent's digest is known
+    status TEXT NOT NULL,             -- 'pending', 'downloading', 'verifying', 'staged', 'failed'
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL,                  -- NULL: until released
+    released_at REAL                  -- set by a release, or by expiry (to expires_at)
+);
+CREATE UNIQUE INDEX stage_items_current ON stage_items(stage, repository, tag)
+    WHERE released_at IS NULL;
+-- The GC's mark asks "is this manifest pinned?" for every manifest.
+CREATE INDEX stage_items_pins ON stage_items(digest, repository)
+    WHERE status = 'staged' AND released_at IS NULL;
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the original schema", script(V1_SCHEMA)),
     Step(2, "pending blob deletes of the GC", script(V2_PENDING_DELETES)),
+    Step(3, "sync runs and staged images", script(V3_SYNC_AND_STAGING)),
 )
 LATEST = STEPS[-1].version
 

@@ -2,9 +2,9 @@
 never disagree about what is garbage; and the same rule applied to one manifest (the sweep's
 re-check under the write lock). The rule itself is in graph.py.
 
-Live manifests are the closure of the roots over the edges. Live blobs are the configs and
-layers of live manifests plus the bodies of live manifests; every other blob, last touched
-before the cutoff, is garbage.
+Live manifests are the closure of the roots (tagged, pinned by a stage, ...) over the edges.
+Live blobs are the configs and layers of live manifests plus the bodies of live manifests;
+every other blob, last touched before the cutoff, is garbage.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Literal
 
 from registry_core.store.base import Queries
 from registry_core.store.graph import ROOT, YOUNG, edges
+from registry_core.store.metadata import now
 
 Verdict = Literal["delete", "keep", "blocked"]
 
@@ -82,6 +83,7 @@ class Reachability(Queries):
             "x": -1 if exclude_manifest is None else exclude_manifest,
             "keep_untagged": int(not delete_untagged),
             "cutoff": cutoff,
+            "now": now(),
         }
         self._create_temp_tables()
         conn.execute(
@@ -239,7 +241,8 @@ class Reachability(Queries):
             f"SELECT {ROOT} OR {YOUNG}, EXISTS ("
             + edges("c.id = :id", "r.id = :id")
             + ") FROM manifests m WHERE m.id = :id",
-            {"id": manifest_id, "keep_untagged": int(not delete_untagged), "cutoff": cutoff},
+            {"id": manifest_id, "keep_untagged": int(not delete_untagged), "cutoff": cutoff,
+             "now": now()},
         ).fetchone()
         if row is None or row[0]:
             return "keep"
