@@ -17,12 +17,21 @@ class SchemaTooNew(ConfigError):
     """The data dir's database was written by a newer release; it is left untouched."""
 
 
+class SyncConfigError(ConfigError):
+    """The connected registry's settings are unusable: the connection string, the parent's CA,
+    the schedule, the window or config.toml's [sync]. The message names the field."""
+
+
 class NotEnabledError(EdgeError):
     """The data dir has not been enabled (no certificates or credentials yet)."""
 
 
 class GCInProgressError(EdgeError):
     """Another garbage-collection run holds the lock."""
+
+
+class SyncInProgressError(EdgeError):
+    """Another sync run (in this process or another) is under way."""
 
 
 class RegistryError(EdgeError):

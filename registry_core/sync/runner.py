@@ -1,0 +1,125 @@
+"""A sync run: one pass (engine.py) under the data dir's one-run-at-a-time claim, recorded in
+`sync_runs` like GC runs, with progress on the event stream and a cancel that works across
+processes (another process asks through the run's row; the heartbeat picks it up)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from registry_core.errors import EdgeError, SyncInProgressError
+from registry_core.events import SyncFinished, SyncProgress, SyncStarted
+from registry_core.gc_lock import RunClaim
+from registry_core.registry import Registry
+from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.engine import Parent, PassReport, Scope, SyncPass
+
+log = logging.getLogger("edge_registry.sync")
+
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_STALE = 30.0
+"""A running row whose heartbeat is older than this belongs to a dead process."""
+
+
+class SyncRunner:
+    """Runs sync passes for one registry; one at a time across processes."""
+
+    def __init__(
+        self, registry: Registry, connect: Callable[[], Parent], scope: Scope, *,
+        parallel: int = 4, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.store = registry.store
+        self.connect = connect
+        self.scope = scope
+        self.parallel = parallel
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.claim = RunClaim(self.store, self.store.sync_runs, HEARTBEAT_INTERVAL,
+                              HEARTBEAT_STALE, "sync-heartbeat")
+        self.cancel = threading.Event()
+
+    def run(self, trigger: str = "manual", until: float | None = None) -> SyncRunRecord:
+        """One pass; blocks until it ends. `until`: the window's end (the pass stops at a blob
+        boundary then, status 'stopped'). SyncInProgressError if another run is under way."""
+        self.cancel.clear()
+        record = self.claim.claim(
+            lambda t: self.store.sync_runs.create(trigger, self.owner, at=t), _in_progress
+        )
+        self._emit(SyncStarted, record, None, trigger=trigger)
+        sync_pass: SyncPass | None = None
+        try:
+            parent = self.connect()
+            sync_pass = SyncPass(
+                self.registry, parent, self.scope, parallel=self.parallel,
+                should_stop=lambda: self._should_stop(until),
+            )
+            self.claim.beat(lambda: self._publish(record, sync_pass))
+            report = sync_pass.run()
+            self._fill(record, report)
+        except EdgeError as exc:
+            record.status = "failed"
+            record.errors.append(str(exc))
+            if sync_pass is not None:
+                self._fill_counts(record, sync_pass.report)
+        finally:
+            record.finished_at = self.clock()
+            if record.status == "running":
+                record.status = "failed"
+            self.claim.finish(lambda: self.store.sync_runs.save(record))
+            self._emit(SyncFinished, record, None, status=record.status,
+                       errors=tuple(record.errors))
+        return record
+
+    def close(self) -> None:
+        self.claim.close()
+
+    def _should_stop(self, until: float | None) -> bool:
+        return self.cancel.is_set() or (until is not None and self.clock() >= until)
+
+    def _publish(self, record: SyncRunRecord, sync_pass: SyncPass) -> None:
+        """Heartbeat with the counters so far; a cancel asked by another process."""
+        self._fill_counts(record, sync_pass.report)
+        with self.store.exclusive():
+            self.store.sync_runs.save(record)
+            cancel = self.store.sync_runs.cancel_requested(record.id)
+        if cancel:
+            self.cancel.set()
+        self._emit(SyncProgress, record, sync_pass.report)
+
+    def _fill(self, record: SyncRunRecord, report: PassReport) -> None:
+        self._fill_counts(record, report)
+        record.errors.extend(report.errors)
+        if report.stopped:
+            record.status = "cancelled" if self.cancel.is_set() else "stopped"
+        else:
+            record.status = "failed" if report.errors else "succeeded"
+
+    @staticmethod
+    def _fill_counts(record: SyncRunRecord, report: PassReport) -> None:
+        record.repositories = report.repositories
+        record.manifests_copied = report.manifests_copied
+        record.blobs_copied = report.blobs_copied
+        record.bytes_copied = report.bytes_copied
+        record.details.update(tags_checked=report.tags_checked,
+                              tags_changed=report.tags_changed)
+
+    def _emit(self, kind: type, record: SyncRunRecord, report: PassReport | None,
+              **extra: object) -> None:
+        counts = {} if report is None else {
+            "tags_checked": report.tags_checked, "tags_changed": report.tags_changed,
+            "manifests_copied": report.manifests_copied, "blobs_copied": report.blobs_copied,
+            "bytes_copied": report.bytes_copied,
+        }
+        self.registry.events.emit(kind(identity="sync", run_id=record.id, **counts, **extra))
+
+
+def _in_progress(other: SyncRunRecord) -> SyncInProgressError:
+    return SyncInProgressError(
+        f"a sync is under way (run {other.id}, {other.trigger}, started "
+        f"{time.ctime(other.started_at)} by {other.owner})"
+    )
