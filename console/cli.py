@@ -18,7 +18,8 @@ from registry_core.errors import EdgeError
 
 # Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
 COMMAND_MODULES = (
-    "enable", "info", "serve", "gc", "usage", "cert", "hosts_entry", "images", "delete", "kube"
+    "enable", "info", "serve", "gc", "usage", "cert", "hosts_entry", "images", "delete", "kube",
+    "sync",
 )
 
 Handler = Callable[[argparse.Namespace], int]

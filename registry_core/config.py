@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from registry_core.errors import ConfigError
+from registry_core.reference import MAX_NAME_LENGTH, NAME_RE
+from registry_core.sync.schedule import check_cron, parse_window
 
 DEFAULT_PORT = 31001
 
@@ -67,6 +70,30 @@ class KubernetesConfig:
     after a password rotation."""
 
 
+SYNC_MODES = ("ReadOnly", "ReadWrite")
+MAX_PARALLEL_TRANSFERS = 16
+
+
+@dataclass
+class SyncConfig:
+    """The connected registry (registry_core/sync/); the connection string itself is kept
+    apart, 0600, in `sync/connection`."""
+
+    mode: str = "ReadOnly"
+    """ReadOnly: pull from the parent only. ReadWrite: local pushes go up at the next sync."""
+    repositories: list[str] = field(default_factory=list)
+    """Names or glob patterns (`app/*`, `*`); empty: nothing is synced."""
+    tag_filters: list[str] = field(default_factory=list)
+    """Regexes a tag must match whole; a tag syncs when it matches any; empty: every tag."""
+    schedule: str = "* * * * *"
+    """5-field cron, local time; `* * * * *`: continuously."""
+    window: str = "PT24H"
+    """ISO-8601 duration of the window each schedule time opens."""
+    parallel_transfers: int = 4
+    enabled: bool = False
+    """Set by `sync configure`; false: no scheduled sync."""
+
+
 @dataclass
 class Config:
     device_name: str = "edge"
@@ -81,6 +108,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
     @property
     def endpoint_host(self) -> str:
@@ -117,7 +145,7 @@ def _from_dict(raw: dict[str, object], path: Path) -> Config:
     config = Config()
     sections = {
         "gc": config.gc, "storage": config.storage, "limits": config.limits,
-        "kubernetes": config.kubernetes,
+        "kubernetes": config.kubernetes, "sync": config.sync,
     }
     for key, value in raw.items():
         if key in sections and isinstance(value, dict):
@@ -125,7 +153,48 @@ def _from_dict(raw: dict[str, object], path: Path) -> Config:
                 _set(sections[key], sub_key, sub_value, f"{key}.{sub_key}", path)
         else:
             _set(config, key, value, key, path)
+    try:
+        check_sync(config.sync)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return config
+
+
+def check_sync(sync: SyncConfig) -> None:
+    """The checks types alone do not make; ConfigError names the setting and the value."""
+    if sync.mode not in SYNC_MODES:
+        raise ConfigError(f"sync.mode must be ReadOnly or ReadWrite, not {sync.mode!r}")
+    for pattern in sync.repositories:
+        check_repository_pattern(pattern)
+    for expression in sync.tag_filters:
+        check_tag_filter(expression)
+    check_cron(sync.schedule)
+    parse_window(sync.window)
+    if not 1 <= sync.parallel_transfers <= MAX_PARALLEL_TRANSFERS:
+        raise ConfigError(f"sync.parallel_transfers must be 1-{MAX_PARALLEL_TRANSFERS}, "
+                          f"not {sync.parallel_transfers}")
+
+
+def check_repository_pattern(pattern: str) -> str:
+    """A repository name, or a glob over names: `*` and `?` where name characters go."""
+    # each wildcard stands for a letter: what is left must be a valid name
+    stand_in = pattern.replace("*", "a").replace("?", "a")
+    if len(pattern) > MAX_NAME_LENGTH or NAME_RE.fullmatch(stand_in) is None:
+        raise ConfigError(
+            f"sync.repositories: {pattern[:100]!r} is not a repository name or a pattern "
+            "(lowercase [a-z0-9] components joined by '.', '_', '__' or '-', separated by "
+            "'/', with '*' and '?' as wildcards)")
+    return pattern
+
+
+def check_tag_filter(expression: str) -> re.Pattern[str]:
+    if not expression:
+        raise ConfigError("sync.tag_filters: an empty regex")
+    try:
+        return re.compile(expression)
+    except re.error as exc:
+        raise ConfigError(f"sync.tag_filters: {expression[:100]!r} is not a regex: {exc}") \
+            from None
 
 
 def _set(target: object, key: str, value: object, label: str, path: Path) -> None:

@@ -1,0 +1,154 @@
+"""When the sync may run: a 5-field cron schedule and a window (an ISO-8601 duration).
+
+A window opens at each time the cron names and lasts the duration; windows that overlap or
+touch make one. `* * * * *` means continuously: always inside a window. The cron is read in
+the appliance's local time, like `[gc] schedule`. Pure functions over epoch seconds; this
+module imports nothing of the registry but its errors (config.py checks `[sync]` with it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from croniter import croniter
+from croniter.croniter import CroniterBadDateError
+
+from registry_core.errors import SyncConfigError
+
+CONTINUOUS = "* * * * *"
+MAX_MERGED = 1440
+"""Windows chained back to back beyond this many (a day of minutes) count as continuous."""
+
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?)"
+)
+_YEAR_OR_MONTH = re.compile(r"P[^T]*[YM]")
+"""Y, or M before the T (months, not minutes)."""
+_UNITS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+
+
+def parse_window(text: str) -> float:
+    """Seconds in an ISO-8601 duration such as PT3H, PT30M, P1D, P1DT2H30M or PT1H30M15S
+    (weeks alone, as P2W, too; a decimal fraction on the seconds only). Years and months are
+    refused (their length varies), as are negative, zero and malformed durations."""
+    shown = text.strip()[:60]
+    value = shown.upper()
+    if value.startswith("-"):
+        raise SyncConfigError(f"sync window {shown!r} is negative")
+    match = _DURATION.fullmatch(value)
+    if match is None or value in ("P", "PT") or value.endswith("T"):
+        raise SyncConfigError(_window_problem(shown, value))
+    seconds = sum(float(amount.replace(",", ".")) * _UNITS[unit]
+                  for unit, amount in match.groupdict().items() if amount is not None)
+    if seconds <= 0:
+        raise SyncConfigError(f"sync window {shown!r} must be longer than zero")
+    return seconds
+
+
+def _window_problem(shown: str, value: str) -> str:
+    if _YEAR_OR_MONTH.match(value):
+        return (f"sync window {shown!r}: years and months have no fixed length; "
+                "use days (P30D) or hours")
+    hint = " (a time range is not a duration)" if ":" in value else ""
+    return (f"sync window {shown!r} is not an ISO-8601 duration such as PT3H, PT30M, P1D "
+            f"or P1DT2H30M{hint}")
+
+
+def format_window(seconds: float) -> str:
+    """The canonical ISO-8601 form of a window (P1DT2H30M)."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    frac = seconds - whole
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
+    if secs or frac:
+        time += f"{secs + frac:g}S"
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+
+
+def check_cron(text: str) -> str:
+    """A 5-field cron expression (minute hour day-of-month month day-of-week) that fires;
+    returned with its blanks normalised."""
+    fields = text.split()
+    shown = text.strip()[:100]
+    if len(fields) != 5:
+        raise SyncConfigError(
+            f"sync schedule {shown!r} must have 5 fields (minute hour day month weekday), "
+            f"not {len(fields)}")
+    cron = " ".join(fields)
+    if not croniter.is_valid(cron):
+        raise SyncConfigError(f"sync schedule {shown!r} is not a valid cron expression")
+    try:
+        croniter(cron, 0.0).get_next(float)
+    except CroniterBadDateError:
+        raise SyncConfigError(f"sync schedule {shown!r} never fires") from None
+    return cron
+
+
+@dataclass(frozen=True)
+class SyncSchedule:
+    """The cron and the window. `tz`: the zone the cron is read in (None: local time)."""
+
+    cron: str
+    window_seconds: float
+    tz: tzinfo | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cron", check_cron(self.cron))
+        if not self.window_seconds > 0:
+            raise SyncConfigError("sync window must be longer than zero")
+
+    @classmethod
+    def parse(cls, cron: str, window: str, tz: tzinfo | None = None) -> SyncSchedule:
+        return cls(cron, parse_window(window), tz)
+
+    @property
+    def continuous(self) -> bool:
+        return self.cron == CONTINUOUS
+
+    def next_start(self, after: float) -> float:
+        """The first time the cron names strictly after `after`."""
+        return self._fire_after(after)
+
+    def window_end(self, now: float) -> float | None:
+        """When the window that contains `now` closes (math.inf: never), or None when `now`
+        is outside every window. The end itself is outside."""
+        if self.continuous:
+            return math.inf
+        start = self._fire_at_or_before(now)
+        if start is None or now >= start + self.window_seconds:
+            return None
+        end = start + self.window_seconds
+        for _ in range(MAX_MERGED):
+            nxt = self._fire_after(start)
+            if nxt > end:
+                return end
+            start, end = nxt, nxt + self.window_seconds
+        return math.inf
+
+    def is_open(self, now: float) -> bool:
+        return self.window_end(now) is not None
+
+    def _datetime(self, at: float) -> datetime:
+        if self.tz is None:
+            return datetime.fromtimestamp(at).astimezone()
+        return datetime.fromtimestamp(at, self.tz)
+
+    def _fire_after(self, at: float) -> float:
+        nxt: float = croniter(self.cron, self._datetime(at)).get_next(float)
+        return nxt
+
+    def _fire_at_or_before(self, at: float) -> float | None:
+        minute = math.floor(at / 60) * 60  # cron fires on whole minutes
+        if croniter.match(self.cron, self._datetime(minute)):
+            return float(minute)
+        try:
+            prev: float = croniter(self.cron, self._datetime(minute)).get_prev(float)
+        except CroniterBadDateError:
+            return None
+        return prev
