@@ -1,4 +1,5 @@
-"""`edge-console sync configure|status`: the connected registry's settings and state.
+"""`edge-console sync configure|status|run`: the connected registry's settings, state, and a
+sync now.
 
 The connection string is read from a file or standard input, never from the command line
 (where `ps` and the shell history show it), and never printed.
@@ -7,21 +8,30 @@ The connection string is read from a file or standard input, never from the comm
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from console.cli_support import data_dir_of, emit
+import humanize
+
+from console.cli_support import data_dir_of, emit, fail, wants_json
+from console.commands.gc import open_registry
 from registry_core.config import SYNC_MODES
 from registry_core.errors import SyncConfigError
+from registry_core.events import SyncFinished
+from registry_core.registry import Registry
+from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.connection import (
     ConnectionString,
     decode_connection_bytes,
     parse_connection_string,
     read_connection_text,
 )
-from registry_core.sync.settings import SyncSettings, configure
+from registry_core.sync.runner import SyncRunner, open_runner
+from registry_core.sync.settings import SyncSettings, configure, load_settings
 from registry_core.sync.status import SyncStatus, read_status
 
 
@@ -36,6 +46,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     status = actions.add_parser("status", parents=[common],
                                 help="state, mode, parent, last sync, next run")
     status.set_defaults(handler=status_command)
+    run = actions.add_parser("run", parents=[common],
+                             help="one sync now (within the window, if one is open)")
+    run.add_argument("--ignore-window", action="store_true",
+                     help="run to the end even outside the sync window")
+    run.set_defaults(handler=run_command)
 
 
 def _register_configure(actions: Any, common: argparse.ArgumentParser) -> None:
@@ -102,6 +117,75 @@ def status_command(args: argparse.Namespace) -> int:
     status = read_status(data_dir_of(args))
     emit(args, "\n".join(status_lines(status)), status.to_json())
     return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """One pass now; ctrl-c cancels it at the next blob boundary."""
+    registry = open_registry(args)
+    try:
+        runner = open_runner(registry)
+        until = None if args.ignore_window else _window_end(registry)
+        record = _run_interruptibly(runner, until, quiet=wants_json(args))
+    finally:
+        registry.close()
+    emit(args, run_summary(record), record.to_json())
+    if record.status in ("failed", "cancelled"):
+        return fail(f"sync run {record.id} {record.status}"
+                    + (f": {'; '.join(record.errors[:3])}" if record.errors else ""))
+    return 0
+
+
+def _window_end(registry: Registry) -> float | None:
+    """The open window's end; outside every window, the run stops at once ('stopped')."""
+    end = load_settings(registry.datadir, registry.config).schedule.window_end(time.time())
+    if end is None:
+        return time.time()
+    return None if end == math.inf else end
+
+
+def _run_interruptibly(runner: SyncRunner, until: float | None, quiet: bool) -> SyncRunRecord:
+    result: list[SyncRunRecord] = []
+    error: list[BaseException] = []
+    progress = None if quiet else runner.registry.events.subscribe(_say, SyncFinished)
+
+    def work() -> None:
+        try:
+            result.append(runner.run("manual", until))
+        except BaseException as exc:
+            error.append(exc)
+
+    worker = threading.Thread(target=work, name="sync-cli")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("\ncancelling at the next blob boundary...", file=sys.stderr, flush=True)
+        runner.cancel.set()
+        worker.join()
+    finally:
+        if progress is not None:
+            progress.close()
+        runner.close()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _say(event: SyncFinished) -> None:
+    print(f"sync run {event.run_id}: {event.status}", file=sys.stderr, flush=True)
+
+
+def run_summary(record: SyncRunRecord) -> str:
+    details = record.details
+    lines = [
+        f"Sync run {record.id} {record.status} in {record.duration_seconds:.1f} s: "
+        f"{details.get('tags_changed', 0)} of {details.get('tags_checked', 0)} tags changed "
+        f"in {record.repositories} repositories; copied {record.manifests_copied} manifests, "
+        f"{record.blobs_copied} blobs ({humanize.naturalsize(record.bytes_copied, binary=True)})."
+    ]
+    lines += [f"  error: {e}" for e in record.errors]
+    return "\n".join(lines)
 
 
 # ---- text ------------------------------------------------------------------------------------

@@ -27,33 +27,13 @@ from registry_core.ingest import IngestBlob, IngestManifest
 from registry_core.manifests import Manifest, parse_manifest
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
+from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
 
 log = logging.getLogger("edge_registry.sync")
 
 
 class SyncStopped(Exception):
     """The pass stopped at a blob boundary (window closed, or cancelled)."""
-
-
-@dataclass(frozen=True)
-class ParentHead:
-    digest: str
-    media_type: str
-    size: int
-
-
-@dataclass(frozen=True)
-class ParentManifest:
-    digest: str
-    media_type: str
-    body: bytes
-
-
-@dataclass(frozen=True)
-class ParentDescriptor:
-    media_type: str
-    digest: str
-    size: int
 
 
 class Parent(Protocol):
@@ -63,14 +43,14 @@ class Parent(Protocol):
 
     def tags(self, repository: str) -> list[str]: ...
 
-    def head_manifest(self, repository: str, reference: str) -> ParentHead | None: ...
+    def head_manifest(self, repository: str, reference: str) -> ManifestHead | None: ...
 
-    def get_manifest(self, repository: str, reference: str) -> ParentManifest: ...
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
 
     def fetch_blob(self, repository: str, digest: str, target: Path, size: int | None = None,
                    progress: Callable[[int], None] | None = None) -> int: ...
 
-    def referrers(self, repository: str, digest: str) -> list[ParentDescriptor]: ...
+    def referrers(self, repository: str, digest: str) -> list[Descriptor]: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +86,7 @@ class _Image:
 
     repository: str
     tag: str
-    manifests: list[ParentManifest] = field(default_factory=list)
+    manifests: list[FetchedManifest] = field(default_factory=list)
     """Bottom-up: children, then the tagged manifest, then its referrers."""
     blobs: dict[str, int] = field(default_factory=dict)
     """digest -> size, every blob the manifests reference."""

@@ -16,7 +16,9 @@ from registry_core.events import SyncFinished, SyncProgress, SyncStarted
 from registry_core.gc_lock import RunClaim
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Parent, PassReport, Scope, SyncPass
+from registry_core.sync.settings import SyncSettings, load_settings
 
 log = logging.getLogger("edge_registry.sync")
 
@@ -60,6 +62,7 @@ class SyncRunner:
             )
             self.claim.beat(lambda: self._publish(record, sync_pass))
             report = sync_pass.run()
+            record.details["parent_reachable"] = True  # it answered; some tags may have failed
             self._fill(record, report)
         except EdgeError as exc:
             record.status = "failed"
@@ -116,6 +119,20 @@ class SyncRunner:
             "bytes_copied": report.bytes_copied,
         }
         self.registry.events.emit(kind(identity="sync", run_id=record.id, **counts, **extra))
+
+
+def open_runner(registry: Registry, settings: SyncSettings | None = None) -> SyncRunner:
+    """The runner for the data dir's configured connection (SyncNotConfigured if none)."""
+    chosen = settings or load_settings(registry.datadir, registry.config)
+    connection = chosen.connection
+
+    def connect() -> ParentClient:
+        return ParentClient(connection.parent_endpoint, connection.token_name,
+                            connection.token_password, ca_file=chosen.parent_ca,
+                            protocol=connection.protocol)
+
+    scope = Scope(chosen.repositories, chosen.tag_filters)
+    return SyncRunner(registry, connect, scope, parallel=chosen.parallel_transfers)
 
 
 def _in_progress(other: SyncRunRecord) -> SyncInProgressError:
