@@ -27,8 +27,9 @@ from registry_core.registry import Registry
 os.environ["KUBECONFIG"] = os.path.join(tempfile.gettempdir(), "edge-console-tests-no-cluster")
 
 # The Kubernetes test bed's fixtures (kube_apiserver, kube_controllers, kube_client,
-# kube_namespace): see kubebed.py.
-pytest_plugins = ["kubebed"]
+# kube_namespace): see kubebed.py. The sync's parent registries (reference_parent,
+# token_parent): see parents.py.
+pytest_plugins = ["kubebed", "parents"]
 
 # Property tests check correctness, not speed (benchmarks do that): no per-example deadline,
 # which a loaded CI machine would turn into flakes.

@@ -1,7 +1,9 @@
 """A TCP proxy that can cut every connection through it: a dropped uplink, for real.
 
 Bytes pass unchanged (TLS included), so the client and the server are the real ones; only
-the wire between them breaks when the test says so.
+the wire between them breaks when the test says so: `cut()` drops every open connection now;
+with `cut_after` set, each connection is dropped once that many bytes have come from upstream
+on it (a link that keeps failing mid-transfer).
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from support import free_port
 
 
 class CuttingProxy:
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], cut_after: int | None = None) -> None:
         self.upstream = upstream
         self.port = free_port()
         self.connections = 0
         """Connections accepted so far."""
+        self.cut_after = cut_after
+        """Drop each connection after this many bytes from upstream (None: never); read when
+        a connection opens, so a test may change it between connections."""
+        self.bytes_from_upstream = 0
+        """Bytes passed from upstream to clients so far, over every connection."""
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -69,19 +76,32 @@ class CuttingProxy:
             with self._lock:
                 self._open.update((client, server))
                 self.connections += 1
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+            limit = self.cut_after
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, True, limit), daemon=True
+            ).start()
 
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        _close(source)
-        _close(target)
+    def _pump(self, source: socket.socket, target: socket.socket, downstream: bool = False,
+              limit: int | None = None) -> None:
+        """Copy until either side closes, or (if `limit`) until `limit` bytes have passed."""
+        passed = 0
+        try:
+            while data := source.recv(65536):
+                if limit is not None:
+                    data = data[: limit - passed]
+                target.sendall(data)
+                passed += len(data)
+                if downstream:
+                    with self._lock:
+                        self.bytes_from_upstream += len(data)
+                if limit is not None and passed >= limit:
+                    break
+        except OSError:
+            pass
+        finally:
+            _close(source)
+            _close(target)
 
 
 def _close(sock: socket.socket) -> None:

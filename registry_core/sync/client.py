@@ -1,0 +1,794 @@
+"""The parent registry, over the OCI distribution API (httpx, synchronous, thread-safe).
+
+A bad uplink is the normal case: every request is retried with exponential backoff and
+jitter on connect errors, timeouts, cut connections, 429 and 5xx (honouring Retry-After), a
+bounded number of times; a 401 is answered by authenticating once (tokens.py), never more; a
+404 is never retried. A blob download streams to disk with its digest checked as it is
+written, and a cut transfer resumes from the bytes on disk with a Range request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import os
+import random
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, TypeVar
+
+import httpx
+
+from registry_core.errors import EdgeError
+from registry_core.manifests import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+from registry_core.reference import (
+    Digest,
+    digest_bytes,
+    parse_digest,
+    parse_reference,
+    validate_name,
+)
+from registry_core.sync.errors import (
+    ParentAuthFailed,
+    ParentDenied,
+    ParentError,
+    ParentNotFound,
+    ParentProtocolError,
+    ParentUnreachable,
+)
+from registry_core.sync.tokens import Authorizer, Scopes
+
+T = TypeVar("T")
+
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
+PAGE_SIZE = 1000
+"""Entries asked for per catalog or tags page (`n`); the rest follows the Link header."""
+POOL_SIZE = 16
+"""Connections kept to the parent: enough for the engine's parallel transfers."""
+CHUNK = 256 * 1024
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+"""A catalog, tags or referrers page larger than this is not a registry's answer."""
+MAX_ERROR_BYTES = 64 * 1024
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 300.0
+"""A Retry-After longer than this gives up at once: the sync tries again at its next run."""
+GIVE_UP_UNREACHABLE = frozenset({429, 502, 503, 504})
+"""Statuses that, when they persist, mean the parent is not there for us (not a bug)."""
+CATALOG_SCOPE: Scopes = ("registry:catalog:*",)
+USER_AGENT = "edge-console-sync"
+
+
+def _transient(status: int) -> bool:
+    return status == 429 or (status >= 500 and status not in (501, 505))
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    digest: str
+    media_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A referrer, as the referrers API (or the tag schema's index) lists it."""
+
+    media_type: str
+    digest: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A response whose body has been read (bounded)."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: httpx.URL
+
+
+Content = bytes | Callable[[], Iterator[bytes]] | None
+"""A request body: bytes, or a factory of a fresh stream for each try."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    url: httpx.URL | str
+    scopes: Scopes
+    headers: dict[str, str] = field(default_factory=dict)
+    content: Content = None
+    redirects: bool = False
+    retry: bool = True
+
+
+class _Wire:
+    """One httpx.Client to the parent with the authorizer and the retry policy."""
+
+    def __init__(self, endpoint: str, username: str, password: str, *, ca_file: Path | None,
+                 protocol: str, retries: int, backoff: float, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.retries = max(retries, 0)
+        self.backoff = backoff
+        self._closed = threading.Event()
+        self.http = httpx.Client(
+            base_url=f"{protocol}://{endpoint}",
+            verify=_tls_context(endpoint, ca_file),
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self.auth = Authorizer(endpoint, username, password, https=protocol == "https",
+                               send=self._send_token_request)
+
+    def close(self) -> None:
+        """Stop: a backoff wait in another thread, or its next request, ends with
+        ParentUnreachable; a transfer in progress is cut."""
+        self._closed.set()
+        self.http.close()
+
+    def url(self, location: str) -> httpx.URL:
+        """A Location or Link target, relative or absolute, as a URL."""
+        return self.http.base_url.join(location)
+
+    def call(self, call: _Call, cap: int = MAX_LISTING_BYTES) -> _Answer:
+        """The answer to `call`, body read (at most `cap` bytes)."""
+
+        def read(response: httpx.Response) -> _Answer:
+            with contextlib.closing(response):
+                body = self._read(response, cap)
+            return _Answer(response.status_code, response.headers, body, response.url)
+
+        return self._exchange(call, read)
+
+    def open(self, call: _Call) -> httpx.Response:
+        """The answer to `call` with its body still to stream: the caller closes it."""
+        return self._exchange(call, lambda response: response)
+
+    def pause(self, failures: int, retry_after: float | None, give_up: ParentError) -> None:
+        """Wait before try number `failures + 1`, or raise `give_up` when the budget is spent."""
+        if failures > self.retries or (retry_after or 0.0) > MAX_RETRY_AFTER:
+            raise give_up
+        delay = min(MAX_BACKOFF, self.backoff * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        if self._closed.wait(max(delay, retry_after or 0.0)):
+            raise ParentUnreachable(f"parent {self.endpoint}: the sync client was closed")
+
+    def unreachable(self, why: str, tries: int, status: int = 0) -> ParentUnreachable:
+        plural = "try" if tries == 1 else "tries"
+        return ParentUnreachable(
+            f"parent {self.endpoint} unreachable: {why} (gave up after {tries} {plural})", status
+        )
+
+    def _exchange(self, call: _Call, read: Callable[[httpx.Response], T]) -> T:
+        failures, reauthenticated = 0, False
+        retry_with: str | None = None
+        while True:
+            sent = retry_with or self.auth.header(call.scopes)
+            retry_with = None
+            try:
+                response = self._send(self._build(call, sent), call.redirects)
+            except httpx.TransportError as exc:
+                failures += 1
+                self._after_transport_error(exc, failures, call.retry)
+                continue
+            status = response.status_code
+            if status == 401:
+                # One new try after credentials were refused, never more; a 401 to a request
+                # sent without any only tells the scheme.
+                self._drain(response)
+                if reauthenticated:
+                    raise self.auth.refusal(response, sent)
+                retry_with = self.auth.challenged(response, call.scopes, sent)
+                reauthenticated = sent is not None
+                continue
+            if _transient(status):
+                failures += 1
+                wait = _retry_after(response.headers)
+                give_up = self._status_give_up(response, failures, wait)
+                self.pause(failures if call.retry else self.retries + 1, wait, give_up)
+                continue
+            try:
+                return read(response)
+            except httpx.TransportError as exc:  # the body was cut: ask again
+                failures += 1
+                self._after_transport_error(exc, failures, call.retry)
+
+    def _send(self, request: httpx.Request, redirects: bool = False) -> httpx.Response:
+        if not self._closed.is_set():
+            try:
+                return self.http.send(request, stream=True, follow_redirects=redirects)
+            except RuntimeError:  # httpx's answer when close() came from another thread
+                if not self._closed.is_set():
+                    raise
+        raise ParentUnreachable(f"parent {self.endpoint}: the sync client was closed")
+
+    def _build(self, call: _Call, sent: str | None) -> httpx.Request:
+        headers = dict(call.headers)
+        if sent is not None:
+            headers["Authorization"] = sent
+        content = call.content() if callable(call.content) else call.content
+        return self.http.build_request(call.method, call.url, headers=headers, content=content)
+
+    def _after_transport_error(self, exc: httpx.TransportError, failures: int,
+                               retry: bool) -> None:
+        why = _describe(exc)
+        if _untrusted(exc):
+            raise ParentUnreachable(
+                f"parent {self.endpoint}: TLS certificate not trusted ({why}); give the "
+                "parent's CA certificate"
+            ) from exc
+        self.pause(failures if retry else self.retries + 1, None,
+                   self.unreachable(why, failures))
+
+    def _status_give_up(self, response: httpx.Response, tries: int,
+                        retry_after: float | None) -> ParentError:
+        body = self._drain(response)
+        status = response.status_code
+        why = _status_text(status, body)
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            why += f", retry after {retry_after:.0f} s"
+        if status in GIVE_UP_UNREACHABLE:
+            return self.unreachable(f"answered {why}", tries, status)
+        return ParentProtocolError(
+            f"parent {self.endpoint}: answered {why} (gave up after {tries} tries)", status
+        )
+
+    def _drain(self, response: httpx.Response) -> bytes:
+        """Read an error answer's (bounded) body and close it; a cut one reads as empty."""
+        try:
+            with contextlib.closing(response):
+                return self._read(response, MAX_ERROR_BYTES, strict=False)
+        except httpx.TransportError:
+            return b""
+
+    def _read(self, response: httpx.Response, cap: int, strict: bool = True) -> bytes:
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > cap:
+                if not strict:
+                    break
+                raise ParentProtocolError(
+                    f"parent {self.endpoint}: answer to {response.request.url.path} exceeds "
+                    f"{cap} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _send_token_request(self, url: httpx.URL, authorization: str) -> tuple[int, bytes]:
+        """GET the token realm (any host) with the sync credentials, with the retries."""
+        call = _Call("GET", url, (), {"Authorization": authorization})
+        failures = 0
+        while True:
+            try:
+                response = self._send(self._build(call, None))
+                with contextlib.closing(response):
+                    body = self._read(response, MAX_ERROR_BYTES, strict=False)
+            except httpx.TransportError as exc:
+                failures += 1
+                self._after_transport_error(exc, failures, True)
+                continue
+            if not _transient(response.status_code):
+                return response.status_code, body
+            failures += 1
+            self.pause(failures, _retry_after(response.headers),
+                       self.unreachable(f"token service answered {response.status_code}",
+                                        failures, response.status_code))
+
+
+class ParentClient:
+    """The parent registry of a connected registry: what the sync reads and pushes."""
+
+    def __init__(self, endpoint: str, username: str, password: str, *,
+                 ca_file: Path | None = None, protocol: str = "https", retries: int = 5,
+                 backoff: float = 0.5, timeout: float = 30.0,
+                 page_size: int = PAGE_SIZE) -> None:
+        if protocol not in ("https", "http"):
+            raise ParentError(f"parent protocol must be https or http, not {protocol!r}")
+        self.endpoint = endpoint
+        self.page_size = page_size
+        self._wire = _Wire(endpoint, username, password, ca_file=ca_file, protocol=protocol,
+                           retries=retries, backoff=backoff, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connections; a backoff wait in another thread ends with
+        ParentUnreachable (how a cancelled run stops at once)."""
+        self._wire.close()
+
+    def __enter__(self) -> ParentClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """GET /v2/ with the credentials; raises the ParentError that says what is wrong."""
+        answer = self._wire.call(_Call("GET", "/v2/", ()))
+        self._expect(answer, (200,), "API version check")
+
+    def catalog(self) -> list[str]:
+        """Every repository of the parent (that the credentials may list)."""
+        pages = self._pages("/v2/_catalog", CATALOG_SCOPE, "catalog", paged=True)
+        if pages is None:
+            raise ParentNotFound(f"parent {self.endpoint}: has no catalog (404)", 404)
+        return _strings(pages, "repositories", self._wire.endpoint)
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of `repository`; [] for a repository with none or none at all."""
+        name = validate_name(repository)
+        pages = self._pages(f"/v2/{name}/tags/list", _pull(name), f"tags of {name}", paged=True)
+        return _strings(pages or [], "tags", self._wire.endpoint)
+
+    def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
+        """Digest, media type and size of a manifest; None when the parent has none."""
+        name, _ = validate_name(repository), parse_reference(reference)
+        answer = self._wire.call(_Call("HEAD", f"/v2/{name}/manifests/{reference}", _pull(name),
+                                       {"Accept": ACCEPT_MANIFESTS}))
+        if answer.status == 404:
+            return None
+        self._expect(answer, (200,), f"manifest {name}:{reference}")
+        header = answer.headers.get("docker-content-digest")
+        if header is None:  # not every registry sends it on HEAD: ask for the body
+            got = self.get_manifest(name, reference)
+            return ManifestHead(got.digest, got.media_type, len(got.body))
+        digest = self._digest(header, "Docker-Content-Digest")
+        if ":" in reference and digest != self._digest(reference, "the reference"):
+            raise ParentProtocolError(
+                f"parent {self.endpoint}: manifest {name}@{reference} is named {digest}"
+            )
+        return ManifestHead(str(digest), _media_type(answer.headers, b""),
+                            int(answer.headers.get("content-length", "0")))
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """The manifest's bytes, checked against the digest the reference or the parent
+        names (ParentProtocolError when they differ); ParentNotFound when absent."""
+        name, _ = validate_name(repository), parse_reference(reference)
+        answer = self._wire.call(_Call("GET", f"/v2/{name}/manifests/{reference}", _pull(name),
+                                       {"Accept": ACCEPT_MANIFESTS}), cap=MAX_MANIFEST_BYTES)
+        self._expect(answer, (200,), f"manifest {name}:{reference}")
+        claimed = reference if ":" in reference else answer.headers.get("docker-content-digest")
+        expected = self._digest(claimed, "the digest") if claimed else None
+        actual = digest_bytes(answer.body, expected.algorithm if expected else "sha256")
+        if expected is not None and actual != expected:
+            raise ParentProtocolError(
+                f"parent {self.endpoint}: manifest {name}:{reference} is {actual}, "
+                f"not {expected}"
+            )
+        return FetchedManifest(str(actual), _media_type(answer.headers, answer.body),
+                               answer.body)
+
+    def fetch_blob(self, repository: str, digest: str, target: Path, size: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> int:
+        """Stream a blob to `target`, checked against `digest` and fsynced; bytes already in
+        `target` (an attempt that was cut) are resumed from with a Range request. `progress`
+        is called with each chunk's length. Returns the bytes received over the network by
+        this call. On a digest mismatch `target` is removed (ParentProtocolError)."""
+        name = validate_name(repository)
+        fetch = _BlobFetch(self._wire, f"/v2/{name}/blobs/{digest}", _pull(name),
+                           self._digest(digest, "the blob digest"), target, size, progress)
+        return fetch.run()
+
+    def referrers(self, repository: str, digest: str) -> list[Descriptor]:
+        """The manifests whose subject is `digest`: the referrers API (OCI 1.1), or the
+        referrers tag schema's index (`<alg>-<hex>`) where the parent has no such API."""
+        name = validate_name(repository)
+        subject = self._digest(digest, "the subject digest")
+        pages = self._pages(f"/v2/{name}/referrers/{subject}", _pull(name),
+                            f"referrers of {subject}", paged=False,
+                            headers={"Accept": OCI_INDEX})
+        if pages is None:
+            pages = self._fallback_index(name, subject)
+        return [d for page in pages for d in _descriptors(page, self.endpoint)]
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        """Whether the parent has the blob in `repository` (asked with push rights: it is
+        how a push learns what to skip)."""
+        name = validate_name(repository)
+        answer = self._wire.call(_Call("HEAD", f"/v2/{name}/blobs/{digest}", _push(name)))
+        if answer.status == 404:
+            return False
+        self._expect(answer, (200,), f"blob {digest} in {name}")
+        return True
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Mount a blob from `source` into `repository` on the parent: True when done, False
+        when the parent will not (the upload it opened instead is cancelled)."""
+        name, origin = validate_name(repository), validate_name(source)
+        scopes = (*_push(name), *_pull(origin))
+        url = httpx.URL(f"/v2/{name}/blobs/uploads/", params={"mount": digest, "from": origin})
+        answer = self._wire.call(_Call("POST", url, scopes, content=b""))
+        self._expect(answer, (201, 202), f"mount of {digest} into {name}")
+        if answer.status == 201:
+            return True
+        if location := answer.headers.get("location"):
+            with contextlib.suppress(ParentError):
+                self._wire.call(_Call("DELETE", self._wire.url(location), scopes))
+        return False
+
+    def push_blob(self, repository: str, digest: str, source: Path, size: int) -> None:
+        """Upload a blob (POST, then one PUT with the content and `?digest=`). A try that
+        fails mid-upload starts a new upload session."""
+        name = validate_name(repository)
+        failures = 0
+        while True:
+            location = self._start_upload(name, digest)
+            put = _Call("PUT", location.copy_merge_params({"digest": digest}), _push(name),
+                        {"Content-Type": "application/octet-stream",
+                         "Content-Length": str(size)},
+                        content=_file_chunks(source), retry=False)
+            try:
+                answer = self._wire.call(put)
+            except ParentUnreachable as exc:
+                failures += 1
+                self._wire.pause(failures, None, exc)
+                continue
+            self._expect(answer, (201,), f"upload of {digest} to {name}")
+            return
+
+    def put_manifest(self, repository: str, reference: str, body: bytes,
+                     media_type: str) -> str:
+        """PUT a manifest by tag or digest; returns its digest as the parent names it."""
+        name, parsed = validate_name(repository), parse_reference(reference)
+        algorithm = parsed.algorithm if isinstance(parsed, Digest) else "sha256"
+        computed = digest_bytes(body, algorithm)
+        answer = self._wire.call(_Call("PUT", f"/v2/{name}/manifests/{reference}", _push(name),
+                                       {"Content-Type": media_type}, content=body))
+        self._expect(answer, (200, 201, 202), f"manifest {name}:{reference}")
+        header = answer.headers.get("docker-content-digest")
+        named = self._digest(header, "Docker-Content-Digest") if header else computed
+        if named.algorithm == computed.algorithm and named != computed:
+            raise ParentProtocolError(
+                f"parent {self.endpoint}: stored manifest {name}:{reference} as {named}, but "
+                f"its content is {computed}"
+            )
+        return str(named)
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _start_upload(self, name: str, digest: str) -> httpx.URL:
+        answer = self._wire.call(_Call("POST", f"/v2/{name}/blobs/uploads/", _push(name),
+                                       content=b""))
+        self._expect(answer, (202,), f"upload of {digest} to {name}")
+        location = answer.headers.get("location")
+        if not location:
+            raise ParentProtocolError(
+                f"parent {self.endpoint}: upload to {name} started without a Location"
+            )
+        return self._wire.url(location)
+
+    def _pages(self, path: str, scopes: Scopes, what: str, *, paged: bool,
+               headers: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
+        """Every page of a JSON listing, following `Link: <...>; rel="next"`; None when the
+        first page is a 404."""
+        url: httpx.URL | None = httpx.URL(path, params={"n": self.page_size} if paged else None)
+        pages: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while url is not None and str(url) not in seen:
+            seen.add(str(url))
+            answer = self._wire.call(_Call("GET", url, scopes, headers or {}))
+            if answer.status == 404 and not pages:
+                return None
+            self._expect(answer, (200,), what)
+            pages.append(_json_object(answer.body, what, self.endpoint))
+            url = _next_link(answer)
+        return pages
+
+    def _fallback_index(self, name: str, subject: Digest) -> list[dict[str, Any]]:
+        tag = f"{subject.algorithm[:32]}-{subject.hex[:64]}"
+        try:
+            index = self.get_manifest(name, tag)
+        except ParentNotFound:
+            return []
+        return [_json_object(index.body, f"referrers index {name}:{tag}", self.endpoint)]
+
+    def _expect(self, answer: _Answer, ok: tuple[int, ...], what: str) -> None:
+        if answer.status not in ok:
+            raise status_error(self.endpoint, answer.status, answer.body, what)
+
+    def _digest(self, text: str, what: str) -> Digest:
+        try:
+            return parse_digest(text)
+        except EdgeError as exc:
+            raise ParentProtocolError(f"parent {self.endpoint}: {what}: {exc}") from exc
+
+
+class _BlobFetch:
+    """One blob into `target`: resumed from the bytes on disk, hashed as written."""
+
+    file: BinaryIO
+
+    def __init__(self, wire: _Wire, url: str, scopes: Scopes, digest: Digest, target: Path,
+                 size: int | None, progress: Callable[[int], None] | None) -> None:
+        self.wire, self.url, self.scopes, self.digest = wire, url, scopes, digest
+        self.target, self.size, self.progress = target, size, progress
+        self.hasher = digest.hasher()
+        self.have = 0
+        self.received = 0
+        self.from_disk = False
+        """Bytes in `target` come from an earlier call, not checked by this one."""
+
+    def run(self) -> int:
+        self.from_disk = self._load()
+        with self.target.open("ab") as file:
+            self.file = file
+            failures = 0
+            while True:
+                before = self.received
+                try:
+                    if not self._attempt():
+                        continue
+                except httpx.TransportError as exc:
+                    # A try that brought bytes does not count against the budget: a link
+                    # that drops often but moves on gets the blob in the end.
+                    failures = 1 if self.received > before else failures + 1
+                    self.wire.pause(failures, None,
+                                    self.wire.unreachable(_describe(exc), failures))
+                    continue
+                if self._verified():
+                    return self.received
+                if not self.from_disk:
+                    self.target.unlink(missing_ok=True)
+                    raise self._mismatch()
+                self._truncate()  # the earlier bytes were the fault, perhaps: once from zero
+
+    def _load(self) -> bool:
+        """Hash the bytes a cut attempt left in `target`; True when there are some."""
+        if not self.target.exists():
+            return False
+        with self.target.open("rb") as old:
+            while block := old.read(CHUNK * 4):
+                self.hasher.update(block)
+                self.have += len(block)
+        if self.size is not None and self.have > self.size:
+            self.target.unlink()
+            self.hasher, self.have = self.digest.hasher(), 0
+        return self.have > 0
+
+    def _attempt(self) -> bool:
+        """One GET from `have` on; False when the parent asks to start over at once."""
+        if self.size is not None and self.have == self.size:
+            return True
+        headers = {"Accept-Encoding": "identity"}
+        if self.have:
+            headers["Range"] = f"bytes={self.have}-"
+        response = self.wire.open(_Call("GET", self.url, self.scopes, headers, redirects=True))
+        with contextlib.closing(response):
+            if response.status_code == 416 and self.have:
+                # Nothing after `have`: the file may be whole already (distribution 2.8
+                # answers this 416 with the blob's Content-Length and a short body: unread).
+                if self._verified():
+                    return True
+                self._truncate()
+                return False
+            if response.status_code not in (200, 206):
+                body = response.read()[:MAX_ERROR_BYTES]
+                raise status_error(self.wire.endpoint, response.status_code, body,
+                                   f"blob {self.digest}")
+            if response.status_code == 200 and self.have:
+                self._truncate()  # the parent ignored the Range: the whole blob comes
+            elif response.status_code == 206:
+                self._check_range(response.headers.get("content-range", ""))
+            for chunk in response.iter_raw():  # as it comes: a cut loses no buffered bytes
+                self._write(chunk)
+        return True
+
+    def _check_range(self, header: str) -> None:
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", header.strip())
+        total = match.group(3) if match else "*"
+        if (match is None or int(match.group(1)) != self.have
+                or (self.size is not None and total != "*" and int(total) != self.size)):
+            raise ParentProtocolError(
+                f"parent {self.wire.endpoint}: blob {self.digest}: asked for bytes "
+                f"{self.have}- and got Content-Range {header!r}"
+            )
+
+    def _write(self, chunk: bytes) -> None:
+        if self.size is not None and self.have + len(chunk) > self.size:
+            self.target.unlink(missing_ok=True)
+            raise ParentProtocolError(
+                f"parent {self.wire.endpoint}: blob {self.digest} is longer than its "
+                f"{self.size} bytes"
+            )
+        self.file.write(chunk)
+        self.hasher.update(chunk)
+        self.have += len(chunk)
+        self.received += len(chunk)
+        if self.progress is not None:
+            self.progress(len(chunk))
+
+    def _truncate(self) -> None:
+        self.file.truncate(0)
+        self.hasher, self.have, self.from_disk = self.digest.hasher(), 0, False
+
+    def _verified(self) -> bool:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return self.hasher.hexdigest() == self.digest.hex
+
+    def _mismatch(self) -> ParentProtocolError:
+        actual = Digest(self.digest.algorithm, self.hasher.hexdigest())
+        return ParentProtocolError(
+            f"parent {self.wire.endpoint}: blob {self.digest} arrived as {actual} "
+            f"({self.have} bytes); removed"
+        )
+
+
+# ---- module helpers ---------------------------------------------------------------------
+
+
+def status_error(endpoint: str, status: int, body: bytes, what: str) -> ParentError:
+    """The ParentError for an unexpected answer, with the parent's OCI error code."""
+    code = _oci_code(body)
+    message = f"parent {endpoint}: {what}: answered {_status_text(status, body)}"
+    if status == 401:
+        return ParentAuthFailed(message, status, code)
+    if status == 403:
+        return ParentDenied(message, status, code)
+    if status == 404:
+        return ParentNotFound(message, status, code)
+    if status in GIVE_UP_UNREACHABLE:
+        return ParentUnreachable(message, status, code)
+    return ParentProtocolError(message, status, code)
+
+
+def _pull(name: str) -> Scopes:
+    return (f"repository:{name}:pull",)
+
+
+def _push(name: str) -> Scopes:
+    return (f"repository:{name}:pull,push",)
+
+
+def _tls_context(endpoint: str, ca_file: Path | None) -> ssl.SSLContext:
+    """The system store plus the parent's CA: blobs may be redirected to storage with a
+    public certificate even when the parent's own is private."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ParentError(
+                f"parent {endpoint}: cannot use the CA certificate {ca_file}: {exc}"
+            ) from exc
+    return context
+
+
+def _untrusted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or bad."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _oci_code(body: bytes) -> str:
+    try:
+        errors = json.loads(body)["errors"]
+        return str(errors[0]["code"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def _status_text(status: int, body: bytes) -> str:
+    """'404 MANIFEST_UNKNOWN: manifest unknown', from an OCI error body when there is one."""
+    try:
+        first = json.loads(body)["errors"][0]
+        detail = f" {first['code']}: {first.get('message', '')}".rstrip(": ")
+    except (ValueError, KeyError, IndexError, TypeError):
+        detail = f" {httpx.codes.get_reason_phrase(status)}".rstrip()
+    return " ".join(f"{status}{detail}".split())[:300]
+
+
+def _media_type(headers: httpx.Headers, body: bytes) -> str:
+    """The Content-Type, or the body's mediaType when the parent sent none useful."""
+    content_type: str = headers.get("content-type", "").split(";")[0].strip()
+    if content_type in MANIFEST_TYPES or not body:
+        return content_type
+    with contextlib.suppress(ValueError, AttributeError):
+        named = json.loads(body).get("mediaType")
+        if isinstance(named, str):
+            return named
+    return content_type
+
+
+def _json_object(body: bytes, what: str, endpoint: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise ParentProtocolError(f"parent {endpoint}: {what}: not JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ParentProtocolError(f"parent {endpoint}: {what}: not a JSON object")
+    return doc
+
+
+def _strings(pages: list[dict[str, Any]], key: str, endpoint: str) -> list[str]:
+    found: list[str] = []
+    for page in pages:
+        items = page.get(key) or []  # distribution answers "tags": null for none left
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ParentProtocolError(f"parent {endpoint}: {key} is not a list of strings")
+        found.extend(items)
+    return list(dict.fromkeys(found))
+
+
+def _descriptors(index: dict[str, Any], endpoint: str) -> list[Descriptor]:
+    found = []
+    for entry in index.get("manifests") or []:
+        try:
+            annotations = entry.get("annotations") or {}
+            descriptor = Descriptor(entry["mediaType"], entry["digest"], entry["size"],
+                                    entry.get("artifactType"), dict(annotations))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ParentProtocolError(
+                f"parent {endpoint}: a referrer descriptor is malformed ({exc!r})"
+            ) from exc
+        if not (isinstance(descriptor.digest, str) and isinstance(descriptor.size, int)):
+            raise ParentProtocolError(f"parent {endpoint}: a referrer descriptor is malformed")
+        found.append(descriptor)
+    return found
+
+
+_LINK = re.compile(r"<([^>]*)>([^<]*)")
+
+
+def _next_link(answer: _Answer) -> httpx.URL | None:
+    """The `rel="next"` target of the Link header (RFC 8288), resolved against the page."""
+    for value in answer.headers.get_list("link"):
+        for target, params in _LINK.findall(value):
+            if re.search(r';\s*rel="?next"?', params):
+                return answer.url.join(target) if target else None
+    return None
+
+
+def _file_chunks(path: Path) -> Callable[[], Iterator[bytes]]:
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as source:
+            while block := source.read(CHUNK):
+                yield block
+
+    return chunks
