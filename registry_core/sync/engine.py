@@ -205,10 +205,10 @@ class SyncPass:
     def _blob(self, repository: str, digest: str, size: int) -> IngestBlob:
         self._stop_if_asked()
         target = self.partial / digest.replace(":", "-")
-        got = self.parent.fetch_blob(repository, digest, target, size, self._on_bytes)
+        self.parent.fetch_blob(repository, digest, target, size, self._on_bytes)
         with self._lock:
             self.report.blobs_copied += 1
-        return IngestBlob(parse_digest(digest), got, target)
+        return IngestBlob(parse_digest(digest), size, target)
 
     def _on_bytes(self, count: int) -> None:
         with self._lock:

@@ -1,0 +1,189 @@
+"""Sync runs from a real parent: a second edge registry served over TLS (the reference
+registry as parent is in tests/test_sync_reference.py). Tags copied byte for byte with their
+digests, an index with its children, nothing copied twice, a blob already here not
+downloaded, a run stopped at the window's end, one run at a time."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cutting_proxy import CuttingProxy
+from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image, write_oci_index
+from support import LiveServer, free_port
+
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.errors import SyncInProgressError
+from registry_core.events import Event, SyncFinished, SyncStarted
+from registry_core.identity import CONSOLE
+from registry_core.ingest import IngestBlob, IngestManifest
+from registry_core.registry import Registry
+from registry_core.sync.client import ParentClient
+from registry_core.sync.engine import Scope
+from registry_core.sync.runner import SyncRunner
+
+pytestmark = pytest.mark.socket
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Registry]:
+    """The connected registry: a data dir of its own."""
+    datadir = DataDir(tmp_path / "site")
+    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    registry = Registry(datadir)
+    yield registry
+    registry.close()
+
+
+def put_on_parent(parent: Registry, repository: str, image: BuiltImage, tag: str) -> None:
+    blobs = {}
+    for child in image.manifests:
+        for blob in (child.config, *child.layers):
+            path = image.path / "blobs" / blob.digest.algorithm / blob.digest.hex
+            blobs[blob.digest] = IngestBlob(blob.digest, blob.size, path)
+    manifests = [IngestManifest(c.body, c.media_type) for c in image.manifests]
+    if image.media_type.endswith("index.v1+json"):
+        manifests.append(IngestManifest(image.body, image.media_type))
+    parent.ingest.commit(repository, list(blobs.values()), manifests, {tag: image.digest},
+                         who=CONSOLE)
+
+
+def runner(site: Registry, server: LiveServer, *repositories: str) -> SyncRunner:
+    def connect() -> ParentClient:
+        return ParentClient(f"127.0.0.1:{server.port}", server.username, server.password,
+                            ca_file=server.cert_dir / "ca.crt")
+
+    return SyncRunner(site, connect, Scope(tuple(repositories)), parallel=3)
+
+
+def test_a_run_copies_every_tag_with_its_digests_and_a_second_copies_nothing(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    multi = write_oci_index(tmp_path / "multi")
+    plain = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    put_on_parent(parent, "shop/web", multi, "v2")
+    put_on_parent(parent, "shop/web", plain, "v1")
+    put_on_parent(parent, "shop/db", plain, "stable")
+    put_on_parent(parent, "other/skip", plain, "v1")
+    seen: list[Event] = []
+    site.events.subscribe(seen.append)
+
+    sync = runner(site, live_server, "shop/*")
+    first = sync.run()
+
+    assert first.status == "succeeded", first.errors
+    assert first.repositories == 2
+    assert first.details["tags_changed"] == 3
+    for repository, tag, image in (("shop/web", "v2", multi), ("shop/web", "v1", plain),
+                                   ("shop/db", "stable", plain)):
+        stored = site.get_manifest(repository, tag)
+        assert stored.digest == image.digest and stored.read() == image.body
+        for child in image.manifests:
+            assert site.get_manifest(repository, str(child.digest)).read() == child.body
+    assert site.catalog().items == ["shop/db", "shop/web"]
+    # The plain image's blobs came once, though two repositories have it.
+    distinct = {b.digest for i in (multi, plain) for m in i.manifests
+                for b in (m.config, *m.layers)}
+    assert first.blobs_copied == len(distinct)
+    assert [type(e) for e in seen if isinstance(e, SyncStarted | SyncFinished)] == [
+        SyncStarted, SyncFinished]
+
+    second = sync.run()
+    assert second.status == "succeeded"
+    assert (second.details["tags_changed"], second.blobs_copied, second.bytes_copied) == (
+        0, 0, 0)
+    runs = site.store.sync_runs.recent(5)
+    assert [r.id for r in runs][:2] == [second.id, first.id]
+    assert site.store.sync_runs.last_success() == second.finished_at
+    sync.close()
+
+
+def test_a_moved_tag_follows_the_parent(live_server: LiveServer, site: Registry,
+                                        tmp_path: Path) -> None:
+    parent = live_server.service.registry
+    one = write_oci_image(tmp_path / "one", ImageSpec(tag="a"))
+    two = write_oci_image(tmp_path / "two", ImageSpec(tag="b"))
+    put_on_parent(parent, "app", one, "stable")
+    sync = runner(site, live_server, "app")
+    assert sync.run().status == "succeeded"
+    put_on_parent(parent, "app", two, "stable")
+    moved = sync.run()
+    assert moved.details["tags_changed"] == 1
+    assert site.get_manifest("app", "stable").digest == two.digest
+    assert site.get_manifest("app", str(one.digest)).digest == one.digest  # still by digest
+    sync.close()
+
+
+def test_a_run_past_its_window_stops_and_copies_nothing(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    put_on_parent(live_server.service.registry, "app", write_oci_image(tmp_path / "i"), "v1")
+    sync = runner(site, live_server, "app")
+    record = sync.run(until=0.0)  # the window closed long ago
+    assert record.status == "stopped"
+    assert site.catalog().items == []
+    assert sync.run().status == "succeeded"
+    sync.close()
+
+
+def test_one_run_at_a_time(live_server: LiveServer, site: Registry, tmp_path: Path) -> None:
+    put_on_parent(live_server.service.registry, "app", write_oci_image(tmp_path / "i"), "v1")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_connect() -> ParentClient:
+        entered.set()
+        assert release.wait(60), "the test never released the first run"
+        return ParentClient(f"127.0.0.1:{live_server.port}", live_server.username,
+                            live_server.password, ca_file=live_server.cert_dir / "ca.crt")
+
+    first = SyncRunner(site, slow_connect, Scope(("app",)))
+    second = runner(site, live_server, "app")
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(first.run()))
+    thread.start()
+    try:
+        assert entered.wait(60)
+        with pytest.raises(SyncInProgressError, match="a sync is under way"):
+            second.run()
+    finally:
+        release.set()
+        thread.join(60)
+    assert getattr(outcome[0], "status", None) == "succeeded"
+    first.close()
+    second.close()
+
+
+def test_a_blob_cut_mid_transfer_resumes_in_the_next_run(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The uplink drops 1 MiB into a 4 MiB layer: the run fails with the bytes kept in
+    sync/partial; the next run asks only for the rest (a Range request) and commits."""
+    big = write_oci_image(tmp_path / "big", ImageSpec(tag="big", layers=(
+        make_layer(os.urandom(4 << 20)),)))  # random: gzip keeps it 4 MiB
+    put_on_parent(live_server.service.registry, "app", big, "v1")
+    layer = big.manifests[0].layers[0]
+    with CuttingProxy(("127.0.0.1", live_server.port), cut_after=1 << 20) as proxy:
+        def connect() -> ParentClient:
+            return ParentClient(f"{proxy.address}", live_server.username, live_server.password,
+                                ca_file=live_server.cert_dir / "ca.crt", retries=0)
+
+        sync = SyncRunner(site, connect, Scope(("app",)))
+        cut = sync.run()
+        assert cut.status == "failed" and cut.errors
+        partial = site.datadir.root / "sync" / "partial" / str(layer.digest).replace(":", "-")
+        kept = partial.stat().st_size
+        assert 0 < kept < layer.size
+        proxy.cut_after = None
+        resumed = sync.run()
+        sync.close()
+    assert resumed.status == "succeeded", resumed.errors
+    assert resumed.bytes_copied == layer.size - kept  # only the rest came
+    assert site.get_manifest("app", "v1").digest == big.digest
+    assert site.stat_blob("app", layer.digest).size == layer.size
+    assert not partial.exists()

@@ -1,0 +1,101 @@
+"""The connected registry against the reference registry (distribution 2.8, tests/parents.py)
+as its parent, through the command line as a technician runs it: configure from a
+connection string on standard input, run, pull what came with skopeo, run again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imagebuilder import ImageSpec, write_oci_image, write_oci_index
+from parents import Parent
+from support import free_port, run_skopeo, start_live_server
+
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.registry import Registry
+
+pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(data: DataDir, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "console", "--data-dir", str(data.root), *args],
+        input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def cli_json(data: DataDir, *args: str, stdin: str | None = None) -> Any:
+    result = cli(data, *args, "--json", stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def connection_string(parent: Parent) -> str:
+    return (f"ConnectedRegistryName=edgesite1;SyncTokenName={parent.username};"
+            f"SyncTokenPassword={parent.password};ParentGatewayEndpoint={parent.address};"
+            "ParentEndpointProtocol=https\r\n")
+
+
+def parent_digest(parent: Parent, skopeo: str, ref: str) -> str:
+    out = run_skopeo(skopeo, "inspect", "--raw", "--creds", parent.creds, "--cert-dir",
+                     str(parent.cert_dir), f"docker://{parent.address}/{ref}")
+    return "sha256:" + hashlib.sha256(out.encode()).hexdigest()
+
+
+def test_configure_run_pull_and_run_again(reference_parent: Parent, skopeo: str,
+                                          tmp_path: Path) -> None:
+    parent = reference_parent
+    parent.push(f"oci:{write_oci_index(tmp_path / 'multi').path}:multi", "shop/multi:v1")
+    plain = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    parent.push(f"oci:{plain.path}:v1", "shop/web:v1")
+    parent.push(f"oci:{plain.path}:v1", "shop/web:stable")
+    parent.push(f"oci:{plain.path}:v1", "other/skip:v1")
+    site = DataDir(tmp_path / "site")
+    enable(site, device_name="site", dns_domain="test", node_ip="127.0.0.1", port=free_port())
+    Registry(site).close()
+
+    configured = cli_json(site, "sync", "configure", "--connection-string-file", "-",
+                          "--parent-ca", str(parent.ca_cert), "--repository", "shop/*",
+                          stdin=connection_string(parent))
+    assert configured["parent_endpoint"] == parent.address
+    assert parent.password not in json.dumps(configured)
+
+    first = cli_json(site, "sync", "run")
+    assert first["status"] == "succeeded", first["errors"]
+    assert first["details"]["tags_changed"] == 3
+    status = cli_json(site, "sync", "status")
+    assert status["state"] == "Online" and status["last_sync"] is not None
+
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    served = start_live_server(site, tmp_path / "site-certs")
+    try:
+        for ref in ("shop/multi:v1", "shop/web:v1", "shop/web:stable"):
+            local = run_skopeo(skopeo, "inspect", "--raw", "--creds", served.creds,
+                               "--cert-dir", str(served.cert_dir),
+                               f"docker://{served.address}/{ref}")
+            assert "sha256:" + hashlib.sha256(local.encode()).hexdigest() == parent_digest(
+                parent, skopeo, ref)
+            run_skopeo(skopeo, "copy", "--all", "--src-creds", served.creds, "--src-cert-dir",
+                       str(served.cert_dir), f"docker://{served.address}/{ref}",
+                       f"dir:{pulled / ref.replace('/', '_').replace(':', '-')}")
+        with served.client() as client:
+            assert client.get("/v2/_catalog").json()["repositories"] == ["shop/multi",
+                                                                          "shop/web"]
+    finally:
+        served.service.close()
+
+    second = cli_json(site, "sync", "run")
+    assert second["status"] == "succeeded"
+    assert (second["details"]["tags_changed"], second["blobs_copied"],
+            second["manifests_copied"]) == (0, 0, 0)
