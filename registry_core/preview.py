@@ -62,6 +62,9 @@ class DeletePreview:
     """Of bytes_freed, what the configured grace period still protects: a GC run now keeps
     it, one after the grace period frees it."""
     grace_period_seconds: float = 0.0
+    pinned_by: list[str] = field(default_factory=list)
+    """Stages that pin the manifest (sync/staging.py): a GC keeps it until they are released,
+    and a delete is refused without --force."""
     in_use_by: list[ImageUse] = field(default_factory=list)
     """Pods and workload templates in the cluster that use the manifest (directly, through
     an index that lists it, or, for an index, through a child): deleting breaks them."""
@@ -92,6 +95,7 @@ def preview_delete(
             raise ManifestUnknown(detail={"name": name, "digest": key})
         manifest_id, repo_id, media_type, size = row.id, row.repository_id, row.media_type, row.size
         tags = store.catalog.tags_of(manifest_id)
+        pinned_by = store.stages.pinned_by(name, key)
         blocked_by = [m.digest for m in store.manifests.listing_indexes(manifest_id)]
         reach.mark(delete_untagged=du, cutoff=None)
         before = reach.garbage()
@@ -129,6 +133,7 @@ def preview_delete(
         gc_bytes_freed=sum(after.values()),
         bytes_in_grace=sum(b.size for b in freed if b.digest in recent),
         grace_period_seconds=grace,
+        pinned_by=pinned_by,
         in_use_by=[] if in_use is None else in_use.users_of(name, key),
     )
 

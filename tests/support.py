@@ -23,7 +23,10 @@ from imagebuilder import REF_NAME, BuiltImage
 
 from registry_core.auth import read_credentials
 from registry_core.datadir import DataDir
+from registry_core.identity import CONSOLE
+from registry_core.ingest import IngestBlob, IngestManifest
 from registry_core.reference import Digest, digest_bytes
+from registry_core.registry import Registry
 from registry_core.service import RegistryService
 
 
@@ -148,3 +151,17 @@ def expected_blobs(image: BuiltImage) -> set[str]:
     """The manifest(s) plus every config and layer of a built image."""
     digests = {str(image.digest)} | {str(m.digest) for m in image.manifests}
     return digests | {str(d) for d in image.blob_digests}
+
+
+def put_on_parent(parent: Registry, repository: str, image: BuiltImage, tag: str) -> None:
+    """An image built on disk stored in `parent` (a registry a sync test copies from)."""
+    blobs = {}
+    for child in image.manifests:
+        for blob in (child.config, *child.layers):
+            path = image.path / "blobs" / blob.digest.algorithm / blob.digest.hex
+            blobs[blob.digest] = IngestBlob(blob.digest, blob.size, path)
+    manifests = [IngestManifest(c.body, c.media_type) for c in image.manifests]
+    if image.media_type.endswith("index.v1+json"):
+        manifests.append(IngestManifest(image.body, image.media_type))
+    parent.ingest.commit(repository, list(blobs.values()), manifests, {tag: image.digest},
+                         who=CONSOLE)

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 from cutting_proxy import CuttingProxy
-from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image, write_oci_index
-from support import LiveServer, free_port
+from imagebuilder import ImageSpec, make_layer, write_oci_image, write_oci_index
+from support import LiveServer, free_port, put_on_parent
 
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.errors import SyncInProgressError
 from registry_core.events import Event, SyncFinished, SyncStarted
-from registry_core.identity import CONSOLE
-from registry_core.ingest import IngestBlob, IngestManifest
 from registry_core.registry import Registry
 from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Scope
@@ -38,19 +36,6 @@ def site(tmp_path: Path) -> Iterator[Registry]:
     registry = Registry(datadir)
     yield registry
     registry.close()
-
-
-def put_on_parent(parent: Registry, repository: str, image: BuiltImage, tag: str) -> None:
-    blobs = {}
-    for child in image.manifests:
-        for blob in (child.config, *child.layers):
-            path = image.path / "blobs" / blob.digest.algorithm / blob.digest.hex
-            blobs[blob.digest] = IngestBlob(blob.digest, blob.size, path)
-    manifests = [IngestManifest(c.body, c.media_type) for c in image.manifests]
-    if image.media_type.endswith("index.v1+json"):
-        manifests.append(IngestManifest(image.body, image.media_type))
-    parent.ingest.commit(repository, list(blobs.values()), manifests, {tag: image.digest},
-                         who=CONSOLE)
 
 
 def runner(site: Registry, server: LiveServer, *repositories: str) -> SyncRunner:

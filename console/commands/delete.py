@@ -133,6 +133,9 @@ def _delete(
         raise Refused(f"{what} is part of the index {preview.blocked_by[0]}: "
                       "delete the index instead")
     _refuse_if_used(args, preview.in_use_by, what)
+    if preview.pinned_by and not args.force:
+        raise Refused(f"{what} is pinned by the stage {', '.join(preview.pinned_by)}: release "
+                      "it (edge-console stage --release) or use --force")
     users = [u.to_json() for u in preview.in_use_by]
     payload: dict[str, Any] = {
         **preview.to_json(),

@@ -11,6 +11,7 @@ the partial files stay for the next run.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import re
@@ -36,6 +37,10 @@ class SyncStopped(Exception):
     """The pass stopped at a blob boundary (window closed, or cancelled)."""
 
 
+class TagGone(EdgeError):
+    """The parent has no such tag (any more)."""
+
+
 class Parent(Protocol):
     """What a pass asks of the parent registry (sync/client.py's ParentClient)."""
 
@@ -51,6 +56,8 @@ class Parent(Protocol):
                    progress: Callable[[int], None] | None = None) -> int: ...
 
     def referrers(self, repository: str, digest: str) -> list[Descriptor]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -145,12 +152,40 @@ class SyncPass:
                 self.report.errors.append(f"{repository}:{tag}: {exc}")
                 log.warning("sync %s:%s: %s", repository, tag, exc)
 
+    def run_tags(self, pairs: list[tuple[str, str]],
+                 on_tag: Callable[[str, str, str | None, str], None]) -> PassReport:
+        """Copy these `repository:tag` now, whatever the scope (staging); `on_tag(repository,
+        tag, digest, error)` after each: the parent's digest, or None and why not."""
+        self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.report.repositories = len({r for r, _ in pairs})
+        try:
+            for repository, tag in pairs:
+                self._stop_if_asked()
+                self.report.tags_checked += 1
+                try:
+                    digest = self.copy(repository, tag)
+                except SyncStopped:
+                    raise
+                except EdgeError as exc:
+                    self.report.errors.append(f"{repository}:{tag}: {exc}")
+                    on_tag(repository, tag, None, str(exc))
+                    continue
+                on_tag(repository, tag, digest, "")
+        except SyncStopped:
+            self.report.stopped = True
+        return self.report
+
     def _tag(self, repository: str, tag: str) -> None:
+        with contextlib.suppress(TagGone):  # the tag went between the list and now
+            self.copy(repository, tag)
+
+    def copy(self, repository: str, tag: str) -> str:
+        """Make the local tag what the parent's is (if it differs); the parent's digest."""
         head = self.parent.head_manifest(repository, tag)
         if head is None:
-            return  # the tag went between the list and now
+            raise TagGone(f"{repository}:{tag} is not on the parent")
         if self._local_digest(repository, tag) == head.digest:
-            return
+            return head.digest
         self.report.tags_changed += 1
         image = self._gather(repository, tag, head.digest)
         blobs = self._download(image)
@@ -164,6 +199,7 @@ class SyncPass:
         for blob in blobs:
             if blob.path is not None:
                 blob.path.unlink(missing_ok=True)  # left only if the blob was already there
+        return head.digest
 
     def _local_digest(self, repository: str, tag: str) -> str | None:
         try:

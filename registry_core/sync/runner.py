@@ -45,15 +45,22 @@ class SyncRunner:
                               HEARTBEAT_STALE, "sync-heartbeat")
         self.cancel = threading.Event()
 
-    def run(self, trigger: str = "manual", until: float | None = None) -> SyncRunRecord:
+    def run(
+        self, trigger: str = "manual", until: float | None = None,
+        only: list[tuple[str, str]] | None = None,
+        on_tag: Callable[[str, str, str | None, str], None] | None = None,
+    ) -> SyncRunRecord:
         """One pass; blocks until it ends. `until`: the window's end (the pass stops at a blob
-        boundary then, status 'stopped'). SyncInProgressError if another run is under way."""
+        boundary then, status 'stopped'). `only`: just these (repository, tag), whatever the
+        scope, each reported to `on_tag` (staging). SyncInProgressError if another run is
+        under way."""
         self.cancel.clear()
         record = self.claim.claim(
             lambda t: self.store.sync_runs.create(trigger, self.owner, at=t), _in_progress
         )
         self._emit(SyncStarted, record, None, trigger=trigger)
         sync_pass: SyncPass | None = None
+        parent: Parent | None = None
         try:
             parent = self.connect()
             sync_pass = SyncPass(
@@ -61,7 +68,10 @@ class SyncRunner:
                 should_stop=lambda: self._should_stop(until),
             )
             self.claim.beat(lambda: self._publish(record, sync_pass))
-            report = sync_pass.run()
+            if only is None:
+                report = sync_pass.run()
+            else:
+                report = sync_pass.run_tags(only, on_tag or (lambda *_: None))
             record.details["parent_reachable"] = True  # it answered; some tags may have failed
             self._fill(record, report)
         except EdgeError as exc:
@@ -70,6 +80,8 @@ class SyncRunner:
             if sync_pass is not None:
                 self._fill_counts(record, sync_pass.report)
         finally:
+            if parent is not None:
+                parent.close()
             record.finished_at = self.clock()
             if record.status == "running":
                 record.status = "failed"

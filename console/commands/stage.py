@@ -1,0 +1,116 @@
+"""`edge-console stage REF...|--file F [--check] [--release]`: a deployment's images pulled
+from the parent now and pinned until released; --check says whether all are here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from console.cli_support import emit, fail
+from console.commands.gc import open_registry
+from registry_core.errors import EdgeError, NameInvalid
+from registry_core.registry import Registry
+from registry_core.store.stages import StageItem
+from registry_core.sync import staging
+from registry_core.sync.runner import SyncRunner, open_runner
+from registry_core.sync.schedule import parse_window
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "stage", parents=[common],
+        help="pull a deployment's images from the parent now and pin them",
+        description="Stage images (REPOSITORY:TAG) before a maintenance window: pulled from "
+                    "the parent now, checked, and kept (GC and deletes leave them) until "
+                    "released. --check: exit 0 only when every listed image is here.",
+    )
+    parser.add_argument("refs", nargs="*", metavar="REPO:TAG")
+    parser.add_argument("--file", type=Path, metavar="F",
+                        help="a file listing REPO:TAG, one a line (- for standard input)")
+    parser.add_argument("--stage", default=staging.DEFAULT_STAGE, metavar="NAME",
+                        help="the stage's name (default: default)")
+    parser.add_argument("--expires", metavar="DURATION",
+                        help="unpin after this long (ISO 8601, e.g. P2D); default: until "
+                             "released")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true",
+                      help="say whether each image is here with the parent's digest")
+    what.add_argument("--release", action="store_true", help="unpin the stage's images")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pairs = staging.parse_refs(_listed(args))
+    registry = open_registry(args)
+    try:
+        if args.release:
+            released = staging.release(registry, args.stage)
+            emit(args, f"Released {released} images of stage {args.stage}.",
+                 {"stage": args.stage, "released": released})
+            return 0
+        if args.check:
+            return _check(args, registry, pairs)
+        if not pairs:
+            raise NameInvalid("name the images to stage (REPO:TAG ... or --file F)")
+        return _stage(args, registry, pairs)
+    finally:
+        registry.close()
+
+
+def _listed(args: argparse.Namespace) -> list[str]:
+    refs = list(args.refs)
+    if args.file is not None:
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+        refs += text.splitlines()
+    return refs
+
+
+def _stage(args: argparse.Namespace, registry: Registry,
+           pairs: list[tuple[str, str]]) -> int:
+    expires = None if args.expires is None else time.time() + parse_window(args.expires)
+    runner = open_runner(registry)
+    try:
+        record, items = staging.stage(registry, runner, pairs, args.stage, expires)
+    finally:
+        runner.close()
+    lines = [_item_line(i) for i in items]
+    failed = [i for i in items if i.status != "staged"]
+    lines.append(f"\n{len(items) - len(failed)} of {len(items)} staged (sync run {record.id}).")
+    emit(args, "\n".join(lines), {"stage": args.stage, "run": record.to_json(False),
+                                  "items": [i.to_json() for i in items]})
+    return 1 if failed else 0
+
+
+def _check(args: argparse.Namespace, registry: Registry,
+           pairs: list[tuple[str, str]]) -> int:
+    if not pairs:  # the stage's own list
+        with registry.store.snapshot():
+            pairs = [(i.repository, i.tag) for i in registry.store.stages.items(args.stage)]
+    runner = _runner_or_none(registry)
+    try:
+        results = staging.check(registry, pairs, runner)
+    finally:
+        if runner is not None:
+            runner.close()
+    ready = all(r.ok for r in results) and bool(results)
+    lines = [f"{r.repository}:{r.tag}  {r.state}  {r.message}".rstrip() for r in results]
+    lines.append("\nready" if ready else "\nNOT ready")
+    emit(args, "\n".join(lines), {"stage": args.stage, "ready": ready,
+                                  "images": [r.to_json() for r in results]})
+    return 0 if ready else fail("not every image is here" if results else "nothing to check")
+
+
+def _runner_or_none(registry: Registry) -> SyncRunner | None:
+    try:
+        return open_runner(registry)
+    except EdgeError:
+        return None
+
+
+def _item_line(item: StageItem) -> str:
+    digest = item.digest[:19] if item.digest else "-"
+    reason = f"  {item.reason}" if item.reason else ""
+    return f"{item.repository}:{item.tag}  {item.status}  {digest}{reason}"
