@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from imagebuilder import ImageSpec, write_oci_image
-from support import LiveServer, free_port, put_on_parent
+from support import LiveServer, free_port, put_on_parent, start_live_server
 
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
@@ -123,3 +123,22 @@ def test_the_readiness_check(live_server: LiveServer, site: Registry, tmp_path: 
     assert cli(data, "stage", "--release").returncode == 0
     bad = cli(data, "stage", "not a ref")
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+
+
+def test_a_read_only_site_refuses_pushes_to_what_it_syncs(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The site's own server: a push to a synced repository is DENIED with the reason; to
+    another repository it goes through; ReadWrite (configured while serving) lets it in."""
+    served = start_live_server(site.datadir, tmp_path / "site-certs")
+    try:
+        with served.client() as client:
+            refused = client.post("/v2/shop/app/blobs/uploads/")
+            assert refused.status_code == 403
+            (error,) = refused.json()["errors"]
+            assert error["code"] == "DENIED" and "ReadOnly" in error["message"]
+            assert client.post("/v2/local/app/blobs/uploads/").status_code == 202
+            configure(site.datadir, mode="ReadWrite")
+            assert client.post("/v2/shop/app/blobs/uploads/").status_code == 202
+    finally:
+        served.service.close()

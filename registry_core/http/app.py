@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from registry_core.errors import (
+    Denied,
     PaginationNumberInvalid,
     RegistryError,
     SizeInvalid,
@@ -44,6 +45,7 @@ from registry_core.identity import (
     authorize,
 )
 from registry_core.registry import Page, Registry
+from registry_core.sync.policy import WritePolicy
 
 log = logging.getLogger("edge_registry.http")
 access_log = logging.getLogger("edge_registry.access")
@@ -76,6 +78,7 @@ class RegistryApp:
         self.manifests = ManifestCache(registry)
         self.upload_slots = UploadSlots(registry.config.limits.max_concurrent_uploads)
         self.body_idle_timeout = registry.config.limits.body_idle_timeout_seconds
+        self.write_policy = WritePolicy(registry.datadir, registry.config)
         manifests = ManifestRoutes(registry, self.manifests)
         blobs = BlobRoutes(registry)
         uploads = UploadRoutes(registry, self.stats, self.upload_slots)
@@ -182,8 +185,16 @@ class RegistryApp:
             handler, action = route
             params = {key: path_param(key, value) for key, value in match.groupdict().items()}
             authorize(identity, params.get("name"), action)
+            self._refuse_read_only(identity, params.get("name"), action)
             return await handler(request, **params)
         return error_response(RegistryError("not found"), head, 404)
+
+    def _refuse_read_only(self, identity: Identity, name: str | None, action: Action) -> None:
+        if action != CONTENT_WRITE or name is None or identity.kind == "system":
+            return
+        reason = self.write_policy.refusal(name)
+        if reason is not None:
+            raise Denied(reason, detail={"repository": name, "mode": "ReadOnly"})
 
     # ---- base, catalog, tags -------------------------------------------------------------
 
