@@ -25,6 +25,7 @@ from registry_core.server import (
     clear_server_state,
     write_server_state,
 )
+from registry_core.sync.scheduler import SyncScheduler
 from registry_core.usage import UsageSampler
 
 log = logging.getLogger("edge_registry.service")
@@ -50,6 +51,7 @@ class RegistryService:
         self.collector = GarbageCollector(self.registry)
         self.scheduler = GCScheduler(self.registry, self.collector)
         self.usage_sampler = UsageSampler(self.registry)
+        self.sync_scheduler = SyncScheduler(self.registry)
         self.kube = kube or resolve(self.config.kubernetes)
         self.secret_keeper: SecretKeeper | None = None
 
@@ -67,6 +69,7 @@ class RegistryService:
         write_server_state(self.datadir, address, self.config.tls)
         self.registry.fill_ballast()
         self.scheduler.start()
+        self.sync_scheduler.start()
         self._keep_secrets()
         log.info(
             "serving %s on %s (TLS %s)",
@@ -89,6 +92,7 @@ class RegistryService:
             self.secret_keeper.stop()
             self.secret_keeper = None
         self.scheduler.stop()
+        self.sync_scheduler.stop()
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,5 +141,26 @@ def test_a_read_only_site_refuses_pushes_to_what_it_syncs(
             assert client.post("/v2/local/app/blobs/uploads/").status_code == 202
             configure(site.datadir, mode="ReadWrite")
             assert client.post("/v2/shop/app/blobs/uploads/").status_code == 202
+    finally:
+        served.service.close()
+
+
+def test_the_served_site_syncs_on_its_schedule(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """`* * * * *`: continuously; the served site's scheduler copies without being asked."""
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/app", image, "v1")
+    served = start_live_server(site.datadir, tmp_path / "site-certs")
+    try:
+        deadline = time.monotonic() + 60  # a hang guard, not a measure
+        while True:
+            runs = site.store.sync_runs.recent(1)
+            if runs and runs[0].status == "succeeded":
+                break
+            assert time.monotonic() < deadline, "the scheduler never synced"
+            time.sleep(0.1)
+        assert runs[0].trigger == "schedule"
+        assert site.get_manifest("shop/app", "v1").digest == image.digest
     finally:
         served.service.close()
