@@ -16,11 +16,11 @@ import fnmatch
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from registry_core.errors import EdgeError
 from registry_core.identity import SYNC
@@ -31,6 +31,7 @@ from registry_core.registry import Registry
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
 
 log = logging.getLogger("edge_registry.sync")
+T = TypeVar("T")
 
 
 class SyncStopped(Exception):
@@ -119,13 +120,35 @@ class SyncPass:
 
     def run(self) -> PassReport:
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            for repository in self.repositories():
-                self.report.repositories += 1
-                self._repository(repository)
-        except SyncStopped:
-            self.report.stopped = True
+        with self._pools():
+            try:
+                for repository in self.repositories():
+                    self.report.repositories += 1
+                    self._repository(repository)
+            except SyncStopped:
+                self.report.stopped = True
         return self.report
+
+    @contextlib.contextmanager
+    def _pools(self) -> Iterator[None]:
+        """Tags in parallel (latency: many small images), and blobs in parallel under one
+        bound shared by all of them (`parallel` transfers at most)."""
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-tag") as tags, \
+                ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-blob") as blobs:
+            self._tag_pool, self._blob_pool = tags, blobs
+            yield
+
+    def _each(self, items: list[T], work: Callable[[T], object]) -> None:
+        """`work` over `items`, `parallel` at a time; SyncStopped once all have ended."""
+        futures = [self._tag_pool.submit(work, item) for item in items]
+        stopped = False
+        for future in futures:
+            try:
+                future.result()
+            except SyncStopped:
+                stopped = True
+        if stopped:
+            raise SyncStopped()
 
     def repositories(self) -> list[str]:
         names = [p for p in self.scope.repositories if not _is_pattern(p)]
@@ -141,16 +164,7 @@ class SyncPass:
         except EdgeError as exc:
             self.report.errors.append(f"{repository}: {exc}")
             return
-        for tag in sorted(tags):
-            self._stop_if_asked()
-            self.report.tags_checked += 1
-            try:
-                self._tag(repository, tag)
-            except SyncStopped:
-                raise
-            except EdgeError as exc:
-                self.report.errors.append(f"{repository}:{tag}: {exc}")
-                log.warning("sync %s:%s: %s", repository, tag, exc)
+        self._each(sorted(tags), lambda tag: self._tag(repository, tag))
 
     def run_tags(self, pairs: list[tuple[str, str]],
                  on_tag: Callable[[str, str, str | None, str], None]) -> PassReport:
@@ -158,26 +172,36 @@ class SyncPass:
         tag, digest, error)` after each: the parent's digest, or None and why not."""
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.report.repositories = len({r for r, _ in pairs})
-        try:
-            for repository, tag in pairs:
-                self._stop_if_asked()
-                self.report.tags_checked += 1
-                try:
-                    digest = self.copy(repository, tag)
-                except SyncStopped:
-                    raise
-                except EdgeError as exc:
-                    self.report.errors.append(f"{repository}:{tag}: {exc}")
-                    on_tag(repository, tag, None, str(exc))
-                    continue
-                on_tag(repository, tag, digest, "")
-        except SyncStopped:
-            self.report.stopped = True
+
+        def one(pair: tuple[str, str]) -> None:
+            digest, error = self._tag(*pair, gone_is_error=True)
+            on_tag(pair[0], pair[1], digest, error)
+
+        with self._pools():
+            try:
+                self._each(pairs, one)
+            except SyncStopped:
+                self.report.stopped = True
         return self.report
 
-    def _tag(self, repository: str, tag: str) -> None:
-        with contextlib.suppress(TagGone):  # the tag went between the list and now
-            self.copy(repository, tag)
+    def _tag(self, repository: str, tag: str,
+             gone_is_error: bool = False) -> tuple[str | None, str]:
+        """Copy one tag; (the parent's digest, '') or (None, what went wrong)."""
+        self._stop_if_asked()
+        with self._lock:
+            self.report.tags_checked += 1
+        try:
+            return self.copy(repository, tag), ""
+        except TagGone as exc:  # the tag went between the list and now
+            if not gone_is_error:
+                return None, ""
+            error = str(exc)
+        except EdgeError as exc:
+            error = str(exc)
+            log.warning("sync %s:%s: %s", repository, tag, exc)
+        with self._lock:
+            self.report.errors.append(f"{repository}:{tag}: {error}")
+        return None, error
 
     def copy(self, repository: str, tag: str) -> str:
         """Make the local tag what the parent's is (if it differs); the parent's digest."""
@@ -186,7 +210,8 @@ class SyncPass:
             raise TagGone(f"{repository}:{tag} is not on the parent")
         if self._local_digest(repository, tag) == head.digest:
             return head.digest
-        self.report.tags_changed += 1
+        with self._lock:
+            self.report.tags_changed += 1
         image = self._gather(repository, tag, head.digest)
         blobs = self._download(image)
         self._stop_if_asked()
@@ -195,7 +220,8 @@ class SyncPass:
             [IngestManifest(m.body, m.media_type) for m in image.manifests],
             {tag: parse_digest(head.digest)}, who=SYNC,
         )
-        self.report.manifests_copied += result.created
+        with self._lock:
+            self.report.manifests_copied += result.created
         for blob in blobs:
             if blob.path is not None:
                 blob.path.unlink(missing_ok=True)  # left only if the blob was already there
@@ -233,10 +259,9 @@ class SyncPass:
         missing = {d: s for d, s in image.blobs.items() if not self.registry.has_blob(d)}
         present = [IngestBlob(parse_digest(d), s) for d, s in image.blobs.items()
                    if d not in missing]
-        with ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-blob") as pool:
-            fetched = list(pool.map(lambda item: self._blob(image.repository, *item),
-                                    missing.items()))
-        return present + fetched
+        futures = [self._blob_pool.submit(self._blob, image.repository, d, s)
+                   for d, s in missing.items()]
+        return present + [f.result() for f in futures]
 
     def _blob(self, repository: str, digest: str, size: int) -> IngestBlob:
         self._stop_if_asked()
