@@ -99,6 +99,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     load_before: str = ""
     load_after: str = ""
+    dirty: str = ""
 
     def add(self, tool: str, key: str, value: float) -> None:
         self.values.setdefault(tool, {}).setdefault(key, []).append(value)
@@ -379,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    res = Results(load_before=loadavg())
+    res = Results(load_before=loadavg(), dirty=dirty_product_files())
     with targets.reference_registry(workdir / "reference") as t:
         log(f"reference registry on {t.url_host_port}")
         big, _small_bytes = populate(t, p, workdir)
@@ -404,6 +405,33 @@ def run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 # report
+
+
+def dirty_product_files() -> str:
+    """Other engineers work in the same tree: say which product files differ from HEAD."""
+    try:
+        out = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO_ROOT),
+                "status",
+                "--porcelain",
+                "--",
+                "console",
+                "registry_core",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    files = [line[3:] for line in out.splitlines() if line.strip()]
+    if not files:
+        return "none (tree as committed)"
+    return f"{len(files)} file(s): " + ", ".join(f"`{f}`" for f in files[:8])
 
 
 def render_table(res: Results) -> str:
@@ -463,6 +491,7 @@ def render_section(p: Params, res: Results, table: str) -> str:
         *machine_lines(),
         f"- Load average (1/5/15 min) before: {res.load_before}; after: {res.load_after}",
         *version_lines(),
+        f"- Product code (`console/`, `registry_core/`) uncommitted at the start: {res.dirty}",
         "",
         f"Medians of {p.repeat} repetition(s). The parent is the reference registry on "
         "127.0.0.1 (TLS, Basic auth, bcrypt cost "
