@@ -43,9 +43,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def open_registry(args: argparse.Namespace) -> Registry:
+def open_registry(args: argparse.Namespace, create: bool = False) -> Registry:
+    """The data dir's registry; `create`: make its store when the data dir is enabled but has
+    never been served (commands that fill it, such as `sync run` and `stage`)."""
     datadir = data_dir_of(args)
-    if not datadir.database.exists():
+    if not datadir.database.exists() and not (create and datadir.is_enabled()):
         raise ConfigError(f"no registry in {datadir.root} (registry.db is missing)")
     return Registry(datadir)
 

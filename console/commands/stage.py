@@ -44,7 +44,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     pairs = staging.parse_refs(_listed(args))
-    registry = open_registry(args)
+    registry = open_registry(args, create=True)
     try:
         if args.release:
             released = staging.release(registry, args.stage)

@@ -121,7 +121,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """One pass now; ctrl-c cancels it at the next blob boundary."""
-    registry = open_registry(args)
+    registry = open_registry(args, create=True)
     try:
         runner = open_runner(registry)
         until = None if args.ignore_window else _window_end(registry)

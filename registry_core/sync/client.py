@@ -311,6 +311,8 @@ class ParentClient:
             raise ParentError(f"parent protocol must be https or http, not {protocol!r}")
         self.endpoint = endpoint
         self.page_size = page_size
+        self._referrers_api: bool | None = None
+        """Whether the parent has the referrers API (None: not asked yet)."""
         self._wire = _Wire(endpoint, username, password, ca_file=ca_file, protocol=protocol,
                            retries=retries, backoff=backoff, timeout=timeout)
 
@@ -398,9 +400,14 @@ class ParentClient:
         referrers tag schema's index (`<alg>-<hex>`) where the parent has no such API."""
         name = validate_name(repository)
         subject = self._digest(digest, "the subject digest")
-        pages = self._pages(f"/v2/{name}/referrers/{subject}", _pull(name),
-                            f"referrers of {subject}", paged=False,
-                            headers={"Accept": OCI_INDEX})
+        pages = None
+        if self._referrers_api is not False:
+            pages = self._pages(f"/v2/{name}/referrers/{subject}", _pull(name),
+                                f"referrers of {subject}", paged=False,
+                                headers={"Accept": OCI_INDEX})
+            # A registry with the API answers 200 even for an unknown subject (OCI 1.1):
+            # a 404 means it has none, and it is not asked again.
+            self._referrers_api = pages is not None
         if pages is None:
             pages = self._fallback_index(name, subject)
         return [d for page in pages for d in _descriptors(page, self.endpoint)]
