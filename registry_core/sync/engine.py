@@ -29,6 +29,7 @@ from registry_core.manifests import Manifest, parse_manifest
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
+from registry_core.sync.errors import ParentNotFound
 
 log = logging.getLogger("edge_registry.sync")
 T = TypeVar("T")
@@ -205,27 +206,37 @@ class SyncPass:
 
     def copy(self, repository: str, tag: str) -> str:
         """Make the local tag what the parent's is (if it differs); the parent's digest."""
-        head = self.parent.head_manifest(repository, tag)
-        if head is None:
-            raise TagGone(f"{repository}:{tag} is not on the parent")
-        if self._local_digest(repository, tag) == head.digest:
-            return head.digest
+        top: FetchedManifest | None = None
+        local = self._local_digest(repository, tag)
+        if local is None:  # new here: no HEAD, the GET says
+            try:
+                top = self.parent.get_manifest(repository, tag)
+            except ParentNotFound:
+                raise TagGone(f"{repository}:{tag} is not on the parent") from None
+            digest = top.digest
+        else:
+            head = self.parent.head_manifest(repository, tag)
+            if head is None:
+                raise TagGone(f"{repository}:{tag} is not on the parent")
+            if local == head.digest:
+                return head.digest
+            digest = head.digest
         with self._lock:
             self.report.tags_changed += 1
-        image = self._gather(repository, tag, head.digest)
+        image = self._gather(repository, tag, digest, top)
         blobs = self._download(image)
         self._stop_if_asked()
         result = self.registry.ingest.commit(
             repository, blobs,
             [IngestManifest(m.body, m.media_type) for m in image.manifests],
-            {tag: parse_digest(head.digest)}, who=SYNC,
+            {tag: parse_digest(digest)}, who=SYNC,
         )
         with self._lock:
             self.report.manifests_copied += result.created
         for blob in blobs:
             if blob.path is not None:
                 blob.path.unlink(missing_ok=True)  # left only if the blob was already there
-        return head.digest
+        return digest
 
     def _local_digest(self, repository: str, tag: str) -> str | None:
         try:
@@ -235,9 +246,10 @@ class SyncPass:
 
     # ---- gathering the manifests ---------------------------------------------------------------
 
-    def _gather(self, repository: str, tag: str, digest: str) -> _Image:
+    def _gather(self, repository: str, tag: str, digest: str,
+                fetched: FetchedManifest | None) -> _Image:
         image = _Image(repository, tag)
-        top = self._manifest(image, digest)
+        top = self._add(image, fetched or self.parent.get_manifest(repository, digest))
         for child in top.child_descriptors():
             self._manifest(image, str(child.digest))
         image.manifests.append(image.manifests.pop(0))  # the tagged one after its children
@@ -246,7 +258,10 @@ class SyncPass:
         return image
 
     def _manifest(self, image: _Image, digest: str) -> Manifest:
-        fetched = self.parent.get_manifest(image.repository, digest)
+        return self._add(image, self.parent.get_manifest(image.repository, digest))
+
+    @staticmethod
+    def _add(image: _Image, fetched: FetchedManifest) -> Manifest:
         manifest = parse_manifest(fetched.body, fetched.media_type)
         image.manifests.append(fetched)
         for blob in manifest.blob_descriptors():
