@@ -99,3 +99,30 @@ def test_configure_run_pull_and_run_again(reference_parent: Parent, skopeo: str,
     assert second["status"] == "succeeded"
     assert (second["details"]["tags_changed"], second["blobs_copied"],
             second["manifests_copied"]) == (0, 0, 0)
+
+
+def test_a_parent_with_token_auth(token_parent: Parent, skopeo: str, tmp_path: Path) -> None:
+    """Bearer tokens per the distribution token specification, fetched once per scope."""
+    parent = token_parent
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    parent.push(f"oci:{image.path}:v1", "tokened/app:v1")
+    parent.push(f"oci:{image.path}:v1", "tokened/app:v2")
+    site = DataDir(tmp_path / "site")
+    enable(site, device_name="site", dns_domain="test", node_ip="127.0.0.1", port=free_port())
+    cli_json(site, "sync", "configure", "--connection-string-file", "-", "--parent-ca",
+             str(parent.ca_cert), "--repository", "tokened/app",
+             stdin=connection_string(parent))
+    assert parent.issuer is not None
+    before = len(parent.issuer.granted())
+
+    record = cli_json(site, "sync", "run")
+
+    assert record["status"] == "succeeded", record["errors"]
+    assert record["details"]["tags_changed"] == 2
+    scopes = [s for r in parent.issuer.granted()[before:] for s in r.scopes]
+    assert scopes.count("repository:tokened/app:pull") == 1  # cached for the whole run
+    registry = Registry(site)
+    try:
+        assert registry.get_manifest("tokened/app", "v2").digest == image.digest
+    finally:
+        registry.close()
