@@ -180,6 +180,12 @@ def delete_body(preview: DeletePreview, cluster_note: str = "") -> str:
         lines.append("")
     elif cluster_note:
         lines += [cluster_note, ""]
+    if preview.pinned_by:
+        lines += [
+            f"PINNED by the stage {', '.join(preview.pinned_by)}: staged for a deployment; "
+            "release the stage first (edge-console stage --release) unless you mean it.",
+            "",
+        ]
     if preview.tags:
         lines.append(f"Tags deleted with it ({len(preview.tags)}): {', '.join(preview.tags)}")
     else:
@@ -680,7 +686,8 @@ class ImagesView(View):
         self.app.push_screen(
             ConfirmationModal(
                 f"Delete {preview.repository}@{short_digest(preview.digest)}?"
-                + (" The cluster uses it." if preview.in_use_by else ""),
+                + (" The cluster uses it." if preview.in_use_by else "")
+                + (" It is staged." if preview.pinned_by else ""),
                 delete_body(preview, message.cluster_note),
                 confirm_label="Delete",
             ),

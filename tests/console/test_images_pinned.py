@@ -1,0 +1,38 @@
+"""The Images screen's delete confirmation says when a stage pins the image."""
+
+from __future__ import annotations
+
+from console_helpers import Image, make_app, wait_for
+
+from console.screens.images import ImagesView
+from console.widgets.confirm import ConfirmationModal
+from console.widgets.virtual_table import VirtualTable
+from registry_core.registry import Registry
+
+SIZE = (100, 30)
+
+
+async def test_the_delete_confirmation_names_the_pinning_stage(
+    seeded: tuple[Registry, dict[str, Image]]
+) -> None:
+    registry, images = seeded
+    alpine = images["alpine:3.20"]
+    with registry.store.exclusive():
+        item = registry.store.stages.add("window-7", "library/alpine", "3.20")
+        registry.store.stages.set_status(item.id, "staged", digest=alpine.digest)
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        view = app.query_one(ImagesView)
+        table = app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        view.open_repository("library/alpine")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+        modal = app.screen
+        assert isinstance(modal, ConfirmationModal)
+        assert modal.title_text.endswith("It is staged.")
+        assert "PINNED by the stage window-7" in modal.body
+        await pilot.press("enter")  # Cancel has the focus
+    assert str(registry.get_manifest("library/alpine", "3.20").digest) == alpine.digest
