@@ -36,6 +36,7 @@ from console.screens.gc import GCView
 from console.screens.help import HelpScreen, HelpSection
 from console.screens.images import ImagesView
 from console.screens.storage import StorageView
+from console.screens.sync import SyncView
 from console.widgets.cluster_link import ClusterLink
 from console.widgets.status import DiskStatus, ServerStatus, StatusHeader
 from registry_core.config import Config
@@ -53,6 +54,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("storage", "4 Storage"),
     ("gc", "5 Garbage collection"),
     ("cluster", "6 Cluster"),
+    ("sync", "7 Sync"),
 )
 
 SCREENS_GROUP = Binding.Group("go to")
@@ -130,7 +132,7 @@ class EdgeConsoleApp(App[None]):
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, id="app.theme",
                 tooltip="light or dark theme"),
         Binding("q", "quit", "Quit", id="app.quit",
-                tooltip="quit (a garbage collection in progress is cancelled first)"),
+                tooltip="quit (a garbage collection or sync in progress is cancelled)"),
     ]
 
     def __init__(
@@ -229,6 +231,8 @@ class EdgeConsoleApp(App[None]):
                 yield GCView(id="gc-view")
             with TabPane(TABS[5][1], id="cluster"):
                 yield ClusterView(id="cluster-view")
+            with TabPane(TABS[6][1], id="sync"):
+                yield SyncView(id="sync-view")
         yield Footer()
 
     def on_mount(self) -> None:

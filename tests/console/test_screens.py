@@ -21,6 +21,7 @@ from console.screens.gc import GCView
 from console.screens.help import HelpScreen
 from console.screens.images import ImagesView
 from console.screens.storage import StorageView
+from console.screens.sync import SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.snippet import Snippet
 from console.widgets.status import StatusHeader
@@ -299,7 +300,7 @@ async def test_help_theme_and_number_keys(seeded: tuple[Registry, dict[str, Imag
     app = make_app(registry)
     async with app.run_test(size=(80, 24)) as pilot:
         for key, tab in (("2", "certificates"), ("3", "images"), ("4", "storage"),
-                         ("5", "gc"), ("6", "cluster"), ("1", "device")):
+                         ("5", "gc"), ("6", "cluster"), ("7", "sync"), ("1", "device")):
             await pilot.press(key)
             assert app.active_tab() == tab
         await pilot.press("question_mark")
@@ -314,13 +315,14 @@ def test_one_meaning_per_key() -> None:
     """A key does the same thing on every screen (enter activates the focused widget)."""
     meanings: dict[str, set[str]] = {}
     for owner in (EdgeConsoleApp, DeviceView, CertificatesView, ImagesView, StorageView, GCView,
-                  ClusterView, VirtualTable, Snippet):
+                  ClusterView, SyncView, VirtualTable, Snippet):
         for binding in Binding.make_bindings(owner.BINDINGS):
             meanings.setdefault(binding.key, set()).add(binding.action)
     shared = {key: actions for key, actions in meanings.items() if len(actions) > 1}
     assert shared == {"enter": {"select", "copy"}}
     assert meanings["r"] == {"reload"} and meanings["v"] == {"reveal"}
     assert meanings["g"] == {"run"}
+    assert meanings["x"] == {"cancel"}
 
 
 async def test_help_lists_the_keys_of_the_screen_from_its_bindings(
@@ -340,8 +342,8 @@ async def test_help_lists_the_keys_of_the_screen_from_its_bindings(
                 if binding.tooltip:
                     assert (key_label(binding), binding.tooltip) in keys
                     assert binding.tooltip not in GCView.help_notes
-        assert ("1 2 3 4 5 6", "go to: Device, Certificates, Images, Storage, "
-                "Garbage collection, Cluster") in keys
+        assert ("1 2 3 4 5 6 7", "go to: Device, Certificates, Images, Storage, "
+                "Garbage collection, Cluster, Sync") in keys
         assert ("s", "sort by the next column") not in keys  # no table on this screen
         await pilot.press("escape", "3", "question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))

@@ -22,6 +22,7 @@ from console_helpers import (
     wait_for,
 )
 from test_cluster_screen import fixed_picture, unreachable_picture
+from test_sync_screen import fixed_sync
 from textual.pilot import Pilot
 from textual.widgets import Checkbox
 
@@ -32,6 +33,7 @@ from console.screens.cluster import ClusterPicture, ClusterView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
 from console.screens.images import ImagesView
+from console.screens.sync import SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.snippet_modal import SnippetModal
 from console.widgets.virtual_table import VirtualTable
@@ -263,3 +265,31 @@ def test_cluster_pod_snippet(snap_compare: Any, snapshot_app: EdgeConsoleApp) ->
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=(100, 30), run_before=ready)
+
+
+async def show_sync(pilot: Pilot[Any], fixed: bool) -> SyncView:
+    """The Sync screen once its real read is done (not configured here), then, if `fixed`,
+    the stand-in state of a configured site with a run in progress."""
+    await pilot.press("7")
+    view = pilot.app.query_one(SyncView)
+    await wait_for(pilot, lambda: view.picture is not None)
+    await settle(pilot)
+    if fixed:
+        view.picture, view.live = fixed_sync()
+        await settle(pilot)
+    return view
+
+
+def test_sync_not_configured(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_sync(pilot, fixed=False)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sync(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_sync(pilot, fixed=True)
+
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)

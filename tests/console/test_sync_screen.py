@@ -1,0 +1,271 @@
+"""The Sync screen against a real parent (a second edge registry served over TLS in this
+process): sync now shows the run live, then in the history, and the state Online; a cancel
+stops it; quitting cancels it without waiting; an unconfigured data dir says how to
+configure it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from console_helpers import FIXED_NOW, Image, make_app, push_image, wait_for
+from support import LiveServer, free_port
+from textual.widgets import Static
+
+from console.screens.sync import SyncLive, SyncPicture, SyncView
+from registry_core.config import SyncConfig
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.events import Subscription, SyncStarted
+from registry_core.registry import Registry
+from registry_core.store.stages import StageItem
+from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.connection import parse_connection_string
+from registry_core.sync.settings import SyncSettings, configure
+from registry_core.sync.status import SyncStatus
+
+pytestmark = pytest.mark.socket
+
+SIZE = (100, 30)
+GATE_SECONDS = 60.0
+"""Hang guard: how long a held run waits for the test to let it go."""
+QUIT_BOUND_SECONDS = 2.0
+FIXED_CONNECTION = (
+    "ConnectedRegistryName=store-0042;SyncTokenName=sync-token;SyncTokenPassword=s3cret;"
+    "ParentGatewayEndpoint=registry.example.com:443;ParentEndpointProtocol=https"
+)
+
+
+@pytest.fixture
+def site(tmp_path: Path, live_server: LiveServer) -> Iterator[Registry]:
+    """A connected registry whose parent is `live_server`, in scope: shop/*."""
+    datadir = DataDir(tmp_path / "site")
+    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    text = (f"ConnectedRegistryName=site-01;SyncTokenName={live_server.username};"
+            f"SyncTokenPassword={live_server.password};"
+            f"ParentGatewayEndpoint=127.0.0.1:{live_server.port};ParentEndpointProtocol=https")
+    configure(datadir, connection=parse_connection_string(text),
+              parent_ca=live_server.cert_dir / "ca.crt", repositories=["shop/*"])
+    registry = Registry(datadir)
+    yield registry
+    registry.close()
+
+
+@pytest.fixture
+def on_parent(live_server: LiveServer) -> Image:
+    return push_image(live_server.service.registry, "shop/web", ["v1"],
+                      [b"web layer " * 3000, b"web config files " * 500])
+
+
+class Gate:
+    """Holds a run in its SyncStarted event (after the run is claimed, before the parent is
+    asked anything) until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.subscription: Subscription[SyncStarted] | None = None
+
+    def subscribe(self, registry: Registry) -> None:
+        self.subscription = registry.events.subscribe(self._hold, SyncStarted)
+
+    def _hold(self, event: SyncStarted) -> None:
+        self.held.set()
+        assert self.release.wait(GATE_SECONDS), "the test never released the run"
+
+    def close(self) -> None:
+        self.release.set()
+        if self.subscription is not None:
+            self.subscription.close()
+
+
+def shown(app_view: SyncView, widget_id: str) -> str:
+    return str(app_view.query_one(widget_id, Static).content)
+
+
+async def test_sync_now_shows_the_run_then_its_history_and_online(
+    site: Registry, on_parent: Image
+) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            gate.subscribe(site)  # after the screen's own subscription: it hears first
+            await pilot.press("7")
+            view = app.query_one(SyncView)
+            await wait_for(pilot, lambda: view.picture is not None, what="the first read")
+            picture = view.picture
+            assert picture is not None and picture.status is not None
+            assert picture.status.state == "Offline"  # no run has reached the parent yet
+            connection = shown(view, "#sync-connection")
+            assert "https://127.0.0.1:" in connection and "as site-01" in connection
+            assert "ReadOnly" in connection and "shop/*" in connection
+            assert "Last sync  never" in connection
+
+            await pilot.press("l")
+            await wait_for(pilot, gate.held.is_set, what="the run to start")
+            await wait_for(pilot, lambda: view.live.running, what="the live run")
+            assert "running" in shown(view, "#sync-live")
+            await wait_for(pilot, lambda: _state(view) == "Syncing", what="Syncing")
+            assert not app.query_one("#sync-cancel").disabled
+
+            gate.release.set()
+            await wait_for(pilot, lambda: not view.busy, what="the run to end")
+            await wait_for(pilot, lambda: _state(view) == "Online", what="Online")
+            await wait_for(pilot, lambda: view.history_table.row_count == 1 and str(
+                view.history_table.get_row_at(0)[2]) == "succeeded", what="the history")
+            record = site.store.sync_runs.recent(1)[0]
+            assert record.status == "succeeded", record.errors
+            assert view.live.status == "succeeded"
+            assert view.live.blobs_copied == len(on_parent.blobs) == record.blobs_copied
+            assert "succeeded" in shown(view, "#sync-live")
+            assert view.history_table.row_count == 1
+            assert view.history_table.get_row_at(0)[0] == str(record.id)
+            assert "Last sync  never" not in shown(view, "#sync-connection")
+            assert str(site.get_manifest("shop/web", "v1").digest) == on_parent.digest
+    finally:
+        gate.close()
+
+
+async def test_cancel_stops_the_run(site: Registry, on_parent: Image) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            gate.subscribe(site)  # after the screen's own subscription: it hears first
+            await pilot.press("7")
+            view = app.query_one(SyncView)
+            await wait_for(pilot, lambda: view.picture is not None)
+            await pilot.press("l")
+            await wait_for(pilot, gate.held.is_set, what="the run to start")
+            await pilot.press("x")
+            gate.release.set()
+            await wait_for(pilot, lambda: not view.busy, what="the run to end")
+            assert view.live.status == "cancelled"
+            assert site.store.sync_runs.recent(1)[0].status == "cancelled"
+            await wait_for(pilot, lambda: view.history_table.row_count == 1 and str(
+                view.history_table.get_row_at(0)[2]) == "cancelled", what="the history")
+    finally:
+        gate.close()
+    assert site.catalog().items == []  # nothing was copied
+
+
+async def test_quit_cancels_a_run_without_waiting(site: Registry, on_parent: Image) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            gate.subscribe(site)  # after the screen's own subscription: it hears first
+            await pilot.press("7")
+            view = app.query_one(SyncView)
+            await wait_for(pilot, lambda: view.picture is not None)
+            await pilot.press("l")
+            await wait_for(pilot, gate.held.is_set, what="the run to start")
+            async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
+                await pilot.press("q")
+                while app.return_code is None:
+                    await asyncio.sleep(0.01)
+        assert not gate.release.is_set()
+    finally:
+        gate.close()
+    deadline = time.monotonic() + GATE_SECONDS  # hang guard: the run ends by itself
+    while site.store.sync_runs.running() is not None:
+        assert time.monotonic() < deadline, "the abandoned run never ended"
+        await asyncio.sleep(0.05)
+    assert site.store.sync_runs.recent(1)[0].status == "cancelled"
+
+
+async def test_a_run_of_another_process_shows_and_cancels_through_its_row(
+    site: Registry,
+) -> None:
+    store = site.store
+    with store.exclusive():  # the row another process's run keeps (heartbeat: now)
+        other = store.sync_runs.create("schedule", "other-host:4242")
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        view = app.query_one(SyncView)
+        await wait_for(pilot, lambda: view.live.running, what="the other run")
+        assert view.live.run_id == other.id and view.live.elsewhere
+        assert "in another process" in shown(view, "#sync-live")
+        assert _state(view) == "Syncing"
+        await pilot.press("x")
+        await wait_for(pilot, lambda: store.sync_runs.cancel_requested(other.id),
+                       what="the cancel request")
+
+
+async def test_not_configured_says_how(seeded: tuple[Registry, dict[str, Image]]) -> None:
+    registry, _ = seeded
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        view = app.query_one(SyncView)
+        await wait_for(pilot, lambda: view.picture is not None)
+        assert _state(view) == "NotConfigured"
+        assert "edge-console sync configure" in shown(view, "#sync-connection")
+        await pilot.press("l")
+        await pilot.pause()
+        assert not view.busy
+        assert registry.store.sync_runs.recent(5) == []
+        await pilot.press("x")  # nothing to cancel: said, nothing breaks
+        await pilot.pause()
+        assert not view.busy
+
+
+def _state(view: SyncView) -> str | None:
+    picture = view.picture
+    return picture.status.state if picture is not None and picture.status is not None else None
+
+
+# ---- fixed state for snapshots ---------------------------------------------------------------
+
+
+def _run(run_id: int, status: str, started: float, seconds: float | None, tags: int,
+         manifests: int, blobs: int, copied: int, errors: list[str] | None = None,
+         trigger: str = "schedule") -> SyncRunRecord:
+    return SyncRunRecord(
+        id=run_id, trigger=trigger, owner="site:1", started_at=started,
+        finished_at=None if seconds is None else started + seconds, heartbeat_at=started,
+        status=status, manifests_copied=manifests, blobs_copied=blobs, bytes_copied=copied,
+        errors=errors or [], details={"tags_checked": 40, "tags_changed": tags},
+    )
+
+
+def fixed_sync() -> tuple[SyncPicture, SyncLive]:
+    """A configured site (a stand-in: a real parent's address and times vary): a run in
+    progress, four past runs of every outcome, staged images in every state."""
+    sync = SyncConfig(mode="ReadOnly", repositories=["shop/*", "library/alpine"],
+                      schedule="0 2 * * *", window="PT3H", enabled=True)
+    settings = SyncSettings.build(parse_connection_string(FIXED_CONNECTION), sync, None)
+    mib = 1 << 20
+    running = _run(5, "running", FIXED_NOW - 95, None, 3, 2, 7, 41 * mib, trigger="manual")
+    history = [
+        running,
+        _run(4, "succeeded", FIXED_NOW - 3600, 42.5, 2, 3, 9, 88 * mib),
+        _run(3, "failed", FIXED_NOW - 7200, 30.1, 0, 0, 0, 0,
+             ["parent unreachable: registry.example.com:443: connection timed out"]),
+        _run(2, "stopped", FIXED_NOW - 86400, 10800.0, 12, 14, 60, 900 * mib),
+        _run(1, "cancelled", FIXED_NOW - 90000, 3.2, 0, 0, 1, 2 * mib, trigger="manual"),
+    ]
+    status = SyncStatus(
+        state="Syncing", sync=sync, settings=settings, last_sync=FIXED_NOW - 3600 + 42.5,
+        next_run=FIXED_NOW + 2 * 3600, window_end=None, running=running, last_run=history[1],
+    )
+    expires = FIXED_NOW + 2 * 86400
+    stages = [
+        StageItem(1, "release-7", "shop/web", "2.1", "sha256:" + "ab" * 32, "staged", "",
+                  FIXED_NOW, FIXED_NOW, expires, None),
+        StageItem(2, "release-7", "shop/api", "2.1", "sha256:" + "cd" * 32, "downloading", "",
+                  FIXED_NOW, FIXED_NOW, expires, None),
+        StageItem(3, "release-7", "shop/db", "15", None, "pending", "", FIXED_NOW, FIXED_NOW,
+                  expires, None),
+        StageItem(4, "release-7", "shop/cache", "7", None, "failed",
+                  "not found on the parent", FIXED_NOW, FIXED_NOW, None, None),
+    ]
+    live = SyncLive(5, "running", "shop/web", 23, 3, 2, 7, 41 * mib)
+    return SyncPicture(status, history, stages), live
