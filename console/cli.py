@@ -40,7 +40,9 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (`only`) just one subcommand's module: each module imports
+    what its command needs, and a command should not pay for the others' imports."""
     common = common_options()
     parser = argparse.ArgumentParser(
         prog="edge-console",
@@ -48,15 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         module = importlib.import_module(f"console.commands.{name}")
         module.register(subparsers, common)
     return parser
 
 
+def command_module(argv: Sequence[str]) -> str | None:
+    """The module of the subcommand `argv` names (the first word that is not an option or
+    the value of --data-dir), or None (no subcommand, or not one we know)."""
+    modules = {name.replace("_", "-"): name for name in COMMAND_MODULES}
+    after_data_dir = False
+    for word in argv:
+        if after_data_dir:
+            after_data_dir = False
+        elif word == "--data-dir":
+            after_data_dir = True
+        elif not word.startswith("-"):
+            return modules.get(word)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_module(words))
+    args = parser.parse_args(words)
     handler: Handler | None = getattr(args, "handler", None)
     try:
         if handler is None:

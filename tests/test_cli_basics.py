@@ -155,3 +155,20 @@ def test_bad_node_ip(tmp_path: Path) -> None:
 def test_bad_device_name(tmp_path: Path) -> None:
     result = cli(tmp_path / "data", "enable", "--device-name", "no_underscores")
     assert_one_line_error(result, "invalid device name")
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (["sync", "run"], "sync"),
+        (["--data-dir", "gc", "info", "--json"], "info"),  # a dir named like a command
+        (["--json", "hosts-entry", "--os", "linux"], "hosts_entry"),
+        (["--help"], None),
+        ([], None),
+        (["nonsense"], None),
+    ],
+)
+def test_only_the_named_command_is_loaded(argv: list[str], module: str | None) -> None:
+    from console.cli import command_module
+
+    assert command_module(argv) == module
