@@ -22,6 +22,7 @@ from registry_core.events import Event, SyncFinished, SyncStarted
 from registry_core.registry import Registry
 from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Scope
+from registry_core.sync.reconcile import decide
 from registry_core.sync.runner import SyncRunner
 
 pytestmark = pytest.mark.socket
@@ -38,12 +39,14 @@ def site(tmp_path: Path) -> Iterator[Registry]:
     registry.close()
 
 
-def runner(site: Registry, server: LiveServer, *repositories: str) -> SyncRunner:
+def runner(site: Registry, server: LiveServer, *repositories: str,
+           read_write: bool = False) -> SyncRunner:
     def connect() -> ParentClient:
         return ParentClient(f"127.0.0.1:{server.port}", server.username, server.password,
                             ca_file=server.cert_dir / "ca.crt")
 
-    return SyncRunner(site, connect, Scope(tuple(repositories)), parallel=3)
+    return SyncRunner(site, connect, Scope(tuple(repositories)), parallel=3,
+                      read_write=read_write)
 
 
 def test_a_run_copies_every_tag_with_its_digests_and_a_second_copies_nothing(
@@ -172,3 +175,61 @@ def test_a_blob_cut_mid_transfer_resumes_in_the_next_run(
     assert site.get_manifest("app", "v1").digest == big.digest
     assert site.stat_blob("app", layer.digest).size == layer.size
     assert not partial.exists()
+
+
+def test_read_write_pushes_up_and_the_parent_wins_a_conflict(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    images = {n: write_oci_image(tmp_path / n, ImageSpec(tag=n)) for n in
+              ("one", "two", "three", "four", "five")}
+    put_on_parent(parent, "shop/app", images["one"], "v1")
+    sync = runner(site, live_server, "shop/*", read_write=True)
+    assert sync.run().status == "succeeded"
+
+    # Pushed here: a new tag, and a repository the parent does not have yet.
+    put_on_parent(site, "shop/app", images["two"], "v2")
+    put_on_parent(site, "shop/new", images["two"], "v1")
+    up = sync.run()
+    assert up.status == "succeeded", up.errors
+    assert up.manifests_pushed == 2 and up.conflicts == []
+    assert parent.get_manifest("shop/app", "v2").digest == images["two"].digest
+    assert parent.get_manifest("shop/new", "v1").digest == images["two"].digest
+
+    # v1 moved on both sides; v2 only here.
+    put_on_parent(parent, "shop/app", images["three"], "v1")
+    put_on_parent(site, "shop/app", images["four"], "v1")
+    put_on_parent(site, "shop/app", images["five"], "v2")
+    both = sync.run()
+    assert both.status == "succeeded", both.errors
+    assert both.conflicts == [{
+        "repository": "shop/app", "tag": "v1", "local": str(images["four"].digest),
+        "parent": str(images["three"].digest), "kept": "parent",
+    }]
+    assert site.get_manifest("shop/app", "v1").digest == images["three"].digest
+    kept = site.get_manifest("shop/app", str(images["four"].digest))  # still by digest
+    assert kept.read() == images["four"].body
+    assert parent.get_manifest("shop/app", "v2").digest == images["five"].digest
+
+    calm = sync.run()  # everything agrees now
+    assert (calm.manifests_pushed, calm.details["tags_changed"], calm.conflicts) == (0, 0, [])
+    sync.close()
+
+
+@pytest.mark.parametrize(
+    ("local", "parent", "base", "way"),
+    [
+        (None, None, None, "none"),
+        ("a", "a", None, "same"),
+        ("a", None, None, "push"),
+        ("a", None, "a", "push"),
+        (None, "b", None, "pull"),
+        ("a", "b", "a", "pull"),
+        ("b", "a", "a", "push"),
+        ("b", "c", "a", "conflict"),
+        ("b", "c", None, "conflict"),
+    ],
+)
+def test_which_way_a_tag_goes(local: str | None, parent: str | None, base: str | None,
+                              way: str) -> None:
+    assert decide(local, parent, base) == way

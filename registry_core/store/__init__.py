@@ -25,6 +25,7 @@ from registry_core.store.pending_deletes import PendingDeletes
 from registry_core.store.reachability import Reachability
 from registry_core.store.stages import Stages
 from registry_core.store.sync_runs import SyncRuns
+from registry_core.store.sync_tags import SyncTags
 from registry_core.store.uploads import Uploads
 from registry_core.store.usage_samples import UsageSamples
 
@@ -49,6 +50,7 @@ class Store:
         self.pending_deletes = PendingDeletes(db)
         self.sync_runs = SyncRuns(db)
         self.stages = Stages(db)
+        self.sync_tags = SyncTags(db)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -232,6 +232,16 @@ CREATE UNIQUE INDEX stage_items_current ON stage_items(stage, repository, tag)
 -- The GC's mark asks "is this manifest pinned?" for every manifest.
 CREATE INDEX stage_items_pins ON stage_items(digest, repository)
     WHERE status = 'staged' AND released_at IS NULL;
+
+-- Each synced tag's digest as both sides last agreed on it: in ReadWrite mode, what tells a
+-- tag moved here (push it up) from one moved on the parent (pull it) or on both (conflict).
+CREATE TABLE sync_tags (
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    synced_at REAL NOT NULL,
+    PRIMARY KEY (repository, tag)
+) WITHOUT ROWID;
 """
 
 STEPS: tuple[Step, ...] = (

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from registry_core import browse
 from registry_core.errors import EdgeError
 from registry_core.identity import SYNC
 from registry_core.ingest import IngestBlob, IngestManifest
@@ -30,6 +31,8 @@ from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
 from registry_core.sync.errors import ParentNotFound
+from registry_core.sync.push import push_up
+from registry_core.sync.reconcile import decide
 
 log = logging.getLogger("edge_registry.sync")
 T = TypeVar("T")
@@ -59,6 +62,13 @@ class Parent(Protocol):
 
     def referrers(self, repository: str, digest: str) -> list[Descriptor]: ...
 
+    def blob_exists(self, repository: str, digest: str) -> bool: ...
+
+    def push_blob(self, repository: str, digest: str, source: Path, size: int) -> None: ...
+
+    def put_manifest(self, repository: str, reference: str, body: bytes,
+                     media_type: str) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -85,7 +95,9 @@ class PassReport:
     manifests_copied: int = 0
     blobs_copied: int = 0
     bytes_copied: int = 0
+    manifests_pushed: int = 0
     errors: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, str]] = field(default_factory=list)
     stopped: bool = False
 
 
@@ -107,9 +119,10 @@ class SyncPass:
     def __init__(
         self, registry: Registry, parent: Parent, scope: Scope, *,
         parallel: int = 4, should_stop: Callable[[], bool] = lambda: False,
-        progress: Callable[[str, int], None] | None = None,
+        progress: Callable[[str, int], None] | None = None, read_write: bool = False,
     ) -> None:
         self.registry = registry
+        self.read_write = read_write
         self.parent = parent
         self.scope = scope
         self.parallel = max(1, parallel)
@@ -155,8 +168,10 @@ class SyncPass:
         names = [p for p in self.scope.repositories if not _is_pattern(p)]
         if self.scope.needs_catalog:
             patterns = [p for p in self.scope.repositories if _is_pattern(p)]
-            names += [r for r in self.parent.catalog()
-                      if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
+            found = self.parent.catalog()
+            if self.read_write:  # a repository pushed here first goes up too
+                found += self.registry.catalog().items
+            names += [r for r in found if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
         return sorted(set(names))
 
     def _repository(self, repository: str) -> None:
@@ -165,7 +180,45 @@ class SyncPass:
         except EdgeError as exc:
             self.report.errors.append(f"{repository}: {exc}")
             return
-        self._each(sorted(tags), lambda tag: self._tag(repository, tag))
+        if not self.read_write:
+            self._each(sorted(tags), lambda tag: self._tag(repository, tag))
+            return
+        local = {t: d for t, d in local_tags(self.registry, repository).items()
+                 if self.scope.wants_tag(t)}
+        bases = self.registry.store.sync_tags.bases(repository)
+        self._each(sorted(set(tags) | set(local)), lambda tag: self._reconcile(
+            repository, tag, local.get(tag), bases.get(tag), tag in tags))
+
+    def _reconcile(self, repository: str, tag: str, local: str | None, base: str | None,
+                   on_parent: bool) -> None:
+        try:
+            head = self.parent.head_manifest(repository, tag) if on_parent else None
+            way = decide(local, None if head is None else head.digest, base)
+            if way in ("pull", "conflict"):
+                digest, _ = self._tag(repository, tag, gone_is_error=True)
+                if digest is None:
+                    return  # the error is in the report; no agreement to record
+                if way == "conflict":
+                    self._conflict(repository, tag, local, head)
+            elif way == "push" and local is not None:
+                pushed = push_up(self.registry, self.parent, repository, tag, local)
+                with self._lock:
+                    self.report.manifests_pushed += pushed
+            agreed = self._local_digest(repository, tag)
+            if agreed is not None and way != "none":
+                with self.registry.store.exclusive():
+                    self.registry.store.sync_tags.agree(repository, tag, agreed)
+        except EdgeError as exc:
+            with self._lock:
+                self.report.errors.append(f"{repository}:{tag}: {exc}")
+
+    def _conflict(self, repository: str, tag: str, local: str | None,
+                  head: ManifestHead | None) -> None:
+        with self._lock:
+            self.report.conflicts.append({
+                "repository": repository, "tag": tag, "local": local or "",
+                "parent": head.digest if head else "", "kept": "parent",
+            })
 
     def run_tags(self, pairs: list[tuple[str, str]],
                  on_tag: Callable[[str, str, str | None, str], None]) -> PassReport:
@@ -295,6 +348,14 @@ class SyncPass:
     def _stop_if_asked(self) -> None:
         if self.should_stop():
             raise SyncStopped()
+
+
+def local_tags(registry: Registry, repository: str) -> dict[str, str]:
+    """Tag -> digest of a local repository ({} when it has none)."""
+    try:
+        return {row.tag: row.digest for row in browse.tags(registry, repository)}
+    except EdgeError:
+        return {}
 
 
 def _is_pattern(text: str) -> bool:

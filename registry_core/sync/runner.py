@@ -32,8 +32,9 @@ class SyncRunner:
 
     def __init__(
         self, registry: Registry, connect: Callable[[], Parent], scope: Scope, *,
-        parallel: int = 4, clock: Callable[[], float] = time.time,
+        parallel: int = 4, clock: Callable[[], float] = time.time, read_write: bool = False,
     ) -> None:
+        self.read_write = read_write
         self.registry = registry
         self.store = registry.store
         self.connect = connect
@@ -65,7 +66,7 @@ class SyncRunner:
             parent = self.connect()
             sync_pass = SyncPass(
                 self.registry, parent, self.scope, parallel=self.parallel,
-                should_stop=lambda: self._should_stop(until),
+                should_stop=lambda: self._should_stop(until), read_write=self.read_write,
             )
             self.claim.beat(lambda: self._publish(record, sync_pass))
             if only is None:
@@ -120,6 +121,8 @@ class SyncRunner:
         record.manifests_copied = report.manifests_copied
         record.blobs_copied = report.blobs_copied
         record.bytes_copied = report.bytes_copied
+        record.manifests_pushed = report.manifests_pushed
+        record.conflicts = list(report.conflicts)
         record.details.update(tags_checked=report.tags_checked,
                               tags_changed=report.tags_changed)
 
@@ -144,7 +147,8 @@ def open_runner(registry: Registry, settings: SyncSettings | None = None) -> Syn
                             protocol=connection.protocol)
 
     scope = Scope(chosen.repositories, chosen.tag_filters)
-    return SyncRunner(registry, connect, scope, parallel=chosen.parallel_transfers)
+    return SyncRunner(registry, connect, scope, parallel=chosen.parallel_transfers,
+                      read_write=chosen.read_write)
 
 
 def _in_progress(other: SyncRunRecord) -> SyncInProgressError:

@@ -1,0 +1,58 @@
+"""ReadWrite: a tag moved here since the last sync goes up to the parent: its blobs first
+(those the parent lacks), then index children, then the tagged manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from registry_core.errors import BlobUnknown
+from registry_core.manifests import parse_manifest
+from registry_core.reference import parse_digest
+from registry_core.registry import Registry
+
+
+class PushParent(Protocol):
+    def blob_exists(self, repository: str, digest: str) -> bool: ...
+
+    def push_blob(self, repository: str, digest: str, source: Path, size: int) -> None: ...
+
+    def put_manifest(self, repository: str, reference: str, body: bytes,
+                     media_type: str) -> str: ...
+
+
+def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
+            digest: str) -> int:
+    """Send `repository:tag` (= `digest` here) to the parent; the manifests sent."""
+    manifests = _bottom_up(registry, repository, digest)
+    blobs: dict[str, int] = {}
+    for _, media_type, body in manifests:
+        for blob in parse_manifest(body, media_type).blob_descriptors():
+            blobs[str(blob.digest)] = blob.size
+    for blob_digest, size in blobs.items():
+        if not parent.blob_exists(repository, blob_digest):
+            parent.push_blob(repository, blob_digest, _local_file(registry, blob_digest), size)
+    for child_digest, media_type, body in manifests[:-1]:
+        parent.put_manifest(repository, child_digest, body, media_type)
+    _, media_type, body = manifests[-1]
+    parent.put_manifest(repository, tag, body, media_type)
+    return len(manifests)
+
+
+def _bottom_up(registry: Registry, repository: str,
+               digest: str) -> list[tuple[str, str, bytes]]:
+    """(digest, media type, body) of the manifest and its index children, children first."""
+    stored = registry.get_manifest(repository, digest)
+    body = stored.read()
+    manifest = parse_manifest(body, stored.media_type)
+    children = []
+    for child in manifest.child_descriptors():
+        children += _bottom_up(registry, repository, str(child.digest))
+    return [*children, (str(stored.digest), stored.media_type, body)]
+
+
+def _local_file(registry: Registry, digest: str) -> Path:
+    path = registry.blob_store.local_path(parse_digest(digest))
+    if path is None or not path.is_file():
+        raise BlobUnknown(f"blob {digest} is not stored here", detail={"digest": digest})
+    return path
