@@ -261,10 +261,17 @@ class SyncView(View):
             return  # an older read, overtaken (a cancelled thread worker still posts)
         picture = message.picture
         self.picture = picture
-        running = picture.status.running if picture.status is not None else None
-        if not self.busy and running is not None:
+        if not self.busy:
+            self.follow(picture.status.running if picture.status is not None else None)
+
+    def follow(self, running: SyncRunRecord | None) -> None:
+        """Show the running run this pane did not start: one of this process is followed by
+        its events, one of another process by its row (read again on each load)."""
+        live = self.live
+        heard = live.running and not live.elsewhere
+        if running is not None and not (heard and live.run_id == running.id):
             self.live = SyncLive.from_record(running, elsewhere=True)
-        elif not self.busy and self.live.running:
+        elif running is None and live.running and live.elsewhere:
             self.live = SyncLive(note="No sync in progress.")
 
     def repaint(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_helpers import FIXED_NOW, Image, make_app, push_image, wait_for
+from console_helpers import FIXED_NOW, Image, make_app, push_image, settle, wait_for
 from support import LiveServer, free_port
 from textual.widgets import Static
 
@@ -20,7 +20,7 @@ from console.screens.sync import SyncLive, SyncPicture, SyncView
 from registry_core.config import SyncConfig
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
-from registry_core.events import Subscription, SyncStarted
+from registry_core.events import Subscription, SyncFinished, SyncProgress, SyncStarted
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
@@ -197,6 +197,31 @@ async def test_a_run_of_another_process_shows_and_cancels_through_its_row(
         await pilot.press("x")
         await wait_for(pilot, lambda: store.sync_runs.cancel_requested(other.id),
                        what="the cancel request")
+
+
+async def test_progress_events_show_the_repository_and_counts(site: Registry) -> None:
+    """A run's progress as the runner emits it (on its heartbeat, every two seconds: a
+    small test run ends before the first, so the events are emitted here)."""
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        view = app.query_one(SyncView)
+        await wait_for(pilot, lambda: view.picture is not None)
+        site.events.emit(SyncStarted(identity="sync", run_id=9, trigger="schedule"))
+        site.events.emit(SyncProgress(identity="sync", run_id=9, repository="shop/web",
+                                      tags_checked=12, tags_changed=3, manifests_copied=4,
+                                      blobs_copied=7, bytes_copied=3 << 20))
+        await wait_for(pilot, lambda: view.live.blobs_copied == 7, what="the progress")
+        await settle(pilot)  # the reload the start asked for keeps what the events said
+        text = shown(view, "#sync-live")
+        assert "Run #9 running · shop/web" in text and "in another process" not in text
+        assert "tags 12 checked, 3 changed · manifests 4 · blobs 7 · 3.0 MiB" in text
+        assert not app.query_one("#sync-cancel").disabled
+        site.events.emit(SyncFinished(identity="sync", run_id=9, status="failed",
+                                      errors=("parent unreachable", "again")))
+        await wait_for(pilot, lambda: not view.live.running, what="the end")
+        assert "failed" in shown(view, "#sync-live")
+        assert "parent unreachable (and 1 more)" in shown(view, "#sync-live")
 
 
 async def test_not_configured_says_how(seeded: tuple[Registry, dict[str, Image]]) -> None:
