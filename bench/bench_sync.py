@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import images
 import targets
-from bench_registry import fmt, loadavg, machine_lines, sh, short, version_lines
+from bench_registry import (
+    Results,
+    fmt,
+    loadavg,
+    log,
+    machine_lines,
+    sh,
+    short,
+    skopeo,
+    version_lines,
+)
 from doc import write_section
 from targets import Target
 
@@ -90,44 +99,16 @@ NOCHANGE_LIMIT_S = 2.0
 
 
 @dataclass
-class Results:
-    # values[tool][key] -> per-repetition values; tool is "edge" or "skopeo"
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    errors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    # edge's own run duration (from the run record), to separate process start from the run
+class SyncResults(Results):
+    """bench_registry's results, plus edge's own run durations (from its run records, to
+    tell process start from the run) and the product files changed while it ran."""
+
     edge_inner: dict[str, list[float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    load_before: str = ""
-    load_after: str = ""
     dirty: str = ""
-
-    def add(self, tool: str, key: str, value: float) -> None:
-        self.values.setdefault(tool, {}).setdefault(key, []).append(value)
-
-    def fail(self, tool: str, key: str, message: str) -> None:
-        self.errors.setdefault(tool, {}).setdefault(key, []).append(message)
-
-    def median(self, tool: str, key: str) -> float | None:
-        vals = self.values.get(tool, {}).get(key)
-        return statistics.median(vals) if vals else None
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
 # the parent: push the set once
-
-
-def skopeo(args: list[str], timeout: float) -> float:
-    cmd = ["skopeo", "--insecure-policy", *args]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    elapsed = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"skopeo {args[0]} failed: {short(res.stderr or res.stdout)}")
-    return elapsed
 
 
 def push(t: Target, img: images.BuiltImage, dest_ref: str) -> None:
@@ -279,7 +260,7 @@ def run_rep(
     t: Target,
     rep: int,
     p: Params,
-    res: Results,
+    res: SyncResults,
     big: images.BuiltImage,
     small_bytes: int,
     workdir: Path,
@@ -380,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    res = Results(load_before=loadavg(), dirty=dirty_product_files())
+    res = SyncResults(load_before=loadavg(), dirty=dirty_product_files())
     with targets.reference_registry(workdir / "reference") as t:
         log(f"reference registry on {t.url_host_port}")
         big, _small_bytes = populate(t, p, workdir)
@@ -434,7 +415,7 @@ def dirty_product_files() -> str:
     return f"{len(files)} file(s): " + ", ".join(f"`{f}`" for f in files[:8])
 
 
-def render_table(res: Results) -> str:
+def render_table(res: SyncResults) -> str:
     header = ["measure", "unit", "edge", "skopeo", "edge/skopeo", "target", "met?"]
     rows = [header, ["---"] * len(header)]
     for m in MEASURES:
@@ -457,7 +438,7 @@ def render_table(res: Results) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
-def per_rep_lines(res: Results) -> list[str]:
+def per_rep_lines(res: SyncResults) -> list[str]:
     lines = []
     for m in MEASURES:
         for tool in ("edge", "skopeo"):
@@ -478,7 +459,7 @@ def per_rep_lines(res: Results) -> list[str]:
     return lines
 
 
-def render_section(p: Params, res: Results, table: str) -> str:
+def render_section(p: Params, res: SyncResults, table: str) -> str:
     now = sh(["date", "-u"])
     cmdline = " ".join(["bench/bench_sync.py", *sys.argv[1:]])
     lines = [

@@ -4,11 +4,11 @@ live counters, cancel requests and history."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from registry_core.store.base import Queries
-from registry_core.store.metadata import now
+from registry_core.store.run_view import RunView
 
 COUNTERS = (
     "manifests_scanned",
@@ -24,7 +24,7 @@ COUNTERS = (
 
 
 @dataclass
-class RunRecord:
+class RunRecord(RunView):
     """One GC run, as kept in the `gc_runs` table (the run in progress updates its own copy)."""
 
     id: int
@@ -49,22 +49,6 @@ class RunRecord:
     bytes_freed: int = 0
     errors: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_seconds(self) -> float:
-        end = self.finished_at if self.finished_at is not None else now()
-        return max(0.0, end - self.started_at)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    def to_json(self, include_details: bool = True) -> dict[str, Any]:
-        data = asdict(self)
-        data["duration_seconds"] = round(self.duration_seconds, 3)
-        if not include_details:
-            data.pop("details")
-        return data
 
 
 _COLUMNS = (

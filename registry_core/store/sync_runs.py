@@ -10,11 +10,12 @@ sync. Writes belong inside `Store.exclusive()`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from registry_core.store.base import Queries
 from registry_core.store.metadata import now
+from registry_core.store.run_view import RunView
 
 TRIGGERS = ("manual", "schedule", "stage")
 STATUSES = ("running", "succeeded", "failed", "cancelled", "stopped")
@@ -34,7 +35,7 @@ _PUSH_MARK = "sync_push_mark"
 
 
 @dataclass
-class SyncRunRecord:
+class SyncRunRecord(RunView):
     """One sync run, as kept in the `sync_runs` table (the run in progress updates its own copy
     and saves it)."""
 
@@ -54,22 +55,6 @@ class SyncRunRecord:
     errors: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_seconds(self) -> float:
-        end = self.finished_at if self.finished_at is not None else now()
-        return max(0.0, end - self.started_at)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    def to_json(self, include_details: bool = True) -> dict[str, Any]:
-        data = asdict(self)
-        data["duration_seconds"] = round(self.duration_seconds, 3)
-        if not include_details:
-            data.pop("details")
-        return data
 
 
 _COLUMNS = (
