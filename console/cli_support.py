@@ -1,14 +1,19 @@
-"""What every `edge-console` subcommand shares: its data dir, and printing text or JSON."""
+"""What every `edge-console` subcommand shares: its data dir, printing text or JSON, and long
+work that ctrl-c can stop."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from registry_core.datadir import DataDir, default_data_dir
+
+T = TypeVar("T")
 
 
 def data_dir_of(args: argparse.Namespace) -> DataDir:
@@ -31,3 +36,29 @@ def emit(args: argparse.Namespace, text: str, payload: dict[str, Any]) -> None:
 def fail(message: str) -> int:
     print(f"edge-console: error: {message}", file=sys.stderr)
     return 1
+
+
+def run_interruptibly(work: Callable[[], T], on_interrupt: Callable[[], None],
+                      name: str) -> T:
+    """`work()` in a thread, so that ctrl-c reaches us: it calls `on_interrupt` (ask the
+    work to stop) and waits for the work to end. Returns its result, or raises its error."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:
+            error.append(exc)
+
+    worker = threading.Thread(target=body, name=name)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        on_interrupt()
+        worker.join()
+    if error:
+        raise error[0]
+    return result[0]

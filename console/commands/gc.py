@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from typing import Any, TextIO
 
 import humanize
 
-from console.cli_support import data_dir_of, emit, fail, wants_json
+from console.cli_support import data_dir_of, emit, fail, run_interruptibly, wants_json
 from registry_core.errors import ConfigError
 from registry_core.events import GCEvent, GCStarted
 from registry_core.gc import GarbageCollector, RunRecord
@@ -139,35 +138,18 @@ class Progress:
 
 def _run(args: argparse.Namespace, collector: GarbageCollector) -> int:
     progress = Progress(sys.stderr, quiet=wants_json(args))
-    result: list[RunRecord] = []
-    error: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            result.append(
-                collector.run(
-                    trigger="cli",
-                    dry_run=args.dry_run,
-                    delete_untagged=args.delete_untagged,
-                    grace_period=args.grace_period,
-                    on_event=progress,
-                )
-            )
-        except BaseException as exc:
-            error.append(exc)
-
-    worker = threading.Thread(target=work, name="gc-cli")
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
+    def cancel() -> None:
         print("\ncancelling...", file=sys.stderr, flush=True)
         collector.cancel_local()
-        worker.join()
-    if error:
-        raise error[0]
-    record = result[0]
+
+    record = run_interruptibly(
+        lambda: collector.run(
+            trigger="cli", dry_run=args.dry_run, delete_untagged=args.delete_untagged,
+            grace_period=args.grace_period, on_event=progress,
+        ),
+        cancel, "gc-cli",
+    )
     emit(args, summary(record), record.to_json())
     if record.status == "failed":
         return fail(f"garbage collection failed: {'; '.join(record.errors) or 'unknown error'}")

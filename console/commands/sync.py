@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import humanize
 
-from console.cli_support import data_dir_of, emit, fail, wants_json
+from console.cli_support import data_dir_of, emit, fail, run_interruptibly, wants_json
 from console.commands.gc import open_registry
 from registry_core.config import SYNC_MODES
 from registry_core.errors import SyncConfigError
@@ -144,32 +143,18 @@ def _window_end(registry: Registry) -> float | None:
 
 
 def _run_interruptibly(runner: SyncRunner, until: float | None, quiet: bool) -> SyncRunRecord:
-    result: list[SyncRunRecord] = []
-    error: list[BaseException] = []
     progress = None if quiet else runner.registry.events.subscribe(_say, SyncFinished)
 
-    def work() -> None:
-        try:
-            result.append(runner.run("manual", until))
-        except BaseException as exc:
-            error.append(exc)
-
-    worker = threading.Thread(target=work, name="sync-cli")
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
+    def cancel() -> None:
         print("\ncancelling at the next blob boundary...", file=sys.stderr, flush=True)
         runner.cancel.set()
-        worker.join()
+
+    try:
+        return run_interruptibly(lambda: runner.run("manual", until), cancel, "sync-cli")
     finally:
         if progress is not None:
             progress.close()
         runner.close()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 def _say(event: SyncFinished) -> None:
