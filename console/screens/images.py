@@ -38,6 +38,7 @@ from registry_core.identity import CONSOLE
 from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
 from registry_core.preview import DeletePreview, preview_delete
+from registry_core.sync import staging
 
 Level = Literal["repos", "tags", "all", "detail"]
 
@@ -65,11 +66,13 @@ class Target:
 
 
 class ImagesLoaded(Message):
-    def __init__(self, level: Level, repository: str | None, rows: list[Row]) -> None:
+    def __init__(self, level: Level, repository: str | None, rows: list[Row],
+                 pinned: frozenset[tuple[str, str]] = frozenset()) -> None:
         super().__init__()
         self.level = level
         self.repository = repository
         self.rows = rows
+        self.pinned = pinned
 
 
 class DetailLoaded(Message):
@@ -240,6 +243,8 @@ class ImagesView(View):
     """The repository whose tags are listed (table_level "tags")."""
     detail: reactive[ManifestDetail | None] = reactive(None, init=False)
     """The manifest shown over the table, if any."""
+    pinned: reactive[frozenset[tuple[str, str]]] = reactive(frozenset(), init=False)
+    """(repository, digest) of the manifests a stage pins (a "Staged" column when any)."""
     in_use: reactive[InUseLabels | None] = reactive(None, init=False)
     """The cluster's users of each manifest, as the "In use" column shows them (None: no
     cluster answered: no column)."""
@@ -314,6 +319,13 @@ class ImagesView(View):
             Column("platforms", "Platforms", 5, min_width=8, format=lambda v: v or "-"),
             pushed,
         ]
+        if self.pinned:
+            columns.insert(
+                2,
+                Column("pinned", "Staged", 7, width=6,
+                       format=lambda key: "yes" if key in self.pinned else "",
+                       searchable=False),
+            )
         if self.in_use is not None:  # next to the digest: seen first, before deleting
             columns.insert(
                 2,
@@ -348,6 +360,7 @@ class ImagesView(View):
                 found = browse.tags(registry, repository if level == "tags" else None)
                 if level == "tags" and repository is not None:
                     found = found + browse.untagged(registry, repository)
+                pinned = frozenset(staging.pinned_manifests(registry))
                 rows = [
                     (
                         t.repository,
@@ -364,10 +377,12 @@ class ImagesView(View):
         except (EdgeError, OSError) as exc:
             self.post_message(ImagesFailed(f"Could not list images: {exc}"))
             return
-        self.post_message(ImagesLoaded(level, repository, rows))
+        self.post_message(ImagesLoaded(level, repository, rows,
+                                       pinned if level != "repos" else frozenset()))
 
     @on(ImagesLoaded)
     def _loaded(self, message: ImagesLoaded) -> None:
+        self.pinned = message.pinned
         self.table_level = message.level
         self.repository = message.repository
         if message.level == "repos":
@@ -402,6 +417,11 @@ class ImagesView(View):
         self.in_use = message.labels
         if again:
             self.request_in_use()
+
+    def watch_pinned(self, old: frozenset[tuple[str, str]],
+                     new: frozenset[tuple[str, str]]) -> None:
+        if self.table_level != "repos" and bool(old) != bool(new):  # the column comes or goes
+            self.table.set_columns(self.columns_for(self.table_level))
 
     def watch_in_use(self, old: InUseLabels | None, new: InUseLabels | None) -> None:
         if self.table_level == "repos":

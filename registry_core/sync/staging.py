@@ -153,6 +153,12 @@ def _readiness(registry: Registry, parent: Parent | None, why: str, repository: 
     return Readiness(repository, tag, "ready", local, remote)
 
 
+def pinned_manifests(registry: Registry) -> set[tuple[str, str]]:
+    """(repository, digest) of every manifest a stage pins now."""
+    with registry.store.snapshot():
+        return registry.store.stages.pinned()
+
+
 def release(registry: Registry, name: str = DEFAULT_STAGE) -> int:
     """Unpin the stage's images (a GC may then collect what nothing else keeps)."""
     with registry.store.exclusive():

@@ -1,4 +1,4 @@
-"""The Images screen's delete confirmation says when a stage pins the image."""
+"""The Images screen marks what a stage pins, and its delete confirmation says so."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ async def test_the_delete_confirmation_names_the_pinning_stage(
         await wait_for(pilot, lambda: table.total_count == 3)
         view.open_repository("library/alpine")
         await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        assert [c.label for c in table.columns][:3] == ["Tag", "Digest", "Staged"]
+        assert " yes " in table.format_row(table.view_rows()[0])
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
         modal = app.screen
@@ -36,3 +38,16 @@ async def test_the_delete_confirmation_names_the_pinning_stage(
         assert "PINNED by the stage window-7" in modal.body
         await pilot.press("enter")  # Cancel has the focus
     assert str(registry.get_manifest("library/alpine", "3.20").digest) == alpine.digest
+
+
+async def test_no_staged_column_without_pins(seeded: tuple[Registry, dict[str, Image]]) -> None:
+    registry, _ = seeded
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        view = app.query_one(ImagesView)
+        table = app.query_one("#images-table", VirtualTable)
+        await wait_for(pilot, lambda: table.total_count == 3)
+        view.open_repository("library/alpine")
+        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        assert "Staged" not in [c.label for c in table.columns]
