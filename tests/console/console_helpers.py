@@ -15,6 +15,8 @@ from typing import Any
 from textual.pilot import Pilot
 
 from console.app import EdgeConsoleApp
+from console.screens.images import ImagesView
+from console.widgets.virtual_table import VirtualTable
 from registry_core.certs import CertificateInfo
 from registry_core.datadir import DataDir
 from registry_core.identity import CONSOLE
@@ -171,6 +173,20 @@ async def wait_for(pilot: Pilot[Any], condition: Callable[[], object], timeout: 
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def open_tags(pilot: Pilot[Any], repositories: int, repository: str,
+                    tags: int) -> tuple[ImagesView, VirtualTable]:
+    """Go to the Images screen (`repositories` listed) and open `repository` (`tags` rows)."""
+    app = pilot.app
+    await pilot.press("3")
+    view = app.query_one(ImagesView)
+    table = app.query_one("#images-table", VirtualTable)
+    await wait_for(pilot, lambda: table.total_count == repositories, what="repositories")
+    view.open_repository(repository)
+    await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == tags,
+                   what=f"the tags of {repository}")
+    return view, table
 
 
 async def settle(pilot: Pilot[Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import kubernetes.client as k8s
 import pytest
-from console_helpers import make_app, push_image, settle, wait_for
+from console_helpers import make_app, open_tags, push_image, settle, wait_for
 from kubebed import KubeBed, container_status, write_pod_status
 from support import free_port
 from textual.widgets import DataTable, Static
@@ -367,12 +367,7 @@ async def test_no_cluster_is_a_state_and_the_rest_works(registry: Registry) -> N
         assert text_of(app, "#cluster-facts").startswith("no cluster configured")
         await pilot.press("A")
         assert not isinstance(app.screen, ConfirmationModal)
-        await pilot.press("3")
-        images = app.query_one(ImagesView)
-        tags = app.query_one("#images-table", VirtualTable)
-        await wait_for(pilot, lambda: tags.total_count == 1)
-        images.open_repository("app")
-        await wait_for(pilot, lambda: images.table_level == "tags" and tags.total_count == 1)
+        images, tags = await open_tags(pilot, 1, "app", 1)
         await settle(pilot)
         assert images.in_use is None  # no cluster: no column, and no toast about it
         assert "In use" not in tags._header_text()
@@ -420,12 +415,7 @@ async def test_an_unreachable_cluster_is_a_state_and_the_rest_works(
             await wait_for(pilot, lambda: not view.loading, what="the reload")
             assert text_of(app, "#cluster-facts").startswith("cluster not reachable")
             # Other tabs work; the delete confirmation says the cluster was not asked.
-            await pilot.press("3")
-            images = app.query_one(ImagesView)
-            tags = app.query_one("#images-table", VirtualTable)
-            await wait_for(pilot, lambda: tags.total_count == 1)
-            images.open_repository("app")
-            await wait_for(pilot, lambda: images.table_level == "tags" and tags.total_count == 1)
+            await open_tags(pilot, 1, "app", 1)
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
             confirm = app.screen

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from console_helpers import Image, make_app, wait_for
+from console_helpers import Image, make_app, open_tags, wait_for
 
-from console.screens.images import ImagesView
 from console.widgets.confirm import ConfirmationModal
-from console.widgets.virtual_table import VirtualTable
 from registry_core.registry import Registry
 
 SIZE = (100, 30)
@@ -22,12 +20,7 @@ async def test_the_delete_confirmation_names_the_pinning_stage(
         registry.store.stages.set_status(item.id, "staged", digest=alpine.digest)
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.query_one(ImagesView)
-        table = app.query_one("#images-table", VirtualTable)
-        await wait_for(pilot, lambda: table.total_count == 3)
-        view.open_repository("library/alpine")
-        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        _view, table = await open_tags(pilot, 3, "library/alpine", 1)
         assert [c.label for c in table.columns][:3] == ["Tag", "Digest", "Staged"]
         assert " yes " in table.format_row(table.view_rows()[0])
         await pilot.press("d")
@@ -44,10 +37,5 @@ async def test_no_staged_column_without_pins(seeded: tuple[Registry, dict[str, I
     registry, _ = seeded
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.query_one(ImagesView)
-        table = app.query_one("#images-table", VirtualTable)
-        await wait_for(pilot, lambda: table.total_count == 3)
-        view.open_repository("library/alpine")
-        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        _view, table = await open_tags(pilot, 3, "library/alpine", 1)
         assert "Staged" not in [c.label for c in table.columns]

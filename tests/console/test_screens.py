@@ -6,7 +6,7 @@ import asyncio
 import socket
 from pathlib import Path
 
-from console_helpers import Image, make_app, push_image, wait_for
+from console_helpers import Image, make_app, open_tags, push_image, wait_for
 from cryptography import x509
 from textual.binding import Binding
 from textual.command import CommandList
@@ -161,12 +161,7 @@ async def test_untag_keeps_the_manifest(seeded: tuple[Registry, dict[str, Image]
     registry, images = seeded
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.query_one(ImagesView)
-        table = app.query_one("#images-table", VirtualTable)
-        await wait_for(pilot, lambda: table.total_count == 3)
-        view.open_repository("nginx")
-        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 3)
+        _view, table = await open_tags(pilot, 3, "nginx", 3)
         await pilot.press("slash", *"latest", "enter")
         assert table.row_count == 1
         await pilot.press("u")
@@ -182,12 +177,7 @@ async def test_delete_cancel_changes_nothing(seeded: tuple[Registry, dict[str, I
     registry, images = seeded
     app = make_app(registry)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3")
-        view = app.query_one(ImagesView)
-        table = app.query_one("#images-table", VirtualTable)
-        await wait_for(pilot, lambda: table.total_count == 3)
-        view.open_repository("library/alpine")
-        await wait_for(pilot, lambda: view.table_level == "tags" and table.total_count == 1)
+        await open_tags(pilot, 3, "library/alpine", 1)
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
         modal = app.screen
