@@ -623,14 +623,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (registry storage)")
     ap.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
-    for tool in ("skopeo", "wrk", "curl", targets.DOCKER_REGISTRY_BIN):
-        if shutil.which(tool) is None:
-            print(
-                f"error: {tool} not found (apt-get install -y docker-registry skopeo wrk curl)",
-                file=sys.stderr,
-            )
-            return 2
+    if missing_tools(("skopeo", "wrk", "curl", targets.DOCKER_REGISTRY_BIN),
+                     "docker-registry skopeo wrk curl"):
+        return 2
     return run(args)
+
+
+def missing_tools(tools: tuple[str, ...], packages: str) -> bool:
+    """Say which tool is missing (and the Debian packages to install); True if any is."""
+    for tool in tools:
+        if shutil.which(tool) is None:
+            print(f"error: {tool} not found (apt-get install -y {packages})", file=sys.stderr)
+            return True
+    return False
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from bench_registry import (
     loadavg,
     log,
     machine_lines,
+    missing_tools,
     sh,
     short,
     skopeo,
@@ -512,13 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
-    for tool in ("skopeo", targets.DOCKER_REGISTRY_BIN):
-        if shutil.which(tool) is None:
-            print(
-                f"error: {tool} not found (apt-get install -y docker-registry skopeo)",
-                file=sys.stderr,
-            )
-            return 2
+    if missing_tools(("skopeo", targets.DOCKER_REGISTRY_BIN), "docker-registry skopeo"):
+        return 2
     return run(args)
 
 

@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from console_helpers import FIXED_NOW, Image, make_app, push_image, settle, wait_for
 from support import LiveServer, free_port
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.screens.sync import SyncLive, SyncPicture, SyncView
@@ -83,6 +85,16 @@ class Gate:
         if self.subscription is not None:
             self.subscription.close()
 
+    async def start_held_run(self, pilot: Pilot[Any], site: Registry) -> SyncView:
+        """Show the Sync screen, press `l`, and return once the run is held here."""
+        self.subscribe(site)  # after the screen's own subscription: it hears first
+        await pilot.press("7")
+        view = pilot.app.query_one(SyncView)
+        await wait_for(pilot, lambda: view.picture is not None, what="the first read")
+        await pilot.press("l")
+        await wait_for(pilot, self.held.is_set, what="the run to start")
+        return view
+
 
 def shown(app_view: SyncView, widget_id: str) -> str:
     return str(app_view.query_one(widget_id, Static).content)
@@ -137,12 +149,7 @@ async def test_cancel_stops_the_run(site: Registry, on_parent: Image) -> None:
     gate = Gate()
     try:
         async with app.run_test(size=SIZE) as pilot:
-            gate.subscribe(site)  # after the screen's own subscription: it hears first
-            await pilot.press("7")
-            view = app.query_one(SyncView)
-            await wait_for(pilot, lambda: view.picture is not None)
-            await pilot.press("l")
-            await wait_for(pilot, gate.held.is_set, what="the run to start")
+            view = await gate.start_held_run(pilot, site)
             await pilot.press("x")
             gate.release.set()
             await wait_for(pilot, lambda: not view.busy, what="the run to end")
@@ -160,12 +167,7 @@ async def test_quit_cancels_a_run_without_waiting(site: Registry, on_parent: Ima
     gate = Gate()
     try:
         async with app.run_test(size=SIZE) as pilot:
-            gate.subscribe(site)  # after the screen's own subscription: it hears first
-            await pilot.press("7")
-            view = app.query_one(SyncView)
-            await wait_for(pilot, lambda: view.picture is not None)
-            await pilot.press("l")
-            await wait_for(pilot, gate.held.is_set, what="the run to start")
+            await gate.start_held_run(pilot, site)
             async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
                 await pilot.press("q")
                 while app.return_code is None:
