@@ -391,6 +391,31 @@ def test_referrers_from_the_tag_schema_on_distribution(
     assert [as_dict(d) for d in found] == [descriptor]
 
 
+def test_a_listed_repository_without_the_referrers_tag_is_not_asked_for_it(
+    reference_parent: Parent, images: dict[str, BuiltImage], tmp_path: Path
+) -> None:
+    subject = images["docker"]
+    fallback = f"unknown tag=sha256-{subject.digest.hex}"
+
+    def asked() -> int:
+        text = reference_parent.process.log.read_text(errors="replace") \
+            if reference_parent.process else ""
+        return text.count(fallback)
+
+    with client_for(reference_parent) as client:
+        client.tags("kinds/docker")
+        before = asked()
+        assert client.referrers("kinds/docker", str(subject.digest)) == []
+        assert asked() == before  # the listed tags said there is no such index
+        descriptor = push_referrer(client, "kinds/docker", subject, tmp_path)
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                            "manifests": [descriptor]}).encode()
+        client.put_manifest("kinds/docker", f"sha256-{subject.digest.hex}", index, OCI_INDEX)
+        client.tags("kinds/docker")
+        found = client.referrers("kinds/docker", str(subject.digest))
+    assert [as_dict(d) for d in found] == [descriptor]
+
+
 def test_referrers_from_the_api(live_server: LiveServer, skopeo: str, tmp_path: Path) -> None:
     subject = write_oci_layout(tmp_path / "subject", (ImageSpec(tag="s1"),))[0]
     run_skopeo(skopeo, "copy", *skopeo_auth(live_server, "dest-"), subject.reference,
