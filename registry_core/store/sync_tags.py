@@ -22,3 +22,14 @@ class SyncTags(Queries):
             "synced_at = excluded.synced_at",
             (repository, tag, digest, now()),
         )
+
+    def repositories_holding(self, digest: str) -> list[str]:
+        """Repositories synced with the parent (a tag agreed on) where blob `digest` is
+        visible here, the most recently synced first: where the parent likely has it too."""
+        rows = self._conn.execute(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = "
+            "rb.repository_id JOIN sync_tags s ON s.repository = r.name WHERE rb.digest = ? "
+            "GROUP BY r.name ORDER BY MAX(s.synced_at) DESC",
+            (digest,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]

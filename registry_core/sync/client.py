@@ -4,7 +4,8 @@ A bad uplink is the normal case: every request is retried with exponential backo
 jitter on connect errors, timeouts, cut connections, 429 and 5xx (honouring Retry-After), a
 bounded number of times; a 401 is answered by authenticating once (tokens.py), never more; a
 404 is never retried. A blob download streams to disk with its digest checked as it is
-written, and a cut transfer resumes from the bytes on disk with a Range request.
+written, and a cut transfer resumes from the bytes on disk with a Range request. A big blob
+goes up in chunks, and a cut upload goes on from the offset the parent acknowledges.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ PAGE_SIZE = 1000
 POOL_SIZE = 16
 """Connections kept to the parent: enough for the engine's parallel transfers."""
 CHUNK = 256 * 1024
+UPLOAD_CHUNK = 8 * 1024 * 1024
+"""A blob larger than this goes up in chunks of this size (PATCH with Content-Range), each
+acknowledged by the parent: a cut costs at most the chunk under way. A smaller one: one PUT."""
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 """A catalog, tags or referrers page larger than this is not a registry's answer."""
 MAX_ERROR_BYTES = 64 * 1024
@@ -306,7 +310,7 @@ class ParentClient:
     def __init__(self, endpoint: str, username: str, password: str, *,
                  ca_file: Path | None = None, protocol: str = "https", retries: int = 5,
                  backoff: float = 0.5, timeout: float = 30.0,
-                 page_size: int = PAGE_SIZE) -> None:
+                 page_size: int = PAGE_SIZE, upload_chunk: int = UPLOAD_CHUNK) -> None:
         if protocol not in ("https", "http"):
             raise ParentError(f"parent protocol must be https or http, not {protocol!r}")
         self.endpoint = endpoint
@@ -318,6 +322,10 @@ class ParentClient:
         asked for (one request less per image from a parent without the referrers API)."""
         self._wire = _Wire(endpoint, username, password, ca_file=ca_file, protocol=protocol,
                            retries=retries, backoff=backoff, timeout=timeout)
+        self.upload_chunk = max(upload_chunk, 1)
+        self._holders: dict[str, list[str]] = {}
+        """Blob digest -> repositories of the parent seen holding it, the latest last."""
+        self._holders_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the connections; a backoff wait in another thread ends with
@@ -398,7 +406,9 @@ class ParentClient:
         name = validate_name(repository)
         fetch = _BlobFetch(self._wire, f"/v2/{name}/blobs/{digest}", _pull(name),
                            self._digest(digest, "the blob digest"), target, size, progress)
-        return fetch.run()
+        received = fetch.run()
+        self._seen(digest, name)
+        return received
 
     def referrers(self, repository: str, digest: str) -> list[Descriptor]:
         """The manifests whose subject is `digest`: the referrers API (OCI 1.1), or the
@@ -425,6 +435,7 @@ class ParentClient:
         if answer.status == 404:
             return False
         self._expect(answer, (200,), f"blob {digest} in {name}")
+        self._seen(digest, name)
         return True
 
     def mount_blob(self, repository: str, digest: str, source: str) -> bool:
@@ -436,6 +447,7 @@ class ParentClient:
         answer = self._wire.call(_Call("POST", url, scopes, content=b""))
         self._expect(answer, (201, 202), f"mount of {digest} into {name}")
         if answer.status == 201:
+            self._seen(digest, name)
             return True
         if location := answer.headers.get("location"):
             with contextlib.suppress(ParentError):
@@ -443,24 +455,18 @@ class ParentClient:
         return False
 
     def push_blob(self, repository: str, digest: str, source: Path, size: int) -> None:
-        """Upload a blob (POST, then one PUT with the content and `?digest=`). A try that
-        fails mid-upload starts a new upload session."""
+        """Upload a blob: one PUT when it is small, else in chunks resumed after a cut from
+        what the parent acknowledges (see _BlobUpload)."""
         name = validate_name(repository)
-        failures = 0
-        while True:
-            location = self._start_upload(name, digest)
-            put = _Call("PUT", location.copy_merge_params({"digest": digest}), _push(name),
-                        {"Content-Type": "application/octet-stream",
-                         "Content-Length": str(size)},
-                        content=_file_chunks(source), retry=False)
-            try:
-                answer = self._wire.call(put)
-            except ParentUnreachable as exc:
-                failures += 1
-                self._wire.pause(failures, None, exc)
-                continue
-            self._expect(answer, (201,), f"upload of {digest} to {name}")
-            return
+        _BlobUpload(self._wire, name, self._digest(digest, "the blob digest"), source, size,
+                    self.upload_chunk).run()
+        self._seen(digest, name)
+
+    def holders(self, digest: str) -> list[str]:
+        """Repositories of the parent where this client has seen the blob (found, fetched,
+        mounted or pushed), the latest first: where a mount of it is likely to work."""
+        with self._holders_lock:
+            return self._holders.get(digest, [])[::-1]
 
     def put_manifest(self, repository: str, reference: str, body: bytes,
                      media_type: str) -> str:
@@ -481,17 +487,6 @@ class ParentClient:
         return str(named)
 
     # ---- helpers ------------------------------------------------------------------------
-
-    def _start_upload(self, name: str, digest: str) -> httpx.URL:
-        answer = self._wire.call(_Call("POST", f"/v2/{name}/blobs/uploads/", _push(name),
-                                       content=b""))
-        self._expect(answer, (202,), f"upload of {digest} to {name}")
-        location = answer.headers.get("location")
-        if not location:
-            raise ParentProtocolError(
-                f"parent {self.endpoint}: upload to {name} started without a Location"
-            )
-        return self._wire.url(location)
 
     def _pages(self, path: str, scopes: Scopes, what: str, *, paged: bool,
                headers: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
@@ -523,6 +518,13 @@ class ParentClient:
     def _expect(self, answer: _Answer, ok: tuple[int, ...], what: str) -> None:
         if answer.status not in ok:
             raise status_error(self.endpoint, answer.status, answer.body, what)
+
+    def _seen(self, digest: str, name: str) -> None:
+        with self._holders_lock:
+            names = self._holders.setdefault(digest, [])
+            if name in names:
+                names.remove(name)
+            names.append(name)
 
     def _digest(self, text: str, what: str) -> Digest:
         try:
@@ -650,6 +652,164 @@ class _BlobFetch:
             f"parent {self.wire.endpoint}: blob {self.digest} arrived as {actual} "
             f"({self.have} bytes); removed"
         )
+
+
+class _Interrupted(Exception):
+    """An upload request that may be tried again: cut, 429 or 5xx, or a session that is
+    busy, out of step or gone."""
+
+    def __init__(self, give_up: ParentError) -> None:
+        super().__init__(str(give_up))
+        self.give_up = give_up
+
+
+class _BlobUpload:
+    """One blob up to the parent. Up to `chunk` bytes: POST, then one PUT with the content
+    (a new session for each try). Larger: PATCHes of `chunk` bytes with Content-Range, then
+    an empty PUT with the digest. After a cut, the session's status (GET: `Range: 0-<last>`)
+    says where to go on from; a session that is gone (distribution 2.8 drops one whose file
+    grew past the offset it signed, which a cut mid-chunk does) is started again from zero,
+    unless the parent has the blob already (the closing PUT went through)."""
+
+    def __init__(self, wire: _Wire, name: str, digest: Digest, source: Path, size: int,
+                 chunk: int) -> None:
+        self.wire, self.name, self.digest = wire, name, str(digest)
+        self.source, self.size, self.chunk = source, size, chunk
+        self.scopes = _push(name)
+        self.location = httpx.URL()
+        self.offset = 0
+        """Bytes the parent has acknowledged in the current session."""
+
+    def run(self) -> None:
+        if self.size <= self.chunk:
+            self._whole()
+            return
+        self._start()
+        failures, last_failure_at = 0, -1
+        while True:
+            try:
+                if self.offset < self.size:
+                    self._patch()
+                    continue
+                self._finish()
+                return
+            except _Interrupted as interrupted:
+                # A try that moved the upload on does not count against the budget: a link
+                # that drops often but moves on gets the blob up in the end.
+                failures = 1 if self.offset > last_failure_at else failures + 1
+                last_failure_at = self.offset
+                self.wire.pause(failures, None, interrupted.give_up)
+                if not self._resume():
+                    return
+
+    def _whole(self) -> None:
+        failures = 0
+        while True:
+            self._start()
+            put = self._call("PUT", self.location.copy_merge_params({"digest": self.digest}),
+                             _file_chunks(self.source), self.size)
+            try:
+                answer = self._send(put)
+            except _Interrupted as interrupted:
+                failures += 1
+                self.wire.pause(failures, None, interrupted.give_up)
+                continue
+            self._expect(answer, (201,))
+            return
+
+    def _start(self) -> None:
+        answer = self.wire.call(_Call("POST", f"/v2/{self.name}/blobs/uploads/", self.scopes,
+                                      content=b""))
+        self._expect(answer, (202,))
+        location = answer.headers.get("location")
+        if not location:
+            raise ParentProtocolError(
+                f"parent {self.wire.endpoint}: upload to {self.name} started without a Location"
+            )
+        self.location, self.offset = self.wire.url(location), 0
+
+    def _patch(self) -> None:
+        end = min(self.offset + self.chunk, self.size)
+        call = self._call("PATCH", self.location, _file_chunks(self.source, self.offset, end),
+                          end - self.offset, {"Content-Range": f"{self.offset}-{end - 1}"})
+        answer = self._send(call)
+        if answer.status != 202:
+            self._refused(answer, "chunk")
+        acknowledged = _acknowledged(answer.headers.get("range"))
+        if acknowledged is not None and acknowledged != end:
+            raise ParentProtocolError(
+                f"parent {self.wire.endpoint}: upload of {self.digest}: sent bytes up to {end} "
+                f"and {acknowledged} were acknowledged"
+            )
+        self._follow(answer)
+        self.offset = end
+
+    def _finish(self) -> None:
+        put = self._call("PUT", self.location.copy_merge_params({"digest": self.digest}),
+                         b"", 0)
+        answer = self._send(put)
+        if answer.status != 201:
+            self._refused(answer, "closing PUT")
+
+    def _resume(self) -> bool:
+        """Where to go on from: the session's acknowledged offset, or zero in a new session;
+        False when the parent has the blob already."""
+        answer = self.wire.call(_Call("GET", self.location, self.scopes))
+        if answer.status in (200, 204):
+            acknowledged = _acknowledged(answer.headers.get("range"))
+            if acknowledged is not None and 1 < acknowledged <= self.size:
+                self._follow(answer)
+                self.offset = acknowledged
+                return True
+            # "0-0" is 0 or 1 byte: a new session loses nothing and leaves no doubt.
+            with contextlib.suppress(ParentError):
+                self.wire.call(_Call("DELETE", self.location, self.scopes))
+        elif answer.status not in (400, 404):
+            raise self._error(answer)
+        elif self._parent_has_blob():
+            return False
+        self._start()
+        return True
+
+    def _parent_has_blob(self) -> bool:
+        answer = self.wire.call(_Call("HEAD", f"/v2/{self.name}/blobs/{self.digest}",
+                                      self.scopes))
+        return answer.status == 200
+
+    def _refused(self, answer: _Answer, what: str) -> None:
+        """A chunk or the closing PUT not taken: out of step (416), busy or gone (400,
+        404) is an interruption; a digest that does not match, or anything else, is not."""
+        if answer.status in (400, 404, 416) and _oci_code(answer.body) != "DIGEST_INVALID":
+            raise _Interrupted(status_error(self.wire.endpoint, answer.status, answer.body,
+                                            f"upload of {self.digest} to {self.name}: {what}"))
+        raise self._error(answer)
+
+    def _follow(self, answer: _Answer) -> None:
+        if location := answer.headers.get("location"):
+            self.location = self.wire.url(location)
+
+    def _call(self, method: str, url: httpx.URL, content: Content, length: int,
+              headers: dict[str, str] | None = None) -> _Call:
+        return _Call(method, url, self.scopes,
+                     {"Content-Type": "application/octet-stream",
+                      "Content-Length": str(length), **(headers or {})},
+                     content=content, retry=False)
+
+    def _send(self, call: _Call) -> _Answer:
+        try:
+            return self.wire.call(call)
+        except ParentError as exc:
+            if isinstance(exc, ParentUnreachable) or _transient(exc.status):
+                raise _Interrupted(exc) from exc
+            raise
+
+    def _expect(self, answer: _Answer, ok: tuple[int, ...]) -> None:
+        if answer.status not in ok:
+            raise self._error(answer)
+
+    def _error(self, answer: _Answer) -> ParentError:
+        return status_error(self.wire.endpoint, answer.status, answer.body,
+                            f"upload of {self.digest} to {self.name}")
 
 
 # ---- module helpers ---------------------------------------------------------------------
@@ -799,10 +959,25 @@ def _next_link(answer: _Answer) -> httpx.URL | None:
     return None
 
 
-def _file_chunks(path: Path) -> Callable[[], Iterator[bytes]]:
+def _file_chunks(path: Path, start: int = 0,
+                 end: int | None = None) -> Callable[[], Iterator[bytes]]:
+    """A fresh stream of the file's bytes from `start` to `end` (None: its end) each call."""
+
     def chunks() -> Iterator[bytes]:
         with path.open("rb") as source:
-            while block := source.read(CHUNK):
+            source.seek(start)
+            left = -1 if end is None else end - start
+            while left and (block := source.read(CHUNK if left < 0 else min(CHUNK, left))):
+                left -= len(block) if left > 0 else 0
                 yield block
 
     return chunks
+
+
+_RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
+
+
+def _acknowledged(header: str | None) -> int | None:
+    """The bytes an upload's `Range: 0-<last>` acknowledges (None: absent or not that)."""
+    match = _RANGE.fullmatch((header or "").strip())
+    return None if match is None else int(match.group(1)) + 1

@@ -1,15 +1,24 @@
 """ReadWrite: a tag moved here since the last sync goes up to the parent: its blobs first
-(those the parent lacks), then index children, then the tagged manifest."""
+(those the parent lacks: mounted from another of its repositories when one likely holds
+them, else uploaded), then index children, then the tagged manifest."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from registry_core.errors import BlobUnknown
 from registry_core.manifests import parse_manifest
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
+from registry_core.sync.errors import ParentError, ParentUnreachable
+
+log = logging.getLogger("edge_registry.sync")
+
+MOUNT_SOURCES = 3
+"""Repositories a mount of one blob is tried from before it is uploaded: a refused mount
+costs two requests (the upload the parent opened instead is cancelled)."""
 
 
 class PushParent(Protocol):
@@ -21,6 +30,15 @@ class PushParent(Protocol):
                      media_type: str) -> str: ...
 
 
+@runtime_checkable
+class MountParent(PushParent, Protocol):
+    """A parent that can mount a blob from another of its repositories (ParentClient)."""
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool: ...
+
+    def holders(self, digest: str) -> list[str]: ...
+
+
 def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
             digest: str) -> int:
     """Send `repository:tag` (= `digest` here) to the parent; the manifests sent."""
@@ -30,13 +48,39 @@ def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
         for blob in parse_manifest(body, media_type).blob_descriptors():
             blobs[str(blob.digest)] = blob.size
     for blob_digest, size in blobs.items():
-        if not parent.blob_exists(repository, blob_digest):
+        if parent.blob_exists(repository, blob_digest):
+            continue
+        if not _mounted(registry, parent, repository, blob_digest):
             parent.push_blob(repository, blob_digest, _local_file(registry, blob_digest), size)
     for child_digest, media_type, body in manifests[:-1]:
         parent.put_manifest(repository, child_digest, body, media_type)
     _, media_type, body = manifests[-1]
     parent.put_manifest(repository, tag, body, media_type)
     return len(manifests)
+
+
+def mount_sources(registry: Registry, parent: MountParent, repository: str,
+                  digest: str) -> list[str]:
+    """Repositories of the parent that likely hold the blob, best first: those this run saw
+    it in (pushed, mounted, found or fetched), then those synced here that hold it."""
+    names = [*parent.holders(digest), *registry.store.sync_tags.repositories_holding(digest)]
+    return [n for n in dict.fromkeys(names) if n != repository][:MOUNT_SOURCES]
+
+
+def _mounted(registry: Registry, parent: PushParent, repository: str, digest: str) -> bool:
+    """Whether the parent linked the blob into `repository` from one of its repositories."""
+    if not isinstance(parent, MountParent):
+        return False
+    for source in mount_sources(registry, parent, repository, digest):
+        try:
+            if parent.mount_blob(repository, digest, source):
+                log.info("sync: %s mounted into %s from %s", digest, repository, source)
+                return True
+        except ParentUnreachable:
+            raise
+        except ParentError as exc:  # not there, not allowed (404, 403...): the next, or upload
+            log.info("sync: no mount of %s from %s: %s", digest, source, exc)
+    return False
 
 
 def _bottom_up(registry: Registry, repository: str,

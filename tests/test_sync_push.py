@@ -1,0 +1,225 @@
+"""ReadWrite pushes up to real parents (a second edge registry over TLS, and the reference
+registry): layers the parent already has in another repository are mounted, not uploaded;
+a big blob whose upload is cut mid-way goes on from what the parent acknowledged. The
+cutting proxy sits between the site and the parent and counts the bytes that go up."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cutting_proxy import CuttingProxy
+from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image
+from parents import Parent
+from support import Endpoint, LiveServer, put_on_parent
+from test_sync_engine import site
+
+from registry_core.events import BlobCommitted, Event
+from registry_core.registry import Registry
+from registry_core.sync.client import UPLOAD_CHUNK, ParentClient
+from registry_core.sync.engine import Scope
+from registry_core.sync.runner import SyncRunner
+
+pytestmark = pytest.mark.socket
+
+__all__ = ["site"]  # the fixture, shared with test_sync_engine
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def proxied() -> Iterator[Callable[[Endpoint], CuttingProxy]]:
+    """A cutting proxy in front of a parent, closed after the test."""
+    proxies: list[CuttingProxy] = []
+
+    def start(parent: Endpoint) -> CuttingProxy:
+        proxies.append(CuttingProxy((parent.host, parent.port)))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+
+def read_write(site: Registry, parent: Endpoint, proxy: CuttingProxy,
+               pattern: str) -> SyncRunner:
+    """A ReadWrite runner for `pattern` that reaches `parent` through `proxy`."""
+
+    def connect() -> ParentClient:
+        return ParentClient(proxy.address, parent.username, parent.password,
+                            ca_file=parent.ca_cert)
+
+    return SyncRunner(site, connect, Scope((pattern,)), parallel=3, read_write=True)
+
+
+def sharing(tmp_path: Path, name: str, layers: tuple[int, ...]) -> tuple[BuiltImage, BuiltImage]:
+    """Two images with the same config and random (incompressible) layers, and different
+    manifests (an annotation)."""
+    shared = tuple(make_layer(os.urandom(size)) for size in layers)
+    one, two = (write_oci_image(tmp_path / f"{name}-{n}", ImageSpec(
+        tag=name, layers=shared, annotations={"copy": n})) for n in "ab")
+    assert blob_digests(one) == blob_digests(two) and one.digest != two.digest
+    return one, two
+
+
+def blob_digests(image: BuiltImage) -> set[str]:
+    return {str(b.digest) for m in image.manifests for b in (m.config, *m.layers)}
+
+
+def parent_blob_digest(parent: Endpoint, repository: str, digest: str) -> str:
+    with parent.client(timeout=60) as http:
+        answer = http.get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+    assert answer.status_code == 200, answer.text
+    return f"sha256:{hashlib.sha256(answer.content).hexdigest()}"
+
+
+def parent_log(parent: Parent) -> str:
+    assert parent.process is not None
+    return parent.process.log.read_text(encoding="utf-8", errors="replace")
+
+
+def requests_logged(parent: Parent, method: str, path: str) -> int:
+    """Requests the reference registry logged as completed for `method` on a path that
+    starts with `path` (its "response completed" lines)."""
+    pattern = re.compile(rf'http\.request\.method={method} .*http\.request\.uri="{re.escape(path)}')
+    return sum(1 for line in parent_log(parent).splitlines()
+               if "response completed" in line and pattern.search(line))
+
+
+# ---- mounts ---------------------------------------------------------------------------------
+
+
+def test_layers_the_edge_parent_has_elsewhere_are_mounted_not_uploaded(
+    live_server: LiveServer, site: Registry, tmp_path: Path,
+    proxied: Callable[[Endpoint], CuttingProxy],
+) -> None:
+    parent = live_server.service.registry
+    base, app = sharing(tmp_path, "shared", (2 * MIB,))
+    fresh, _ = sharing(tmp_path, "fresh", (2 * MIB,))
+    put_on_parent(parent, "shop/base", base, "v1")
+    proxy = proxied(live_server)
+    sync = read_write(site, live_server, proxy, "shop/*")
+    assert sync.run().status == "succeeded"  # shop/base synced here
+
+    # Pushed here: an image on the layers of shop/base; and a new image in two repositories.
+    put_on_parent(site, "shop/app", app, "v1")
+    put_on_parent(site, "shop/one", fresh, "v1")
+    put_on_parent(site, "shop/two", fresh, "v1")
+    committed: list[BlobCommitted] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, BlobCommitted):
+            committed.append(event)
+
+    parent.events.subscribe(on_event)
+    before = proxy.bytes_to_upstream
+    up = sync.run()
+    sent = proxy.bytes_to_upstream - before
+    sync.close()
+
+    assert up.status == "succeeded", up.errors
+    assert up.manifests_pushed == 3
+    assert parent.get_manifest("shop/app", "v1").digest == app.digest
+    assert parent.get_manifest("shop/two", "v1").digest == fresh.digest
+    how = {(e.repository, e.digest): e.mounted_from for e in committed}
+    assert how == {
+        **{("shop/app", d): "shop/base" for d in blob_digests(app)},
+        **{("shop/one", d): None for d in blob_digests(fresh)},  # new to the parent: uploaded
+        **{("shop/two", d): "shop/one" for d in blob_digests(fresh)},  # pushed in this pass
+    }
+    # Only the new image's layer went up, once.
+    assert fresh.manifests[0].layers[0].size < sent < 2 * fresh.manifests[0].layers[0].size
+
+
+def test_layers_the_reference_parent_has_elsewhere_are_mounted_not_uploaded(
+    reference_parent: Parent, site: Registry, tmp_path: Path,
+    proxied: Callable[[Endpoint], CuttingProxy],
+) -> None:
+    base, app = sharing(tmp_path, "shared", (2 * MIB,))
+    reference_parent.push(base.reference, "mount/base:v1")
+    proxy = proxied(reference_parent)
+    sync = read_write(site, reference_parent, proxy, "mount/*")
+    assert sync.run().status == "succeeded"
+    assert site.get_manifest("mount/base", "v1").digest == base.digest
+
+    put_on_parent(site, "mount/app", app, "v1")
+    before = proxy.bytes_to_upstream
+    up = sync.run()
+    sent = proxy.bytes_to_upstream - before
+    sync.close()
+
+    assert up.status == "succeeded", up.errors
+    assert up.manifests_pushed == 1
+    layer = app.manifests[0].layers[0]
+    assert parent_blob_digest(reference_parent, "mount/app", str(layer.digest)) == str(
+        layer.digest)
+    assert sent < layer.size // 4  # the layer never went up
+    uploads = "/v2/mount/app/blobs/uploads/"
+    assert requests_logged(reference_parent, "POST", f"{uploads}?from=mount%2Fbase") + \
+        requests_logged(reference_parent, "POST", f"{uploads}?mount=") >= len(blob_digests(app))
+    assert requests_logged(reference_parent, "PUT", uploads) == 0
+    assert requests_logged(reference_parent, "PATCH", uploads) == 0
+
+
+# ---- a cut upload -----------------------------------------------------------------------------
+
+
+def big_image(tmp_path: Path) -> BuiltImage:
+    """One layer of about 2.5 upload chunks, random (gzip keeps its size)."""
+    return write_oci_image(tmp_path / "big", ImageSpec(
+        tag="big", layers=(make_layer(os.urandom(UPLOAD_CHUNK * 5 // 2)),)))
+
+
+def test_a_big_upload_cut_mid_way_goes_on_from_what_the_edge_parent_acknowledged(
+    live_server: LiveServer, site: Registry, tmp_path: Path,
+    proxied: Callable[[Endpoint], CuttingProxy],
+) -> None:
+    """The uplink drops 1.5 chunks into the layer: the parent acknowledged the first chunk,
+    so only the rest goes up again (from zero it would be the cut bytes plus the layer)."""
+    image = big_image(tmp_path)
+    layer = image.manifests[0].layers[0]
+    put_on_parent(site, "big/app", image, "v1")
+    proxy = proxied(live_server)
+    cut_at = UPLOAD_CHUNK * 3 // 2
+    proxy.cut_upstream_after, proxy.upstream_cuts_left = cut_at, 1
+    sync = read_write(site, live_server, proxy, "big/*")
+    record = sync.run()
+    sync.close()
+
+    assert record.status == "succeeded", record.errors
+    assert proxy.upstream_cuts == 1
+    assert proxy.bytes_to_upstream < layer.size + cut_at - UPLOAD_CHUNK // 2
+    parent = live_server.service.registry
+    assert parent.get_manifest("big/app", "v1").digest == image.digest
+    assert parent_blob_digest(live_server, "big/app", str(layer.digest)) == str(layer.digest)
+
+
+def test_a_big_upload_cut_mid_chunk_ends_whole_on_the_reference_parent(
+    reference_parent: Parent, site: Registry, tmp_path: Path,
+    proxied: Callable[[Endpoint], CuttingProxy],
+) -> None:
+    """distribution 2.8 drops a session whose file grew past the offset it signed (a chunk
+    cut mid-way leaves such a file): the session's status is a 404, and the client starts a
+    new session; the blob arrives whole with its digest."""
+    image = big_image(tmp_path)
+    layer = image.manifests[0].layers[0]
+    put_on_parent(site, "cut/app", image, "v1")
+    proxy = proxied(reference_parent)
+    proxy.cut_upstream_after, proxy.upstream_cuts_left = UPLOAD_CHUNK * 3 // 2, 1
+    sync = read_write(site, reference_parent, proxy, "cut/*")
+    record = sync.run()
+    sync.close()
+
+    assert record.status == "succeeded", record.errors
+    assert proxy.upstream_cuts == 1
+    assert requests_logged(reference_parent, "PATCH", "/v2/cut/app/blobs/uploads/") >= 3
+    assert "upload resumed at wrong offest" in parent_log(reference_parent)
+    with reference_parent.client() as http:
+        head = http.head("/v2/cut/app/manifests/v1", headers={"Accept": image.media_type})
+    assert head.headers.get("docker-content-digest") == str(image.digest)
+    assert parent_blob_digest(reference_parent, "cut/app", str(layer.digest)) == str(
+        layer.digest)
