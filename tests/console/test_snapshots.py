@@ -22,7 +22,7 @@ from console_helpers import (
     wait_for,
 )
 from test_cluster_screen import fixed_picture, unreachable_picture
-from test_sync_screen import fixed_sync
+from test_sync_screen import fixed_sync, type_lines
 from textual.pilot import Pilot
 from textual.widgets import Checkbox
 
@@ -36,6 +36,7 @@ from console.screens.images import ImagesView
 from console.screens.sync import SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.snippet_modal import SnippetModal
+from console.widgets.stage_modal import StageModal
 from console.widgets.virtual_table import VirtualTable
 from registry_core.datadir import DataDir
 from registry_core.registry import Registry
@@ -293,3 +294,18 @@ def test_sync(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, 
         await show_sync(pilot, fixed=True)
 
     assert snap_compare(snapshot_app, terminal_size=size, run_before=ready)
+
+
+def test_sync_stage_dialog(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    """The stage dialog over the fixed Sync screen (opened directly: the fixed run in
+    progress makes + refuse), a list typed in and one line refused."""
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_sync(pilot, fixed=True)
+        modal = StageModal("release-7")
+        await pilot.app.push_screen(modal)
+        await type_lines(pilot, modal, "shop/web:2.1, shop/api:2.1\nshop/db")
+        await pilot.click("#stage-ok")  # the focus leaves the text: no blinking cursor
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)

@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 from console_helpers import FIXED_NOW, Image, make_app, push_image, settle, wait_for
 from support import LiveServer, free_port
+from test_cluster_screen import messages
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Input, Static, TextArea
 
 from console.screens.sync import SyncLive, SyncPicture, SyncView
+from console.widgets.confirm import ConfirmationModal
+from console.widgets.stage_modal import StageModal
 from registry_core.config import SyncConfig
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
@@ -26,7 +29,9 @@ from registry_core.events import Subscription, SyncFinished, SyncProgress, SyncS
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync import staging
 from registry_core.sync.connection import parse_connection_string
+from registry_core.sync.runner import open_runner
 from registry_core.sync.settings import SyncSettings, configure
 from registry_core.sync.status import SyncStatus
 
@@ -242,6 +247,205 @@ async def test_not_configured_says_how(seeded: tuple[Registry, dict[str, Image]]
         await pilot.press("x")  # nothing to cancel: said, nothing breaks
         await pilot.pause()
         assert not view.busy
+        await pilot.press("plus")  # no dialog to fill in vain: how to configure, first
+        await pilot.pause()
+        assert not isinstance(app.screen, StageModal)
+        assert "edge-console sync configure" in messages(app)[-1]
+        await pilot.press("C", "R")  # nothing staged: said
+        await pilot.pause()
+        assert "nothing to check" in messages(app)[-2]
+        assert "no stage to release" in messages(app)[-1]
+        assert not isinstance(app.screen, ConfirmationModal)
+
+
+# ---- staging ---------------------------------------------------------------------------------
+
+
+async def open_sync(pilot: Pilot[Any]) -> SyncView:
+    await pilot.press("7")
+    view = pilot.app.query_one(SyncView)
+    await wait_for(pilot, lambda: view.picture is not None, what="the first read")
+    return view
+
+
+async def type_lines(pilot: Pilot[Any], modal: StageModal, text: str) -> None:
+    """Type `text` into the dialog's list, a key at a time (enter between lines)."""
+    area = modal.query_one("#stage-refs", TextArea)
+    await wait_for(pilot, lambda: area.has_focus, what="the list to have the focus")
+    for number, line in enumerate(text.split("\n")):
+        if number:
+            await pilot.press("enter")
+        await pilot.press(*line)
+    assert area.text == text
+
+
+async def open_stage_modal(pilot: Pilot[Any], refs: str, stage: str = "") -> StageModal:
+    """Press + on the Sync screen and fill the dialog (typed, as the technician would)."""
+    await pilot.press("plus")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, StageModal), what="the dialog")
+    modal = pilot.app.screen
+    assert isinstance(modal, StageModal)
+    await type_lines(pilot, modal, refs)
+    if stage:
+        modal.query_one("#stage-name", Input).value = stage
+    return modal
+
+
+def stage_rows(view: SyncView) -> dict[str, tuple[str, str, str]]:
+    """Image -> (stage, status, check), as the staging table shows them."""
+    table = view.stages_table
+    rows = (table.get_row_at(i) for i in range(table.row_count))
+    return {str(r[1]): (str(r[0]), str(r[2]), str(r[3])) for r in rows}
+
+
+async def test_stage_images_from_the_dialog_shows_each_image_move_to_staged(
+    site: Registry, on_parent: Image
+) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_sync(pilot)
+            assert "No staged images" in shown(view, "#sync-stage-note")
+            gate.subscribe(site)
+            modal = await open_stage_modal(pilot, "shop/web:v1,\n shop/gone:1",
+                                           stage="release-7")
+            await pilot.click("#stage-ok")
+            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
+            assert not isinstance(app.screen, StageModal) and modal.is_attached is False
+            await wait_for(pilot, lambda: stage_rows(view) == {
+                "shop/web:v1": ("release-7", "downloading", "-"),
+                "shop/gone:1": ("release-7", "downloading", "-"),
+            }, what="both images downloading")
+            assert not app.query_one("#sync-cancel").disabled
+            with site.store.exclusive():  # what the core writes as an image moves on
+                web = site.store.stages.items("release-7")[0]
+                site.store.stages.set_status(web.id, "verifying")
+            await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "verifying",
+                           what="the table to follow the store while the stage runs")
+            gate.release.set()
+            await wait_for(pilot, lambda: not view.busy, what="the stage to end")
+            await wait_for(pilot, lambda: {k: v[1] for k, v in stage_rows(view).items()} == {
+                "shop/web:v1": "staged", "shop/gone:1": "failed"}, what="the outcome")
+            assert "1 of 2 staged" in messages(app)[-1]
+            assert "shop/gone:1" in messages(app)[-1]
+    finally:
+        gate.close()
+    items = {i.repository: i for i in site.store.stages.items("release-7")}
+    assert items["shop/web"].status == "staged" and items["shop/gone"].status == "failed"
+    assert items["shop/web"].digest == on_parent.digest
+    assert staging.pinned_manifests(site) == {("shop/web", on_parent.digest)}
+    assert str(site.get_manifest("shop/web", "v1").digest) == on_parent.digest
+    assert site.store.sync_runs.recent(1)[0].trigger == "stage"
+
+
+async def test_quit_while_staging_does_not_wait(site: Registry, on_parent: Image) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await open_sync(pilot)
+            gate.subscribe(site)
+            await open_stage_modal(pilot, "shop/web:v1")
+            await pilot.click("#stage-ok")
+            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
+            async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
+                await pilot.press("q")
+                while app.return_code is None:
+                    await asyncio.sleep(0.01)
+        assert not gate.release.is_set()
+    finally:
+        gate.close()
+    deadline = time.monotonic() + GATE_SECONDS  # hang guard: the stage ends by itself
+    while site.store.stages.items()[0].status == "downloading":
+        assert time.monotonic() < deadline, "the abandoned stage never ended"
+        await asyncio.sleep(0.05)
+    item = site.store.stages.items()[0]
+    assert item.status == "failed" and item.reason.endswith("cancelled")
+
+
+@pytest.mark.parametrize(("refs", "stage", "expires", "said"), [
+    ("shop/web", "", "", "REPOSITORY:TAG"),
+    ("Shop/Web:v1", "", "", "Shop/Web"),
+    ("", "", "", "at least one image"),
+    ("shop/web:v1", "my stage", "", "stage name"),
+    ("shop/web:v1", "", "2 days", "expiry"),
+])
+async def test_bad_input_in_the_dialog_is_refused_and_nothing_is_staged(
+    site: Registry, on_parent: Image, refs: str, stage: str, expires: str, said: str
+) -> None:
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        modal = await open_stage_modal(pilot, refs, stage=stage)
+        modal.query_one("#stage-expires", Input).value = expires
+        await pilot.click("#stage-ok")
+        await pilot.pause()
+        assert app.screen is modal  # still open, saying what is wrong
+        error = modal.query_one("#stage-error", Static)
+        assert error.display and said in str(error.content)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, StageModal))
+        await settle(pilot)
+        assert not view.busy
+    assert site.store.stages.items(released=True) == []
+    assert site.store.sync_runs.recent(5) == []
+
+
+async def test_check_readiness_shows_ready_and_missing(site: Registry, on_parent: Image) -> None:
+    runner = open_runner(site)
+    try:
+        staging.stage(site, runner, [("shop/web", "v1"), ("shop/gone", "1")], "release-7")
+    finally:
+        runner.close()
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(stage_rows(view)) == 2, what="the staged list")
+        assert {k: v[2] for k, v in stage_rows(view).items()} == {
+            "shop/web:v1": "-", "shop/gone:1": "-"}
+        await pilot.press("C")
+        await wait_for(pilot, lambda: not view.checking and bool(view.readiness),
+                       what="the check")
+        assert {k: v[2] for k, v in stage_rows(view).items()} == {
+            "shop/web:v1": "ready", "shop/gone:1": "missing"}
+        assert "1 of 2 ready; missing: shop/gone:1" in messages(app)[-1]
+
+
+async def test_release_asks_first_and_cancel_keeps_the_pins(
+    site: Registry, on_parent: Image
+) -> None:
+    runner = open_runner(site)
+    try:
+        staging.stage(site, runner, [("shop/web", "v1")], "release-7")
+    finally:
+        runner.close()
+    pinned = {("shop/web", on_parent.digest)}
+    assert staging.pinned_manifests(site) == pinned
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(stage_rows(view)) == 1, what="the staged list")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+        title = str(app.screen.query_one("#confirm-title", Static).content)
+        body = str(app.screen.query_one("#confirm-body", Static).content)
+        assert title == "Release the stage release-7? Pins lost: 1 image."
+        assert "shop/web:v1" in body and "1 image of the stage release-7" in body
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmationModal))
+        await settle(pilot)
+        assert staging.pinned_manifests(site) == pinned
+        assert len(stage_rows(view)) == 1
+
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+        await pilot.click("#confirm-ok")
+        await wait_for(pilot, lambda: not view.stages_table.display, what="the empty list")
+        assert "Released the stage release-7" in messages(app)[-1]
+    assert staging.pinned_manifests(site) == set()
+    assert site.store.stages.items() == []
+    assert str(site.get_manifest("shop/web", "v1").digest) == on_parent.digest  # still here
 
 
 def _state(view: SyncView) -> str | None:
