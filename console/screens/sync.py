@@ -680,6 +680,9 @@ class SyncView(View):
             record, items = abandonable(lambda: stage_once(self, runner, request))
         except Abandoned:  # the app is closing; the run stops by itself (cancel is set)
             return
+        except SyncInProgressError as exc:
+            self.post_message(StageDone(None, [], f"Not staged: {exc}"))
+            return
         except (EdgeError, OSError) as exc:
             self.post_message(StageDone(None, [], f"Staging failed: {exc}"))
             return

@@ -364,6 +364,22 @@ async def test_quit_while_staging_does_not_wait(site: Registry, on_parent: Image
     assert item.status == "failed" and item.reason.endswith("cancelled")
 
 
+async def test_no_stage_while_a_run_is_under_way(site: Registry) -> None:
+    """Staging claims the one run a data dir may have: with another process's run shown,
+    + says so and opens no dialog."""
+    with site.store.exclusive():
+        site.store.sync_runs.create("schedule", "other-host:4242")
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: view.live.running, what="the other run")
+        await pilot.press("plus")
+        await pilot.pause()
+        assert not isinstance(app.screen, StageModal)
+        assert messages(app)[-1] == "A sync is already running."
+    assert site.store.stages.items(released=True) == []
+
+
 @pytest.mark.parametrize(("refs", "stage", "expires", "said"), [
     ("shop/web", "", "", "REPOSITORY:TAG"),
     ("Shop/Web:v1", "", "", "Shop/Web"),
