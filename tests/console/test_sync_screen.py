@@ -428,6 +428,54 @@ async def test_check_readiness_shows_ready_and_missing(site: Registry, on_parent
         assert "1 of 2 ready; missing: shop/gone:1" in messages(app)[-1]
 
 
+async def test_check_readiness_with_the_parent_gone_says_unverified(
+    site: Registry, on_parent: Image, live_server: LiveServer
+) -> None:
+    runner = open_runner(site)
+    try:
+        staging.stage(site, runner, [("shop/web", "v1")], "release-7")
+    finally:
+        runner.close()
+    live_server.service.stop()  # the uplink is down: only what is here is known
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(stage_rows(view)) == 1, what="the staged list")
+        await pilot.press("C")
+        await wait_for(pilot, lambda: not view.checking and bool(view.readiness),
+                       what="the check", timeout=60)
+        assert stage_rows(view)["shop/web:v1"][2] == "unverified"
+        assert "the parent could not be asked" in str(view.stages_table.get_row_at(0)[6])
+        toast = list(app._notifications)[-1]
+        assert toast.severity == "warning"
+        assert "1 of 1 ready; 1 here but not confirmed by the parent" in toast.message
+
+
+async def test_cancel_while_staging_fails_the_images_not_yet_staged(
+    site: Registry, on_parent: Image
+) -> None:
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_sync(pilot)
+            gate.subscribe(site)
+            await open_stage_modal(pilot, "shop/web:v1")
+            await pilot.click("#stage-ok")
+            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
+            await pilot.press("x")
+            gate.release.set()
+            await wait_for(pilot, lambda: not view.busy, what="the stage to end")
+            await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "failed",
+                           what="the image failed")
+            assert "0 of 1 staged" in messages(app)[-1]
+    finally:
+        gate.close()
+    item = site.store.stages.items()[0]
+    assert item.status == "failed" and item.reason.endswith("cancelled")
+    assert staging.pinned_manifests(site) == set()
+
+
 async def test_release_asks_first_and_cancel_keeps_the_pins(
     site: Registry, on_parent: Image
 ) -> None:
