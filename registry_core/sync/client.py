@@ -679,13 +679,15 @@ class _BlobUpload:
         self.location = httpx.URL()
         self.offset = 0
         """Bytes the parent has acknowledged in the current session."""
+        self.refused_at: int | None = None
+        """The offset of the last chunk refused as out of step (416)."""
 
     def run(self) -> None:
         if self.size <= self.chunk:
             self._whole()
             return
         self._start()
-        failures, last_failure_at = 0, -1
+        failures, furthest = 0, 0
         while True:
             try:
                 if self.offset < self.size:
@@ -694,10 +696,10 @@ class _BlobUpload:
                 self._finish()
                 return
             except _Interrupted as interrupted:
-                # A try that moved the upload on does not count against the budget: a link
-                # that drops often but moves on gets the blob up in the end.
-                failures = 1 if self.offset > last_failure_at else failures + 1
-                last_failure_at = self.offset
+                # A try that took the upload further than ever does not count against the
+                # budget: a link that drops often but moves on gets the blob up in the end.
+                failures = 1 if self.offset > furthest else failures + 1
+                furthest = max(furthest, self.offset)
                 self.wire.pause(failures, None, interrupted.give_up)
                 if not self._resume():
                     return
@@ -734,13 +736,11 @@ class _BlobUpload:
                           end - self.offset, {"Content-Range": f"{self.offset}-{end - 1}"})
         answer = self._send(call)
         if answer.status != 202:
+            if answer.status == 416:
+                self.refused_at = self.offset
             self._refused(answer, "chunk")
-        acknowledged = _acknowledged(answer.headers.get("range"))
-        if acknowledged is not None and acknowledged != end:
-            raise ParentProtocolError(
-                f"parent {self.wire.endpoint}: upload of {self.digest}: sent bytes up to {end} "
-                f"and {acknowledged} were acknowledged"
-            )
+        # 202 takes the chunk: its Range is not read (ECR's lags behind), and the parent
+        # checks the digest of the whole at the end.
         self._follow(answer)
         self.offset = end
 
@@ -757,11 +757,13 @@ class _BlobUpload:
         answer = self.wire.call(_Call("GET", self.location, self.scopes))
         if answer.status in (200, 204):
             acknowledged = _acknowledged(answer.headers.get("range"))
-            if acknowledged is not None and 1 < acknowledged <= self.size:
+            if (acknowledged is not None and 1 < acknowledged <= self.size
+                    and acknowledged != self.refused_at):
                 self._follow(answer)
                 self.offset = acknowledged
                 return True
-            # "0-0" is 0 or 1 byte: a new session loses nothing and leaves no doubt.
+            # "0-0" is 0 or 1 byte, and an offset the parent has just refused (416) is a
+            # stale answer: a new session loses little and leaves no doubt.
             with contextlib.suppress(ParentError):
                 self.wire.call(_Call("DELETE", self.location, self.scopes))
         elif answer.status not in (400, 404):
