@@ -97,7 +97,11 @@ class Blobs:
         blob was already stored is removed by the caller after the commit: unlinking a
         big file takes long, and the lock holds up every other push meanwhile."""
         key = str(digest)
-        if not self.store.blobs.exists(key) or not self.content.exists(digest):
+        stored = self.store.blobs.exists(key) and self.content.exists(digest)
+        # A source already gone was moved in by an attempt that was rolled back (a batch
+        # with a bad image in it): its verified content is there and is kept.
+        moved_before = not source.exists() and self.content.stat(digest) == size
+        if not stored and not moved_before:
             self.content.delete(digest)
             self.content.put_file(source, digest)
         self.store.blobs.record(key, size)

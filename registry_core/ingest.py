@@ -37,6 +37,16 @@ class IngestManifest:
 
 
 @dataclass(frozen=True)
+class IngestImage:
+    """What one `commit` stores: see Ingest.commit."""
+
+    name: str
+    blobs: Sequence[IngestBlob]
+    manifests: Sequence[IngestManifest]
+    tags: Mapping[str, Digest]
+
+
+@dataclass(frozen=True)
 class IngestResult:
     repository: str
     manifests: tuple[Digest, ...]
@@ -61,20 +71,38 @@ class Ingest:
     ) -> IngestResult:
         """Blobs, then `manifests` in the order given (an index after its children, a
         referrer after its subject's blobs), then `tags`, in one write transaction."""
-        validate_name(name)
-        parsed = [self._parse(m) for m in manifests]
-        for tag, digest in tags.items():
+        return self.commit_many([IngestImage(name, blobs, manifests, tags)], who=who)[0]
+
+    def commit_many(self, images: Sequence[IngestImage], *, who: Identity
+                    ) -> list[IngestResult]:
+        """Several images in one write transaction (one lock, one journal sync): all of
+        them are stored, in the order given, or none."""
+        parsed = [self._check(image) for image in images]
+        done: list[tuple[set[Digest], dict[str, str | None], int]] = []
+        with self.store.exclusive():
+            for image, manifests in zip(images, parsed, strict=True):
+                repo_id = self.store.catalog.ensure_repository(image.name)
+                moved = sum(self._blob(image.name, repo_id, b) for b in image.blobs)
+                created, previous = self._manifests(repo_id, manifests, image.tags)
+                done.append((created, previous, moved))
+        results = []
+        for image, manifests, (created, previous, moved) in zip(images, parsed, done,
+                                                               strict=True):
+            self._tell(image.name, image.blobs, manifests, created, image.tags, previous, who)
+            moved_tags = {t: p for t, p in previous.items()
+                          if p is not None and p != str(image.tags[t])}
+            results.append(IngestResult(image.name, tuple(d for d, _, _ in manifests),
+                                        len(created), moved, moved_tags))
+        return results
+
+    def _check(self, image: IngestImage) -> list[tuple[Digest, Manifest, bytes]]:
+        validate_name(image.name)
+        parsed = [self._parse(m) for m in image.manifests]
+        for tag, digest in image.tags.items():
             validate_tag(tag)
             if digest not in {d for d, _, _ in parsed}:
                 raise ManifestInvalid(f"tag {tag} names {digest}, which is not being stored")
-        with self.store.exclusive():
-            repo_id = self.store.catalog.ensure_repository(name)
-            moved = sum(self._blob(name, repo_id, b) for b in blobs)
-            created, previous = self._manifests(repo_id, parsed, tags)
-        self._tell(name, blobs, parsed, created, tags, previous, who)
-        moved_tags = {t: p for t, p in previous.items() if p is not None and p != str(tags[t])}
-        return IngestResult(name, tuple(d for d, _, _ in parsed), len(created), moved,
-                            moved_tags)
+        return parsed
 
     def _parse(self, item: IngestManifest) -> tuple[Digest, Manifest, bytes]:
         if len(item.body) > MAX_MANIFEST_BYTES:

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -25,12 +25,13 @@ from typing import Protocol, TypeVar
 from registry_core import browse
 from registry_core.errors import EdgeError
 from registry_core.identity import SYNC
-from registry_core.ingest import IngestBlob, IngestManifest
+from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
 from registry_core.manifests import Manifest, parse_manifest
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
 from registry_core.sync.errors import ParentNotFound
+from registry_core.sync.group_commit import GroupCommit
 from registry_core.sync.push import push_up
 from registry_core.sync.reconcile import decide
 
@@ -131,6 +132,9 @@ class SyncPass:
         self.partial = registry.datadir.root / "sync" / "partial"
         self.report = PassReport()
         self._lock = threading.Lock()
+        self._commits = GroupCommit(registry.ingest, SYNC)
+        self._fetching: dict[str, Future[IngestBlob]] = {}
+        """Blobs being downloaded, for the images that share them."""
 
     def run(self) -> PassReport:
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -279,11 +283,11 @@ class SyncPass:
         image = self._gather(repository, tag, digest, top)
         blobs = self._download(image)
         self._stop_if_asked()
-        result = self.registry.ingest.commit(
+        result = self._commits.commit(IngestImage(
             repository, blobs,
             [IngestManifest(m.body, m.media_type) for m in image.manifests],
-            {tag: parse_digest(digest)}, who=SYNC,
-        )
+            {tag: parse_digest(digest)},
+        ))
         with self._lock:
             self.report.manifests_copied += result.created
         for blob in blobs:
@@ -327,9 +331,17 @@ class SyncPass:
         missing = {d: s for d, s in image.blobs.items() if not self.registry.has_blob(d)}
         present = [IngestBlob(parse_digest(d), s) for d, s in image.blobs.items()
                    if d not in missing]
-        futures = [self._blob_pool.submit(self._blob, image.repository, d, s)
-                   for d, s in missing.items()]
+        with self._lock:
+            futures = [self._fetch(image.repository, d, s) for d, s in missing.items()]
         return present + [f.result() for f in futures]
+
+    def _fetch(self, repository: str, digest: str, size: int) -> Future[IngestBlob]:
+        """One download per blob, whichever images need it; called with the lock held."""
+        fetching = self._fetching.get(digest)
+        if fetching is None or (fetching.done() and fetching.exception() is not None):
+            fetching = self._blob_pool.submit(self._blob, repository, digest, size)
+            self._fetching[digest] = fetching
+        return fetching
 
     def _blob(self, repository: str, digest: str, size: int) -> IngestBlob:
         self._stop_if_asked()
