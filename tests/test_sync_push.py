@@ -230,3 +230,22 @@ def test_a_big_upload_cut_mid_chunk_ends_whole_on_the_reference_parent(
     assert head.headers.get("docker-content-digest") == str(image.digest)
     assert parent_blob_digest(reference_parent, "cut/app", str(layer.digest)) == str(
         layer.digest)
+
+
+def test_a_cut_chunked_upload_with_token_auth(token_parent: Parent, tmp_path: Path,
+                                              proxied: Callable[[Endpoint], CuttingProxy]
+                                              ) -> None:
+    """Every request of a chunked upload (POST, PATCH, the session's status, the closing
+    PUT) carries the push token, after a cut too."""
+    data = os.urandom(UPLOAD_CHUNK * 5 // 2)
+    source = tmp_path / "blob"
+    source.write_bytes(data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    proxy = proxied(token_parent)
+    proxy.cut_upstream_after, proxy.upstream_cuts_left = UPLOAD_CHUNK * 3 // 2, 1
+    with ParentClient(proxy.address, token_parent.username, token_parent.password,
+                      ca_file=token_parent.ca_file, backoff=0.01) as client:
+        client.push_blob("tokchunks/app", digest, source, len(data))
+        assert client.blob_exists("tokchunks/app", digest)
+    assert proxy.upstream_cuts == 1
+    assert requests_logged(token_parent, "PATCH", "/v2/tokchunks/app/blobs/uploads/", 202) >= 3
