@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,13 @@ from support import LiveServer, free_port, put_on_parent, start_live_server
 
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
+from registry_core.errors import SyncInProgressError
 from registry_core.gc import GarbageCollector
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.sync import staging
 from registry_core.sync.connection import parse_connection_string
+from registry_core.sync.engine import Parent
 from registry_core.sync.runner import open_runner
 from registry_core.sync.settings import configure
 
@@ -89,6 +92,38 @@ def test_staged_images_are_pinned_through_a_gc_until_released(
     collector.close()
     with pytest.raises(Exception, match="unknown"):
         site.get_manifest("shop/app", str(image.digest))
+
+
+def test_a_stage_refused_by_a_run_under_way_leaves_nothing_downloading(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    put_on_parent(live_server.service.registry, "shop/app",
+                  write_oci_image(tmp_path / "app", ImageSpec(tag="v1")), "v1")
+    entered, release = threading.Event(), threading.Event()
+    first = open_runner(site)
+    connect = first.connect
+
+    def held() -> Parent:
+        entered.set()
+        assert release.wait(60), "the test never released the first run"
+        return connect()
+
+    first.connect = held
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    second = open_runner(site)
+    try:
+        assert entered.wait(60)
+        with pytest.raises(SyncInProgressError):
+            staging.stage(site, second, [("shop/app", "v1")], "late")
+    finally:
+        release.set()
+        thread.join(60)
+        first.close()
+        second.close()
+    with site.store.snapshot():
+        items = site.store.stages.items("late")
+    assert [(i.status, "a sync is under way" in i.reason) for i in items] == [("failed", True)]
 
 
 def test_the_readiness_check(live_server: LiveServer, site: Registry, tmp_path: Path) -> None:

@@ -76,15 +76,24 @@ def stage(
             store.stages.set_status(item.id, "verifying", digest=digest)
         _verify(registry, item, digest)
 
-    record = runner.run("stage", only=pairs, on_tag=done)
-    with store.exclusive():
-        for item in items.values():  # a run stopped early leaves some untouched
-            fresh = store.stages.get(item.id)
-            if fresh is not None and fresh.status in ("pending", "downloading"):
-                store.stages.set_status(item.id, "failed",
-                                        reason=f"sync run {record.id} {record.status}")
+    try:
+        record = runner.run("stage", only=pairs, on_tag=done)
+    except EdgeError as exc:  # refused (another run under way): nothing is downloading
+        _fail_unfinished(registry, list(items.values()), str(exc))
+        raise
+    # A run stopped early leaves some untouched.
+    _fail_unfinished(registry, list(items.values()), f"sync run {record.id} {record.status}")
     with store.snapshot():
         return record, [i for i in store.stages.items(name) if (i.repository, i.tag) in items]
+
+
+def _fail_unfinished(registry: Registry, items: list[StageItem], reason: str) -> None:
+    store = registry.store
+    with store.exclusive():
+        for item in items:
+            fresh = store.stages.get(item.id)
+            if fresh is not None and fresh.status in ("pending", "downloading"):
+                store.stages.set_status(item.id, "failed", reason=reason)
 
 
 def _verify(registry: Registry, item: StageItem, digest: str) -> None:
