@@ -315,13 +315,14 @@ def test_a_failing_step_changes_nothing(upgraded: Registry, kind: str) -> None:
 
 
 def test_a_later_step_applies_and_then_this_release_refuses(v1: DataDir) -> None:
-    steps = (*STEPS, Step(LATEST + 1, "tokens", script(
-        "CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
-        "INSERT INTO tokens SELECT 'repo;' || name FROM repositories;\n")))
+    steps = (*STEPS, Step(LATEST + 1, "a later release's table", script(
+        "CREATE TABLE later_step (id TEXT PRIMARY KEY);\n"
+        "INSERT INTO later_step SELECT 'repo;' || name FROM repositories;\n")))
     assert upgrade(v1.database, steps) == LATEST + 1
     assert versions(v1.database) == (LATEST + 1, str(LATEST + 1))
     with sqlite3.connect(v1.database) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0] == len(EXPECTED["tags"])
+        count = conn.execute("SELECT COUNT(*) FROM later_step").fetchone()[0]
+        assert count == len(EXPECTED["tags"])
     with pytest.raises(SchemaTooNew):
         upgrade(v1.database)
 

@@ -244,10 +244,61 @@ CREATE TABLE sync_tags (
 ) WITHOUT ROWID;
 """
 
+# Version 4: access and accountability. Client tokens, each bound to a scope map (shared maps
+# are possible), with one or two passwords (rotation without downtime) kept only as slow
+# hashes; and the audit log, bounded by age and count by the writer.
+V4_ACCESS_AND_AUDIT = """
+CREATE TABLE scope_maps (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    rules TEXT NOT NULL,              -- JSON list of {"pattern": "app/*", "actions": [...]}
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    scope_map TEXT NOT NULL REFERENCES scope_maps(name),
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tokens_scope_map ON tokens(scope_map);
+
+CREATE TABLE token_passwords (
+    token TEXT NOT NULL REFERENCES tokens(name) ON DELETE CASCADE,
+    slot INTEGER NOT NULL CHECK (slot IN (1, 2)),
+    hash TEXT NOT NULL,               -- scrypt, as the admin's in users.json
+    created_at REAL NOT NULL,
+    expires_at REAL,                  -- NULL: never
+    PRIMARY KEY (token, slot)
+) WITHOUT ROWID;
+
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    principal TEXT NOT NULL,          -- the admin's user name, a token's name, 'console',
+                                      -- 'gc', 'sync', or what a failed login claimed
+    principal_kind TEXT NOT NULL,     -- 'admin', 'token', 'system', 'unknown'
+    address TEXT,                     -- the client's address, NULL at the appliance
+    action TEXT NOT NULL,             -- e.g. 'login', 'manifest.push', 'manifest.delete',
+                                      -- 'tag.move', 'blob.delete', 'gc.run', 'token.create'
+    repository TEXT,
+    reference TEXT,                   -- a digest or a tag
+    result TEXT NOT NULL,             -- 'ok', 'denied', 'failed'
+    detail TEXT NOT NULL DEFAULT '{}' -- JSON object
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE INDEX audit_log_principal ON audit_log(principal, at);
+CREATE INDEX audit_log_action ON audit_log(action, at);
+CREATE INDEX audit_log_repository ON audit_log(repository, at);
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the original schema", script(V1_SCHEMA)),
     Step(2, "pending blob deletes of the GC", script(V2_PENDING_DELETES)),
     Step(3, "sync runs and staged images", script(V3_SYNC_AND_STAGING)),
+    Step(4, "client tokens, scope maps and the audit log", script(V4_ACCESS_AND_AUDIT)),
 )
 LATEST = STEPS[-1].version
 
