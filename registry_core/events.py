@@ -108,6 +108,37 @@ class GCFinished(GCEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoginFailed(Event):
+    """Credentials that did not prove anyone (`identity` None)."""
+
+    principal: str
+    """The user or token name the credentials claimed ('' when there was none)."""
+    address: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessDenied(Event):
+    """An authenticated identity refused an action (403 DENIED)."""
+
+    address: str | None
+    action: str
+    repository: str | None
+    reference: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessChanged(Event):
+    """A client token or scope map created, changed or deleted (`action` e.g.
+    'token.create', 'token.disable', 'token.rotate', 'scope_map.delete')."""
+
+    action: str
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class UsageSampled(Event):
     reason: str
     used_bytes: int

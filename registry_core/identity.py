@@ -18,11 +18,15 @@ IdentityKind = Literal["admin", "token", "system"]
 its scope maps exist, a token may do nothing. 'system': the appliance acting for itself (the
 console and CLI at the appliance, the GC), which may do everything."""
 
-Action = Literal["content/read", "metadata/read", "content/write", "content/delete"]
+Action = Literal["content/read", "metadata/read", "content/write", "content/delete",
+                 "metadata/write", "metrics/read"]
 CONTENT_READ: Action = "content/read"
 METADATA_READ: Action = "metadata/read"
 CONTENT_WRITE: Action = "content/write"
 CONTENT_DELETE: Action = "content/delete"
+METADATA_WRITE: Action = "metadata/write"
+METRICS_READ: Action = "metrics/read"
+"""Registry-wide (no repository): scraping /metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,8 @@ class Identity:
 
     name: str
     kind: IdentityKind
+    address: str | None = None
+    """The client's address when it came over the network (for the audit log)."""
 
 
 def admin(name: str) -> Identity:
