@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from registry_core.store.accounting import Accounting
+from registry_core.store.audit import AuditRows
 from registry_core.store.base import translate, translated
 from registry_core.store.blob_rows import BlobRows
 from registry_core.store.catalog import Catalog
@@ -26,6 +27,7 @@ from registry_core.store.reachability import Reachability
 from registry_core.store.stages import Stages
 from registry_core.store.sync_runs import SyncRuns
 from registry_core.store.sync_tags import SyncTags
+from registry_core.store.tokens import Tokens
 from registry_core.store.uploads import Uploads
 from registry_core.store.usage_samples import UsageSamples
 
@@ -51,6 +53,8 @@ class Store:
         self.sync_runs = SyncRuns(db)
         self.stages = Stages(db)
         self.sync_tags = SyncTags(db)
+        self.tokens = Tokens(db)
+        self.audit = AuditRows(db)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
