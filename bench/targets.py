@@ -53,6 +53,7 @@ class Target:
     config_path: Path | None = None  # reference: config.yml (for garbage-collect)
     data_dir: Path | None = None  # reference: storage root; edge: --data-dir
     log_path: Path | None = None
+    pid: int | None = None  # the registry's process, for CPU accounting from /proc
 
     @property
     def base_url(self) -> str:
@@ -315,6 +316,7 @@ def reference_registry(workdir: Path) -> Iterator[Target]:
             config_path=config,
             data_dir=workdir / "storage",
             log_path=log_path,
+            pid=proc.pid,
         )
     finally:
         stop_process(proc)
@@ -414,6 +416,7 @@ def edge_registry(workdir: Path) -> Iterator[Target]:
             cert_dir=cert_dir,
             data_dir=data_dir,
             log_path=log_path,
+            pid=proc.pid,
         )
     finally:
         stop_process(proc)
