@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from doc import cpu_model, write_section  # noqa: E402
 
-from registry_core.auth import Authenticator, read_credentials  # noqa: E402
+from registry_core.access.credentials import Authenticator, read_credentials  # noqa: E402
 from registry_core.datadir import DataDir  # noqa: E402
 from registry_core.enablement import enable  # noqa: E402
 from registry_core.http.app import RegistryApp  # noqa: E402

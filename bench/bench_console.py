@@ -262,7 +262,7 @@ async def bench_push(total_bytes: int) -> dict[str, Any]:
         seed(service.registry)
         listen = f"127.0.0.1:{service.config.port}"
         app = EdgeConsoleApp(service, listen=listen)
-        from registry_core.auth import read_credentials
+        from registry_core.access.credentials import read_credentials
 
         username, password = read_credentials(datadir)
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.certs import CA_DER_NAME, CA_PEM_NAME
 from registry_core.config import load_config
 from registry_core.datadir import DataDir

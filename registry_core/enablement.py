@@ -12,7 +12,7 @@ import re
 import socket
 from collections.abc import Callable
 
-from registry_core.auth import ensure_credentials, rotate_credentials
+from registry_core.access.credentials import ensure_credentials, rotate_credentials
 from registry_core.certs import ensure_certificates
 from registry_core.config import Config, load_config, save_config
 from registry_core.datadir import DataDir

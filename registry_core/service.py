@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from registry_core.auth import Authenticator
+from registry_core.access.credentials import Authenticator
 from registry_core.config import Config
 from registry_core.datadir import DataDir
 from registry_core.errors import NotEnabledError

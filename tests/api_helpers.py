@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from registry_core.auth import Authenticator
+from registry_core.access.credentials import Authenticator
 from registry_core.datadir import DataDir
 from registry_core.http.app import RegistryApp
 from registry_core.manifests import (

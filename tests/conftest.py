@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from support import LiveServer, free_port, require_tool, start_live_server
 
-from registry_core.auth import Authenticator, read_credentials
+from registry_core.access.credentials import Authenticator, read_credentials
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.http.app import RegistryApp

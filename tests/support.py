@@ -21,7 +21,7 @@ import httpx
 import pytest
 from imagebuilder import REF_NAME, BuiltImage
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.datadir import DataDir
 from registry_core.identity import CONSOLE
 from registry_core.ingest import IngestBlob, IngestManifest

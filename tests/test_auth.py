@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from registry_core import auth
-from registry_core.auth import (
+from registry_core.access import credentials as auth
+from registry_core.access.credentials import (
     Authenticator,
     create_credentials,
     ensure_credentials,

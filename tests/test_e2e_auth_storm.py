@@ -21,7 +21,7 @@ from concurrent.futures import Future
 import pytest
 from support import LiveServer
 
-from registry_core import auth
+from registry_core.access import credentials as auth
 
 pytestmark = pytest.mark.socket
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.config import load_config
 from registry_core.datadir import DataDir
 from registry_core.enablement import default_device_name, detect_node_ip, enable

@@ -18,7 +18,7 @@ import pytest
 from kubebed import KubeBed, container_status, write_pod_status
 from support import free_port
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.identity import CONSOLE

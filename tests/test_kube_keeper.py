@@ -17,7 +17,7 @@ from cutting_proxy import CuttingProxy
 from kubebed import KubeBed, Process, http_ok, start_bed, stop_all
 from kubebed import eventually as bed_eventually
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.config import load_config
 from registry_core.datadir import DataDir
 from registry_core.kube import Cluster, SecretKeeper

@@ -13,7 +13,12 @@ import httpx
 from support import LiveServer, basic_auth_header
 from test_cli_basics import cli, cli_json
 
-from registry_core.auth import RELOAD_INTERVAL, Authenticator, read_credentials, verify_password
+from registry_core.access.credentials import (
+    RELOAD_INTERVAL,
+    Authenticator,
+    read_credentials,
+    verify_password,
+)
 from registry_core.datadir import DataDir
 from registry_core.enablement import rotate_password
 

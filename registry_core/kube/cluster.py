@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.browse import manifest_graph
 from registry_core.kube import pull_secrets
 from registry_core.kube.api import KubeApi

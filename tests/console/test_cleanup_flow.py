@@ -19,7 +19,7 @@ from console.screens.images import ImagesView
 from console.screens.storage import StorageView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.virtual_table import VirtualTable
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.datadir import DataDir
 from registry_core.service import RegistryService
 

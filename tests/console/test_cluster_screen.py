@@ -31,7 +31,7 @@ from console.widgets.confirm import ConfirmationModal
 from console.widgets.snippet_modal import SnippetModal
 from console.widgets.status import ServerStatus
 from console.widgets.virtual_table import VirtualTable
-from registry_core.auth import read_credentials
+from registry_core.access.credentials import read_credentials
 from registry_core.browse import ManifestGraph
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
