@@ -141,6 +141,11 @@ class GCRuns(Queries):
         ).fetchall()
         return [_run(r) for r in rows]
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many runs ended (or run) in each status, for monitoring."""
+        rows = self._conn.execute("SELECT status, COUNT(*) FROM gc_runs GROUP BY status")
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def get(self, run_id: int) -> RunRecord | None:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM gc_runs WHERE id = ?", (run_id,)
