@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from starlette.types import Receive, Scope, Send
+
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
-from registry_core.http.app import RegistryApp
+from registry_core.registry import Registry
 
 log = logging.getLogger("edge_registry.server")
 
@@ -52,6 +54,15 @@ class ListenAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+class ServedApp(Protocol):
+    """The ASGI app served: a RegistryApp, or a wrapper around one (http/observability.py)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
 class _Backend(Protocol):
     def serve(self, loop: asyncio.AbstractEventLoop) -> Any: ...
     def stop(self) -> None: ...
@@ -62,7 +73,7 @@ class RegistryServer:
 
     def __init__(
         self,
-        app: RegistryApp,
+        app: ServedApp,
         listen: ListenAddress,
         cert: Path | None,
         key: Path | None,
