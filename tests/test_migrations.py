@@ -1,6 +1,7 @@
 """Schema migrations: a data dir written by the release before migrations (the committed
-fixture, see fixtures/make_datadir_v1.py) or by the schema 2 release (make_datadir_v2.py)
-opens, upgrades and keeps every image; a newer release's data dir is refused untouched; a
+fixture, see fixtures/make_datadir_v1.py), by the schema 2 release (make_datadir_v2.py) or by
+the schema 3 release (make_datadir_v3.py: sync runs, stages, tag bases) opens, upgrades and
+keeps every image and record; a newer release's data dir is refused untouched; a
 failing step changes nothing; concurrent openers migrate once."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from registry_core.store.migrations import LATEST, STEPS, Step, migrate, script,
 from registry_core.usage import usage_history
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-OLD_VERSIONS = (1, 2)
+OLD_VERSIONS = (1, 2, 3)
 """The schema versions of the committed fixture data dirs."""
 
 
@@ -124,6 +125,15 @@ def test_v2_fixture_is_a_schema_2_data_dir(tmp_path: Path) -> None:
     assert (FIXTURES / "datadir-v2.tar.gz").stat().st_size < 64 * 1024
 
 
+def test_v3_fixture_is_a_schema_3_data_dir(tmp_path: Path) -> None:
+    v3 = unpack(3, tmp_path / "v3")
+    assert versions(v3.database) == (3, "3")
+    fresh = tmp_path / "step3.db"
+    assert upgrade(fresh, STEPS[:3]) == 3
+    assert schema_of(fresh) == schema_of(v3.database)
+    assert (FIXTURES / "datadir-v3.tar.gz").stat().st_size < 64 * 1024
+
+
 # ---- upgrading it -----------------------------------------------------------------------------
 
 
@@ -154,12 +164,48 @@ def test_sync_and_staging_work_on_an_upgraded_dir(old: Old, upgraded: Registry) 
         item = store.stages.add("window", "edge/app", "0.9")
         store.stages.set_status(item.id, "staged", digest)
     assert store.sync_runs.running() == run
-    assert store.sync_runs.last_success() is None
-    assert store.stages.pinned() == {("edge/app", digest)}
+    synced = any(r["status"] == "succeeded" for r in old.expected.get("sync_runs", []))
+    assert (store.sync_runs.last_success() is not None) == synced
+    assert store.stages.pinned() == {("edge/app", digest)} | pins_of(old.expected)
     upgraded.untag("edge/app", "0.9", who=CONSOLE)
     record = GarbageCollector(upgraded).run(grace_period=0.0, delete_untagged=True)
     assert record.status == "succeeded" and record.manifests_deleted == 0
     assert str(upgraded.get_manifest("edge/app", digest).digest) == digest
+
+
+def pins_of(expected: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(i["repository"], i["digest"]) for i in expected.get("stage_items", [])
+            if i["status"] == "staged" and not i["released"]}
+
+
+def test_sync_runs_stages_and_tag_bases_are_kept(tmp_path: Path) -> None:
+    v3 = unpack(3, tmp_path)
+    expected = expected_of(3)
+    reg = Registry(v3)
+    try:
+        store = reg.store
+        runs = sorted(store.sync_runs.recent(), key=lambda r: r.id)
+        assert [{"id": r.id, "trigger": r.trigger, "status": r.status,
+                 "manifests_copied": r.manifests_copied, "blobs_copied": r.blobs_copied,
+                 "bytes_copied": r.bytes_copied} for r in runs] == expected["sync_runs"]
+        items = store.stages.items(released=True)
+        assert sorted(((i.stage, i.repository, i.tag, i.digest, i.status,
+                        i.released_at is not None) for i in items), key=str) == sorted(
+            (tuple(i[k] for k in ("stage", "repository", "tag", "digest", "status",
+                                  "released")) for i in expected["stage_items"]), key=str)
+        assert store.stages.pinned() == pins_of(expected) != set()
+        assert [[repo, tag, digest] for repo in ("mirror/web",)
+                for tag, digest in sorted(store.sync_tags.bases(repo).items())] == (
+            expected["sync_tags"])
+        # the pin holds through a GC that collects untagged content
+        for repo, digest in pins_of(expected):
+            tag = next(t for t, d in expected["tags"][repo].items() if d == digest)
+            reg.untag(repo, tag, who=CONSOLE)
+        GarbageCollector(reg).run(grace_period=0.0, delete_untagged=True)
+        for repo, digest in pins_of(expected):
+            assert str(reg.get_manifest(repo, digest).digest) == digest
+    finally:
+        reg.close()
 
 
 def test_old_data_dir_upgrades_in_place(old: Old) -> None:
