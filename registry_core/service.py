@@ -15,6 +15,7 @@ from registry_core.datadir import DataDir
 from registry_core.errors import NotEnabledError
 from registry_core.gc import GarbageCollector
 from registry_core.http.app import RegistryApp
+from registry_core.http.observability import ObservedApp
 from registry_core.kube import Cluster, SecretKeeper
 from registry_core.kube.settings import KubeSettings, resolve
 from registry_core.registry import Registry
@@ -47,6 +48,8 @@ class RegistryService:
         self.datadir = datadir
         self.registry = Registry(datadir)
         self.app = RegistryApp(self.registry, Authenticator(datadir), access_logging)
+        self.asgi = ObservedApp(self.app)
+        """What the server runs: the app, with /healthz, /metrics and the request counts."""
         self.server: RegistryServer | None = None
         self.collector = GarbageCollector(self.registry)
         self.scheduler = GCScheduler(self.registry, self.collector)
@@ -64,7 +67,7 @@ class RegistryService:
         address = ListenAddress.parse(listen or self.config.listen_address)
         cert: Path | None = self.datadir.server_cert if self.config.tls else None
         key: Path | None = self.datadir.server_key if self.config.tls else None
-        self.server = RegistryServer(self.app, address, cert, key)
+        self.server = RegistryServer(self.asgi, address, cert, key)
         self.server.start()
         write_server_state(self.datadir, address, self.config.tls)
         self.registry.fill_ballast()

@@ -20,6 +20,7 @@ from registry_core.access.credentials import Authenticator, read_credentials
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.http.app import RegistryApp
+from registry_core.http.observability import ObservedApp
 from registry_core.registry import Registry
 
 # No test touches a cluster of the developer's (a serving registry keeps pull secrets in
@@ -61,8 +62,8 @@ def credentials(datadir: DataDir) -> tuple[str, str]:
 async def api(
     datadir: DataDir, registry: Registry, credentials: tuple[str, str]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the ASGI app (in-process, authenticated)."""
-    app = RegistryApp(registry, Authenticator(datadir))
+    """An httpx client on the ASGI app as served (in-process, authenticated)."""
+    app = ObservedApp(RegistryApp(registry, Authenticator(datadir)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://registry.test", auth=credentials

@@ -1,0 +1,93 @@
+"""The ASGI app the server runs: RegistryApp, with /healthz and /metrics beside /v2/ and every
+other request counted on its way through (route, status, duration, bytes in and out)."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import Message, Receive, Scope, Send
+
+from registry_core.http.app import RegistryApp
+from registry_core.http.health import HealthEndpoint
+from registry_core.http.metrics import MetricsEndpoint, RequestCounts, refusal_reason, route_of
+from registry_core.registry import Registry
+
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ObservedApp:
+    """Wraps a RegistryApp; /healthz and /metrics are not counted among the requests."""
+
+    def __init__(self, app: RegistryApp) -> None:
+        self.app = app
+        self.counts = RequestCounts()
+        self.health = HealthEndpoint(app.registry)
+        self.metrics = MetricsEndpoint(app, self.counts)
+
+    @property
+    def registry(self) -> Registry:
+        return self.app.registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == HEALTH_PATH:
+            await self.health(scope, receive, send)
+        elif path == METRICS_PATH:
+            await self.metrics(scope, receive, send)
+        else:
+            await self._counted(scope, receive, send, route_of(path))
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        status = 0
+        sent = 0
+        received = 0
+        start: Message | None = None
+        refused = b""
+
+        async def counted_send(message: Message) -> None:
+            nonlocal status, sent, start, refused
+            kind = message["type"]
+            if kind == "http.response.body":
+                body = message.get("body", b"")
+                sent += len(body)
+                if status == 403:
+                    refused += body
+            elif kind == "http.response.start":
+                status, start = message["status"], message
+            elif kind == "http.response.pathsend" and start is not None:
+                sent += _content_length(start)
+            await send(message)
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        method = scope["method"]
+        writes = method in _BODY_METHODS
+        uploading = writes and route == "uploads"
+        if uploading:
+            self.counts.uploads_active += 1
+        started = time.perf_counter()
+        try:
+            await self.app(scope, counted_receive if writes else receive, counted_send)
+        finally:
+            if uploading:
+                self.counts.uploads_active -= 1
+            self.counts.record(route, status or 500, time.perf_counter() - started,
+                               received, sent)
+            if writes and status == 403:
+                self.counts.refuse(refusal_reason(refused))
+
+
+def _content_length(start: Message) -> int:
+    for key, value in start.get("headers", ()):
+        if key.lower() == b"content-length":
+            return int(value)
+    return 0

@@ -1,0 +1,182 @@
+"""`/metrics`: scraped through the ASGI app after pushes, pulls, refusals and a GC, parsed
+with prometheus_client's own parser and checked against what was done; who may scrape; and
+one scrape of the live server over TLS."""
+
+from __future__ import annotations
+
+import httpx
+from api_helpers import push_blob, push_image, sha256
+from prometheus_client.parser import text_string_to_metric_families
+from support import LiveServer
+
+from registry_core.config import load_config, save_config
+from registry_core.datadir import DataDir
+from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
+from registry_core.registry import Registry
+from registry_core.usage import usage_report
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def scrape(api: httpx.AsyncClient) -> Samples:
+    resp = await api.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/plain")
+    return parse(resp.text)
+
+
+def requests(samples: Samples, route: str, code: int) -> float:
+    return samples.get(
+        ("edge_registry_http_requests_total",
+         frozenset({("route", route), ("code", str(code))})), 0.0)
+
+
+async def test_a_push_and_a_pull_are_counted(api: httpx.AsyncClient, registry: Registry) -> None:
+    pushed = await push_image(api, "team/app", "v1", layers=[b"L" * 3000])
+    config_size, layer_size = [len((await api.get(f"/v2/team/app/blobs/{d}")).content)
+                               for d in pushed.blobs]
+    assert layer_size == 3000
+    assert (await api.get("/v2/team/app/manifests/v1")).content == pushed.body
+    assert (await api.head("/v2/team/app/manifests/v1")).status_code == 200
+    assert (await api.get("/v2/team/app/manifests/nope")).status_code == 404
+    assert (await api.get("/v2/team/app/tags/list")).status_code == 200
+    assert (await api.get("/v2/")).status_code == 200
+    assert (await api.get("/v2/", auth=None)).status_code == 401
+
+    s = await scrape(api)
+    assert requests(s, "uploads", 201) == 2  # config and layer, each a monolithic POST
+    assert requests(s, "manifests", 201) == 1
+    assert requests(s, "manifests", 200) == 2
+    assert requests(s, "manifests", 404) == 1
+    assert requests(s, "blobs", 200) == 2
+    assert requests(s, "tags", 200) == 1
+    assert requests(s, "base", 200) == 1 and requests(s, "base", 401) == 1
+    for route, count in (("uploads", 2), ("manifests", 4), ("blobs", 2), ("base", 2)):
+        histogram = "edge_registry_http_request_duration_seconds"
+        assert value(s, f"{histogram}_count", route=route) == count
+        assert value(s, f"{histogram}_bucket", route=route, le="+Inf") == count
+        assert value(s, f"{histogram}_sum", route=route) > 0
+    assert value(s, "edge_registry_http_request_body_bytes_total", route="uploads") == (
+        config_size + layer_size)
+    assert value(s, "edge_registry_http_request_body_bytes_total", route="manifests") == (
+        pushed.size)
+    assert value(s, "edge_registry_http_response_body_bytes_total", route="blobs") == (
+        config_size + layer_size)
+    assert value(s, "edge_registry_http_response_body_bytes_total", route="manifests") >= (
+        pushed.size)  # the manifest, then a 404's error body
+
+    # Storage as the usage report (the Storage screen) counts it.
+    report = usage_report(registry)
+    assert report.used_bytes == config_size + layer_size + pushed.size
+    assert value(s, "edge_registry_storage_used_bytes") == report.used_bytes
+    assert value(s, "edge_registry_storage_capacity_bytes") == report.capacity_bytes
+    assert value(s, "edge_registry_storage_free_bytes") > 0
+    assert value(s, "edge_registry_manifests") == 1 and value(s, "edge_registry_tags") == 1
+    assert value(s, "edge_registry_storage_reclaimable_bytes") == 0
+    assert value(s, "edge_registry_upload_sessions") == 0
+    assert value(s, "edge_registry_upload_requests_in_progress") == 0
+    assert value(s, "edge_registry_sync_state", state="NotConfigured") == 1
+    assert value(s, "edge_registry_sync_state", state="Online") == 0
+
+    # Scraping is not counted among the requests.
+    again = await scrape(api)
+    assert requests(again, "other", 200) == 0 and requests(again, "base", 200) == 1
+
+
+async def test_reclaimable_bytes_and_gc_runs(api: httpx.AsyncClient, registry: Registry) -> None:
+    """Deleted content counts as reclaimable (no grace period configured) until a GC run
+    frees it; the run is counted with its duration."""
+    registry.config.gc.grace_period_seconds = 0
+    doomed = await push_image(api, "team/old", "v1", layers=[b"O" * 5000])
+    await push_image(api, "team/new", "v1", layers=[b"N" * 700])
+    assert (await api.delete(f"/v2/team/old/manifests/{doomed.digest}")).status_code == 202
+    s = await scrape(api)
+    freed = doomed.doc["config"]["size"] + 5000 + doomed.size  # config, layer, manifest
+    assert usage_report(registry).reclaimable_bytes == freed
+    assert value(s, "edge_registry_storage_reclaimable_bytes") == freed
+    assert value(s, "edge_registry_gc_runs_total", status="succeeded") == 0
+    assert ("edge_registry_gc_last_duration_seconds", frozenset()) not in s
+
+    gc = GarbageCollector(registry)
+    try:
+        run = gc.run(grace_period=0)
+    finally:
+        gc.close()
+    assert run.bytes_freed == freed
+    s = await scrape(api)
+    assert value(s, "edge_registry_gc_runs_total", status="succeeded") == 1
+    assert run.finished_at is not None
+    assert value(s, "edge_registry_gc_last_duration_seconds") == (
+        run.finished_at - run.started_at)
+    assert value(s, "edge_registry_gc_last_finished_timestamp_seconds") == run.finished_at
+    assert value(s, "edge_registry_storage_used_bytes") == usage_report(registry).used_bytes
+
+
+async def test_refused_pushes_by_reason(
+    api: httpx.AsyncClient, registry: Registry, datadir: DataDir
+) -> None:
+    config = load_config(datadir.config)
+    config.sync.enabled, config.sync.mode = True, "ReadOnly"
+    config.sync.repositories = ["mirror/*"]
+    save_config(config, datadir.config)
+    assert (await api.post("/v2/mirror/app/blobs/uploads/")).status_code == 403
+    assert (await api.post("/v2/mirror/app/blobs/uploads/")).status_code == 403
+    assert (await api.put("/v2/mirror/app/manifests/v1", content=b"{}")).status_code == 403
+    assert (await api.get("/v2/mirror/app/manifests/v1")).status_code == 404  # reads go on
+
+    registry.config.storage.quota_bytes = 1  # the low-space guard refuses any upload
+    refused = await api.post("/v2/local/app/blobs/uploads/",
+                             params={"digest": sha256(b"x" * 10)}, content=b"x" * 10)
+    assert refused.status_code == 403, refused.text
+    registry.config.storage.quota_bytes = 0
+    await push_blob(api, "local/app", b"fits")
+
+    s = await scrape(api)
+    assert value(s, "edge_registry_refused_pushes_total", reason="read_only") == 3
+    assert value(s, "edge_registry_refused_pushes_total", reason="low_space") == 1
+    assert value(s, "edge_registry_refused_pushes_total", reason="access") == 0
+    assert requests(s, "uploads", 403) == 3 and requests(s, "manifests", 403) == 1
+
+
+async def test_scraping_needs_the_admin(api: httpx.AsyncClient, credentials: tuple[str, str]
+                                        ) -> None:
+    anonymous = await api.get("/metrics", auth=None)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Basic ")
+    assert anonymous.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    wrong = await api.get("/metrics", auth=(credentials[0], "not the password"))
+    assert wrong.status_code == 401
+    head = await api.head("/metrics")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) > 0
+    assert (await api.post("/metrics")).status_code == 405
+
+
+def test_the_live_server_is_scraped_over_tls(live_server: LiveServer, registry: Registry
+                                             ) -> None:
+    """Granian sends a whole blob itself (pathsend): its bytes still count, from the answer's
+    Content-Length."""
+    blob = registry.put_blob("live/app", b"B" * 4321, who=CONSOLE)
+    with live_server.client() as client:
+        assert client.get(f"/v2/live/app/blobs/{blob.digest}").content == b"B" * 4321
+        health = client.get("/healthz", auth=None)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        resp = client.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    s = parse(resp.text)
+    assert requests(s, "blobs", 200) == 1
+    assert value(s, "edge_registry_http_response_body_bytes_total", route="blobs") == 4321
+    assert value(s, "edge_registry_storage_used_bytes") == 4321
