@@ -1,9 +1,9 @@
 """Who is asking, and what they may do: the identity authentication yields and the one
 authorization check every request passes after routing.
 
-Today the only identity is the admin, who may do everything. The tokens issue adds token
-identities and fills `authorize` in from their scope maps (a repository pattern and the
-actions below, as the appliance's scope maps name them).
+The admin and the appliance's own identities may do everything; a client token may do what
+its scope map grants (`Identity.grants`, a registry_core.access.scopes.ScopeMap: repository
+patterns and the actions below, as the appliance's scope maps name them).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Literal, Protocol
 from registry_core.errors import Denied
 
 IdentityKind = Literal["admin", "token", "system"]
-"""'admin': the registry's own credentials. 'token': a client token (the tokens issue); until
-its scope maps exist, a token may do nothing. 'system': the appliance acting for itself (the
+"""'admin': the registry's own credentials. 'token': a client token, which may do what its
+scope map grants and nothing else. 'system': the appliance acting for itself (the
 console and CLI at the appliance, the GC), which may do everything."""
 
 Action = Literal["content/read", "metadata/read", "content/write", "content/delete",
@@ -29,6 +29,14 @@ METRICS_READ: Action = "metrics/read"
 """Registry-wide (no repository): scraping /metrics."""
 
 
+class Grants(Protocol):
+    """What a token may do (registry_core.access.scopes.ScopeMap)."""
+
+    def allows(self, repository: str | None, action: Action) -> bool:
+        """Whether `action` on `repository` (None: the registry as a whole) is granted."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """An authenticated principal: `name` as it appears in logs and, later, the audit log."""
@@ -37,6 +45,8 @@ class Identity:
     kind: IdentityKind
     address: str | None = None
     """The client's address when it came over the network (for the audit log)."""
+    grants: Grants | None = None
+    """A token's scope map; None grants nothing (the admin and system need none)."""
 
 
 def admin(name: str) -> Identity:
@@ -65,9 +75,12 @@ def authorize(identity: Identity, repository: str | None, action: Action) -> Non
     registry as a whole, as for the catalog and the API version check)."""
     if identity.kind in ("admin", "system"):
         return
+    grants = identity.grants
+    if grants is not None and grants.allows(repository, action):
+        return
     target = repository if repository is not None else "the registry"
     raise Denied(
-        f"{identity.name} may not {action} on {target}",
+        f"{identity.kind} {identity.name!r} may not {action} on {target}",
         detail={"action": action, "repository": repository},
     )
 

@@ -11,65 +11,30 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import hmac
 import json
+import logging
 import os
 import secrets
-import string
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from registry_core.access.passwords import generate_password as generate_password
+from registry_core.access.passwords import hash_password as hash_password
+from registry_core.access.passwords import verify_password as verify_password
+from registry_core.access.token_check import TokenCheck, TokenVerdict
 from registry_core.certs import write_atomic
 from registry_core.datadir import DataDir
-from registry_core.errors import ConfigError, NotEnabledError
+from registry_core.errors import ConfigError, EdgeError, NotEnabledError
 from registry_core.identity import Identity, admin
 
-PASSWORD_LENGTH = 20
-PASSWORD_ALPHABET = string.ascii_letters + string.digits
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-SCRYPT_MAXMEM = 64 * 1024 * 1024
+log = logging.getLogger("edge_registry.auth")
 CACHE_SIZE = 1024
 RELOAD_INTERVAL = 1.0
 """Seconds between two looks at users.json for changes."""
 PASSWORD_WORKERS = 2
 """Threads for password checks: a storm of wrong passwords costs at most these cores."""
-
-
-def generate_password(length: int = PASSWORD_LENGTH) -> str:
-    """A random password of letters and digits, with at least one of each kind."""
-    while True:
-        password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
-        if (
-            any(c.islower() for c in password)
-            and any(c.isupper() for c in password)
-            and any(c.isdigit() for c in password)
-        ):
-            return password
-
-
-def hash_password(password: str) -> str:
-    """`scrypt$n$r$p$salt_b64$hash_b64` for the password, with a fresh random salt."""
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return "$".join(
-        ["scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(digest)]
-    )
-
-
-def verify_password(stored_hash: str, password: str) -> bool:
-    """True if `password` matches `stored_hash`; a malformed hash never matches."""
-    try:
-        scheme, n, r, p, salt_b64, hash_b64 = stored_hash.split("$")
-        if scheme != "scrypt":
-            return False
-        salt = base64.b64decode(salt_b64, validate=True)
-        expected = base64.b64decode(hash_b64, validate=True)
-        actual = _scrypt(password, salt, int(n), int(r), int(p), len(expected))
-    except (ValueError, TypeError, OverflowError, binascii.Error):
-        return False
-    return hmac.compare_digest(actual, expected)
 
 
 def create_credentials(datadir: DataDir, username: str) -> str:
@@ -122,11 +87,14 @@ def read_credentials(datadir: DataDir) -> tuple[str, str]:
 
 
 class Authenticator:
-    """Checks `Authorization: Basic ...` headers against users.json; yields an Identity.
+    """Checks `Authorization: Basic ...` headers against users.json (the admin) and the
+    store's client tokens (token_check.py); yields an Identity.
 
     scrypt costs tens of milliseconds on purpose, so a header that verified once is
     remembered (by a MAC of its exact value under a per-process key, so the cache never
-    holds passwords). Only successes are cached; the cache empties when users.json changes.
+    holds passwords). Only successes are cached; the admin's verdicts go when users.json
+    changes, a token's when any token changes (the store's token generation, looked at on
+    every request of a token) or its password expires (checked on every request).
     On the server, `authenticate` runs each password check in a small pool of its own: a
     storm of wrong passwords queues there and never stalls the event loop, and cached
     verdicts (every request of a client already logged in) are answered on the loop.
@@ -137,6 +105,7 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache: dict[bytes, Identity] = {}
+        self._token_cache: dict[bytes, TokenVerdict] = {}
         self._users: dict[str, str] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._generation = 0
@@ -146,6 +115,7 @@ class Authenticator:
         """scrypt runs so far (cached verdicts run none)."""
         # A constant-cost stand-in so that unknown users take as long as wrong passwords.
         self._dummy_hash = hash_password(secrets.token_urlsafe(16))
+        self._tokens = TokenCheck(datadir.database, self._dummy_hash)
         self._reload_if_changed()
 
     def check(self, authorization: str | None) -> Identity | None:
@@ -173,6 +143,7 @@ class Authenticator:
         checks still queued are cancelled, the one running finishes, its threads are gone on
         return. `check` (on the caller's thread) keeps working."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._tokens.close()
 
     def _lookup(self, authorization: str | None) -> tuple[bytes | None, Identity | None]:
         """(cache key, cached identity); no key when there is nothing to check."""
@@ -184,14 +155,33 @@ class Authenticator:
         key = hashlib.blake2b(
             authorization.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
         ).digest()
-        return key, self._cache.get(key)
+        found = self._cache.get(key)
+        if found is None and self._token_cache:
+            found = self._cached_token(key)
+        return key, found
+
+    def _cached_token(self, key: bytes) -> Identity | None:
+        verdict = self._token_cache.get(key)
+        if verdict is None:
+            return None
+        try:
+            generation = self._tokens.current_generation()
+        except EdgeError:
+            log.warning("token check: the store did not answer", exc_info=True)
+            generation = -1
+        if generation != verdict.generation or time.time() >= verdict.expires_at:
+            self._token_cache.pop(key, None)
+            return None
+        return verdict.identity
 
     def _verify(self, key: bytes, username: str, password: str) -> Identity | None:
         generation = self._generation
         stored = self._users.get(username)
         with self._lock:
             self.password_checks += 1
-        ok = verify_password(stored or self._dummy_hash, password) and stored is not None
+        if stored is None:
+            return self._verify_token(key, username, password)
+        ok = verify_password(stored, password)
         if not ok:
             return None
         identity = admin(username)
@@ -201,6 +191,20 @@ class Authenticator:
                     del self._cache[next(iter(self._cache))]
                 self._cache[key] = identity
         return identity
+
+    def _verify_token(self, key: bytes, name: str, password: str) -> Identity | None:
+        try:
+            verdict = self._tokens.verify(name, password)
+        except EdgeError:
+            log.warning("token check: the store did not answer", exc_info=True)
+            return None
+        if verdict is None:
+            return None
+        with self._lock:
+            if len(self._token_cache) >= CACHE_SIZE:
+                del self._token_cache[next(iter(self._token_cache))]
+            self._token_cache[key] = verdict
+        return verdict.identity
 
     def _reload_if_changed(self) -> None:
         with self._lock:
@@ -238,22 +242,6 @@ def parse_basic(authorization: str) -> tuple[str, str] | None:
     if not colon or not username:
         return None
     return username, password
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int = 32) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8", "surrogatepass"),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        maxmem=SCRYPT_MAXMEM,
-        dklen=dklen,
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _write_json(path: Path, data: dict[str, str]) -> None:
