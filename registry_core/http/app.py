@@ -7,6 +7,7 @@ unexpected is logged with its traceback and answered 500 without one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -18,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from registry_core.access.credentials import parse_basic
 from registry_core.errors import (
     Denied,
     PaginationNumberInvalid,
@@ -27,8 +29,9 @@ from registry_core.errors import (
     Unsupported,
     UriTooLong,
 )
+from registry_core.events import AccessDenied, LoginFailed
 from registry_core.http.blob_routes import BlobRoutes
-from registry_core.http.common import Stats
+from registry_core.http.common import Stats, in_thread, who
 from registry_core.http.framing import MAX_PATH_CHARS, check_head, path_param, raw_path
 from registry_core.http.limits import UploadSlots, body_idle_receive
 from registry_core.http.manifest_cache import ManifestCache
@@ -43,6 +46,7 @@ from registry_core.identity import (
     Authenticates,
     Identity,
     authorize,
+    may,
 )
 from registry_core.registry import Page, Registry
 from registry_core.sync.policy import WritePolicy
@@ -53,16 +57,22 @@ access_log = logging.getLogger("edge_registry.access")
 API_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 REALM = "Edge Registry"
 
+CATALOG_BATCH = 1000
+"""Repositories read at a time when the catalog is filtered for a token."""
+
 Handler = Callable[..., Awaitable[Response]]
-Route = tuple[Handler, Action]
+Route = tuple[Handler, Action | None]
 
 
 class RegistryApp:
     """ASGI callable serving /v2/ for one Registry, behind Basic auth.
 
     Each route names, per method, its handler and the action it performs; `authorize` checks
-    that action on the request's repository (None for the catalog and /v2/ itself) right
-    after routing. The request's Identity is in its scope (`scope["identity"]`) for the handlers.
+    that action on the request's repository right after routing. /v2/ itself and the catalog
+    name none: any valid credentials get an answer, and the catalog lists only the
+    repositories the identity may read the metadata of. The request's Identity, with the
+    client's address, is in its scope (`scope["identity"]`) for the handlers. Wrong
+    credentials (LoginFailed) and refusals (AccessDenied) go on the registry's event bus.
     """
 
     def __init__(
@@ -85,8 +95,8 @@ class RegistryApp:
         # GET also serves HEAD. Cancelling an upload is part of writing, not a delete. A mount
         # also reads its source repository: the tokens issue checks that in start_upload.
         self.routes: list[tuple[re.Pattern[str], dict[str, Route]]] = [
-            (re.compile(r""), {"GET": (self.base, METADATA_READ)}),
-            (re.compile(r"_catalog"), {"GET": (self.catalog, METADATA_READ)}),
+            (re.compile(r""), {"GET": (self.base, None)}),
+            (re.compile(r"_catalog"), {"GET": (self.catalog, None)}),
             (re.compile(r"(?P<name>.+)/tags/list"), {"GET": (self.tags, METADATA_READ)}),
             (
                 re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
@@ -151,9 +161,14 @@ class RegistryApp:
         head = request.method == "HEAD"
         try:
             check_head(request.scope)
-            identity = await self.authenticator.authenticate(request.headers.get("authorization"))
+            authorization = request.headers.get("authorization")
+            identity = await self.authenticator.authenticate(authorization)
             if identity is None:
+                self._login_failed(request, authorization)
                 raise Unauthorized()
+            client = request.scope.get("client")
+            if client:
+                identity = dataclasses.replace(identity, address=client[0])
             request.scope["identity"] = identity
             return await self.dispatch(request, identity)
         except RegistryError as exc:
@@ -184,10 +199,33 @@ class RegistryApp:
                 return _method_not_allowed(request, handlers)
             handler, action = route
             params = {key: path_param(key, value) for key, value in match.groupdict().items()}
-            authorize(identity, params.get("name"), action)
-            self._refuse_read_only(identity, params.get("name"), action)
+            if action is not None:
+                self._authorize(identity, params, action)
             return await handler(request, **params)
         return error_response(RegistryError("not found"), head, 404)
+
+    def _authorize(self, identity: Identity, params: dict[str, str], action: Action) -> None:
+        name = params.get("name")
+        try:
+            authorize(identity, name, action)
+            self._refuse_read_only(identity, name, action)
+        except Denied as exc:
+            self.registry.events.emit(AccessDenied(
+                identity=identity.name, address=identity.address, action=action,
+                repository=name, reference=params.get("reference") or params.get("digest"),
+                reason=exc.message,
+            ))
+            raise
+
+    def _login_failed(self, request: Request, authorization: str | None) -> None:
+        if not authorization:  # a client's first try, to learn the challenge: no event
+            return
+        parsed = parse_basic(authorization)
+        client = request.scope.get("client")
+        self.registry.events.emit(LoginFailed(
+            principal=parsed[0] if parsed else "", address=client[0] if client else None,
+            reason="wrong credentials" if parsed else "malformed Authorization header",
+        ))
 
     def _refuse_read_only(self, identity: Identity, name: str | None, action: Action) -> None:
         if action != CONTENT_WRITE or name is None or identity.kind == "system":
@@ -205,13 +243,34 @@ class RegistryApp:
 
     async def catalog(self, request: Request) -> Response:
         n, last = _pagination(request)
-        page = self.registry.catalog(n, last)
+        identity = who(request)
+        if identity.kind == "token":
+            page = await in_thread(readable_catalog, self.registry, identity, n, last)
+        else:
+            page = self.registry.catalog(n, last)
         return _paged({"repositories": page.items}, page, "/v2/_catalog", n)
 
     async def tags(self, request: Request, name: str) -> Response:
         n, last = _pagination(request)
         page = self.registry.tags(name, n, last)
         return _paged({"name": name, "tags": page.items}, page, f"/v2/{name}/tags/list", n)
+
+
+def readable_catalog(
+    registry: Registry, identity: Identity, n: int | None, last: str | None
+) -> Page:
+    """The catalog page of the repositories `identity` may read the metadata of."""
+    items: list[str] = []
+    cursor = last
+    while n is None or len(items) <= n:
+        page = registry.catalog(CATALOG_BATCH, cursor)
+        items += [name for name in page.items if may(identity, name, METADATA_READ)]
+        if not page.more:
+            break
+        cursor = page.items[-1]
+    if n is not None and len(items) > n:
+        return Page(items[:n], True)
+    return Page(items, False)
 
 
 def error_response(exc: RegistryError, head: bool, status: int | None = None) -> Response:
