@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from registry_core.access.audit import AuditLog
 from registry_core.errors import BlobUnknown, NameInvalid, StorageFull, StoreBusy, StoreError
 from registry_core.events import BlobCommitted, EventBus
 from registry_core.identity import CONTENT_READ, Identity, may
@@ -26,10 +27,12 @@ class Blobs:
     the local staging area that uploads and in-memory content pass through."""
 
     def __init__(
-        self, store: Store, files: BlobFiles, ballast: Ballast, events: EventBus
+        self, store: Store, files: BlobFiles, ballast: Ballast, events: EventBus,
+        audit: AuditLog,
     ) -> None:
         self.store = store
         self.events = events
+        self.audit = audit
         self.files = files
         self.content: BlobStore = files
         self.ballast = ballast
@@ -49,6 +52,8 @@ class Blobs:
         self.ballast.release_if_low()
         with self.store.exclusive():
             self.store.blobs.unlink(name, str(info.digest))
+            self.audit.record(who, "blob.delete", repository=name, reference=str(info.digest),
+                              detail={"size": info.size})
 
     def mount(
         self, name: str, digest: Digest | str, source: str, *, who: Identity

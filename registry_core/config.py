@@ -70,6 +70,15 @@ class KubernetesConfig:
     after a password rotation."""
 
 
+@dataclass
+class AuditConfig:
+    """Bounds of the audit log (registry_core/access/audit.py): the older rows and the rows
+    beyond the newest `max_entries` are pruned (0: no bound of that kind)."""
+
+    max_age_days: float = 90.0
+    max_entries: int = 1_000_000
+
+
 SYNC_MODES = ("ReadOnly", "ReadWrite")
 MAX_PARALLEL_TRANSFERS = 16
 
@@ -109,6 +118,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def endpoint_host(self) -> str:
@@ -145,7 +155,7 @@ def _from_dict(raw: dict[str, object], path: Path) -> Config:
     config = Config()
     sections = {
         "gc": config.gc, "storage": config.storage, "limits": config.limits,
-        "kubernetes": config.kubernetes, "sync": config.sync,
+        "kubernetes": config.kubernetes, "sync": config.sync, "audit": config.audit,
     }
     for key, value in raw.items():
         if key in sections and isinstance(value, dict):

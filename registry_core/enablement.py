@@ -12,6 +12,7 @@ import re
 import socket
 from collections.abc import Callable
 
+from registry_core.access.audit import record_config_change
 from registry_core.access.credentials import ensure_credentials, rotate_credentials
 from registry_core.certs import ensure_certificates
 from registry_core.config import Config, load_config, save_config
@@ -51,6 +52,7 @@ def enable(
     if fresh or config != old:
         save_config(config, datadir.config)
         say(f"Saved configuration {datadir.config}")
+        record_config_change(datadir, "config.enable", _changes(old, config))
     for line in ensure_certificates(datadir, config):
         say(line)
     if ensure_credentials(datadir, config.username):
@@ -64,8 +66,18 @@ def rotate_password(datadir: DataDir, progress: Progress | None = None) -> str:
     pull secrets in the cluster keep the old one until they are applied again."""
     config = load_config(datadir.config)
     password = rotate_credentials(datadir, config.username)
+    record_config_change(datadir, "config.rotate_password", {"username": config.username})
     (progress or (lambda _line: None))(f"Rotated the password of user {config.username}")
     return password
+
+
+def _changes(old: Config, new: Config) -> dict[str, list[object]]:
+    """The settings `enable` changed: name -> [before, after]."""
+    return {name: [getattr(old, name), getattr(new, name)] for name in _ENABLE_SETTINGS
+            if getattr(old, name) != getattr(new, name)}
+
+
+_ENABLE_SETTINGS = ("device_name", "dns_domain", "node_ip", "port")
 
 
 def default_device_name() -> str:

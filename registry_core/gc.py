@@ -41,6 +41,7 @@ from registry_core.gc_run import (
     Run,
 )
 from registry_core.gc_sweep import Sweeper
+from registry_core.identity import GC
 from registry_core.registry import Registry
 from registry_core.store.gc_runs import RunRecord
 from registry_core.store.metadata import now
@@ -117,7 +118,7 @@ class GarbageCollector:
             record.finished_at = now()
             record.phase = PHASE_DONE
             self._run = None
-            self.lock.release(run)
+            self.lock.release(run, lambda: self._audit(record))
             run.finished()
             if watch is not None:
                 watch.close()
@@ -127,7 +128,21 @@ class GarbageCollector:
             except (StoreError, StoreBusy, StorageFull):
                 log.exception("could not record a usage sample after gc")
             self.registry.fill_ballast()
+        try:
+            self.registry.audit.prune()  # bounded by age even when little else is recorded
+        except (StoreError, StoreBusy, StorageFull):
+            log.exception("could not prune the audit log after gc")
         return record
+
+    def _audit(self, record: RunRecord) -> None:
+        """The run's audit row, written with its final record."""
+        self.registry.audit.record(
+            GC, "gc.run", result="ok" if record.status == "succeeded" else "failed",
+            reference=str(record.id),
+            detail={"status": record.status, "trigger": record.trigger,
+                    "dry_run": record.dry_run, "bytes_freed": record.bytes_freed,
+                    "manifests_deleted": record.manifests_deleted,
+                    "blobs_deleted": record.blobs_deleted, "errors": record.errors[:5]})
 
     def preview(
         self, delete_untagged: bool | None = None, grace_period: float | None = None

@@ -162,8 +162,9 @@ class RunLock:
         if cancel:
             run.cancel.set()
 
-    def release(self, run: Run) -> None:
-        """Write the run's final record (retried: a failed write would leave it 'running')."""
+    def release(self, run: Run, also: Callable[[], None] | None = None) -> None:
+        """Write the run's final record (retried: a failed write would leave it 'running'),
+        and what `also` writes in the same transaction (the run's audit row)."""
         self.run = None
         record = run.record
         record.details = run.details()
@@ -176,6 +177,8 @@ class RunLock:
                 record.id, record.status, record.phase, record.finished_at or now(),
                 record.errors, record.details, values,
             )
+            if also is not None:
+                also()
 
         self.claim.finish(write)
 

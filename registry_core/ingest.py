@@ -84,6 +84,7 @@ class Ingest:
                 repo_id = self.store.catalog.ensure_repository(image.name)
                 moved = sum(self._blob(image.name, repo_id, b) for b in image.blobs)
                 created, previous = self._manifests(repo_id, manifests, image.tags)
+                self._audit(image, manifests, created, previous, who)
                 done.append((created, previous, moved))
         results = []
         for image, manifests, (created, previous, moved) in zip(images, parsed, done,
@@ -138,6 +139,18 @@ class Ingest:
             for tag, digest in tags.items()
         }
         return created, previous
+
+    def _audit(
+        self, image: IngestImage, parsed: list[tuple[Digest, Manifest, bytes]],
+        created: set[Digest], previous: dict[str, str | None], who: Identity,
+    ) -> None:
+        """The image's audit rows, inside its transaction."""
+        tagged = {digest: tag for tag, digest in image.tags.items()}
+        for digest, manifest, body in parsed:
+            self.manifests.audit_pushed(image.name, digest, len(body), manifest,
+                                        tagged.get(digest), digest in created, who)
+        for tag, digest in image.tags.items():
+            self.manifests.audit_tag_moved(image.name, tag, digest, previous[tag], who)
 
     def _tell(
         self, name: str, blobs: Sequence[IngestBlob],

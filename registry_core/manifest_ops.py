@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from registry_core.access.audit import AuditLog
 from registry_core.blobs import Blobs
 from registry_core.errors import (
     Denied,
@@ -47,13 +48,14 @@ def repository_id(store: Store, name: str, missing: type[RegistryError] = NameUn
 
 
 class ManifestOps:
-    """The manifests of every repository; pushes, deletes and tag moves go to `events` after
-    their commits."""
+    """The manifests of every repository; pushes, deletes and tag moves go to the audit log
+    inside their transactions and to `events` after their commits."""
 
-    def __init__(self, store: Store, blobs: Blobs, events: EventBus) -> None:
+    def __init__(self, store: Store, blobs: Blobs, events: EventBus, audit: AuditLog) -> None:
         self.store = store
         self.blobs = blobs
         self.events = events
+        self.audit = audit
 
     def get(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names; a tag that cannot exist is simply unknown
@@ -100,6 +102,9 @@ class ManifestOps:
             )
             tag = None if isinstance(ref, Digest) else ref
             previous = None if tag is None else store.catalog.set_tag(repo_id, tag, manifest_id)
+            self.audit_pushed(name, digest, len(body), manifest, tag, created, who)
+            if tag is not None:
+                self.audit_tag_moved(name, tag, digest, previous, who)
         self.tell_pushed(name, digest, len(body), manifest, tag, created, who)
         if tag is not None:
             self.tell_tag_moved(name, tag, digest, previous, who)
@@ -116,6 +121,20 @@ class ManifestOps:
         self.blobs.store_small(body, digest)
         self.store.blobs.link(repo_id, str(digest), touch=False)
         return self._insert(repo_id, digest, len(body), manifest, image_created)
+
+    def audit_pushed(self, name: str, digest: Digest, size: int, manifest: Manifest,
+                     tag: str | None, created: bool, who: Identity) -> None:
+        """The push's row; inside its transaction."""
+        self.audit.record(who, "manifest.push", repository=name, reference=str(digest),
+                          detail={"tag": tag, "media_type": manifest.media_type, "size": size,
+                                  "created": created})
+
+    def audit_tag_moved(self, name: str, tag: str, digest: Digest, previous: str | None,
+                        who: Identity) -> None:
+        """A row when the tag pointed at another manifest before; inside the transaction."""
+        if previous is not None and previous != str(digest):
+            self.audit.record(who, "tag.move", repository=name, reference=tag,
+                              detail={"digest": str(digest), "previous": previous})
 
     def tell_pushed(self, name: str, digest: Digest, size: int, manifest: Manifest,
                     tag: str | None, created: bool, who: Identity) -> None:
@@ -217,8 +236,12 @@ class ManifestOps:
                 if untagged is None:
                     raise ManifestUnknown(detail={"name": name, "reference": reference})
                 deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
+                self.audit.record(who, "tag.delete", repository=name, reference=ref,
+                                  detail={"digest": untagged})
             else:
                 deleted = self._delete_by_digest(repo_id, name, ref)
+                self.audit.record(who, "manifest.delete", repository=name, reference=str(ref),
+                                  detail={"tags": list(deleted.tags)})
         if isinstance(ref, Digest):
             self.events.emit(ManifestDeleted(identity=who.name, repository=name,
                                              digest=str(ref), tags=deleted.tags))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from registry_core import space
+from registry_core.access.audit import AuditLog
 from registry_core.blobs import Blobs
 from registry_core.config import Config, load_config
 from registry_core.datadir import DataDir
@@ -68,9 +69,12 @@ class Registry:
         self.ballast = space.Ballast(datadir.root / space.BALLAST_NAME)
         self.events = EventBus()
         """What happens to this registry, in this process (events.py)."""
-        self.blobs = Blobs(self.store, self.files, self.ballast, self.events)
+        self.audit = AuditLog(self.store, self.events, self.config.audit,
+                              admin_name=self.config.username)
+        """Who changed what (access/audit.py)."""
+        self.blobs = Blobs(self.store, self.files, self.ballast, self.events, self.audit)
         self.uploads = UploadSessions(self.store, self.blobs, self.ballast, self.check_room)
-        self.manifests = ManifestOps(self.store, self.blobs, self.events)
+        self.manifests = ManifestOps(self.store, self.blobs, self.events, self.audit)
         self.ingest = Ingest(self.store, self.blobs, self.manifests)
         """Whole images from elsewhere (sync, offline import) in one transaction."""
         self.blobs.finish_pending_on_open()
@@ -94,6 +98,7 @@ class Registry:
         return self.store.change_counter()
 
     def close(self) -> None:
+        self.audit.close()
         self.store.close()
 
     # ---- catalog -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from registry_core.errors import EdgeError, SyncInProgressError
 from registry_core.events import SyncFinished, SyncProgress, SyncStarted
 from registry_core.gc_lock import RunClaim
+from registry_core.identity import SYNC
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.client import ParentClient
@@ -86,13 +87,24 @@ class SyncRunner:
             record.finished_at = self.clock()
             if record.status == "running":
                 record.status = "failed"
-            self.claim.finish(lambda: self.store.sync_runs.save(record))
+            self.claim.finish(lambda: self._save(record, trigger))
             self._emit(SyncFinished, record, None, status=record.status,
                        errors=tuple(record.errors))
         return record
 
     def close(self) -> None:
         self.claim.close()
+
+    def _save(self, record: SyncRunRecord, trigger: str) -> None:
+        """The final record and its audit row, in one transaction."""
+        self.store.sync_runs.save(record)
+        self.registry.audit.record(
+            SYNC, "sync.run", reference=str(record.id),
+            result="ok" if record.status in ("succeeded", "stopped") else "failed",
+            detail={"status": record.status, "trigger": trigger,
+                    "manifests_copied": record.manifests_copied,
+                    "blobs_copied": record.blobs_copied, "bytes_copied": record.bytes_copied,
+                    "manifests_pushed": record.manifests_pushed, "errors": record.errors[:5]})
 
     def _should_stop(self, until: float | None) -> bool:
         return self.cancel.is_set() or (until is not None and self.clock() >= until)

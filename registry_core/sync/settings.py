@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from registry_core.access.audit import record_config_change
 from registry_core.config import (
     Config,
     SyncConfig,
@@ -131,6 +132,7 @@ def configure(
         settings = dataclasses.replace(settings, parent_ca=save_parent_ca(datadir, parent_ca))
     save_connection(datadir, connection)
     save_config(dataclasses.replace(config, sync=sync), datadir.config)
+    record_config_change(datadir, "config.sync", settings.to_json())
     return settings
 
 
