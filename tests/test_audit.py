@@ -11,11 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import push_blob, push_image
-from imagebuilder import write_oci_index
+from api_helpers import make_app, make_client, push_blob, push_image
+from imagebuilder import ImageSpec, write_oci_image, write_oci_index
+from support import LiveServer, free_port, put_on_parent
 from test_cli_basics import assert_one_line_error, cli, cli_json
 
 from registry_core.access.audit import EventRows, parse_duration
+from registry_core.access.scopes import parse_scopes
+from registry_core.access.tokens import TokenAdmin
 from registry_core.config import load_config
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable, rotate_password
@@ -27,7 +30,10 @@ from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
 from registry_core.reference import digest_bytes, parse_digest
 from registry_core.registry import Registry
 from registry_core.store.audit import AuditEntry, AuditFilter, NewAuditRow
+from registry_core.sync.client import ParentClient
 from registry_core.sync.connection import ConnectionString
+from registry_core.sync.engine import Scope
+from registry_core.sync.runner import SyncRunner
 from registry_core.sync.settings import configure
 
 HANG_GUARD = 60.0
@@ -419,3 +425,76 @@ def test_cli_filters_and_json(registry: Registry, datadir: DataDir) -> None:
 def test_cli_refuses_a_bad_duration_in_one_line(registry: Registry, datadir: DataDir) -> None:
     assert_one_line_error(cli(datadir.root, "audit", "--since", "yesterday"),
                           "'yesterday' is not a duration")
+
+
+# ---- through the HTTP face, with real tokens ---------------------------------------------------
+
+
+async def test_a_refused_push_shows_the_token_in_the_cli(
+    registry: Registry, datadir: DataDir, credentials: tuple[str, str]
+) -> None:
+    """The issue's acceptance: a token scoped to app/* with content/read,metadata/read is
+    refused a push; `edge-console audit --json` names the token."""
+    issued = TokenAdmin(registry).create(
+        "ci-reader", parse_scopes(["app/*:content/read,metadata/read"]), who=CONSOLE)
+    app = make_app(registry, datadir)
+    try:
+        async with make_client(app, ("ci-reader", issued.password)) as reader:
+            resp = await reader.post("/v2/app/web/blobs/uploads/")
+            assert resp.status_code == 403, resp.text
+    finally:
+        app.authenticator.close()
+    registry.audit.flush()
+    found = cli_json(datadir.root, "audit", "--principal", "ci-reader")["entries"]
+    assert [(e["action"], e["repository"], e["result"], e["principal_kind"])
+            for e in found] == [("content/write", "app/web", "denied", "token")]
+    assert found[0]["address"] == "127.0.0.1"
+    created = cli_json(datadir.root, "audit", "--action", "token.create")["entries"]
+    assert [(e["principal"], e["reference"]) for e in created] == [("console", "ci-reader")]
+
+
+async def test_wrong_passwords_through_the_app_are_counted(
+    registry: Registry, datadir: DataDir, credentials: tuple[str, str]
+) -> None:
+    app = make_app(registry, datadir)
+    try:
+        async with make_client(app, (credentials[0], "not the password")) as wrong:
+            statuses = [(await wrong.get("/v2/")).status_code for _ in range(40)]
+    finally:
+        app.authenticator.close()
+    assert set(statuses) == {401}
+    registry.audit.flush()
+    rows = entries(registry, action="login")
+    assert {(r.principal, r.address, r.result) for r in rows} == {
+        (credentials[0], "127.0.0.1", "failed")}
+    assert sum(r.detail.get("count", 1) for r in rows) == 40
+    assert len(rows) <= 5
+
+
+@pytest.mark.socket
+def test_a_sync_run_is_recorded(live_server: LiveServer, tmp_path: Path) -> None:
+    parent = live_server.service.registry
+    put_on_parent(parent, "shop/web", write_oci_image(tmp_path / "img", ImageSpec(tag="v1")),
+                  "v1")
+    site_dir = DataDir(tmp_path / "site")
+    enable(site_dir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    site = Registry(site_dir)
+
+    def connect() -> ParentClient:
+        return ParentClient(f"127.0.0.1:{live_server.port}", live_server.username,
+                            live_server.password, ca_file=live_server.cert_dir / "ca.crt")
+
+    runner = SyncRunner(site, connect, Scope(("shop/*",)), parallel=2)
+    try:
+        record = runner.run("manual")
+        assert record.status == "succeeded"
+        run = only(site, "sync.run")
+        assert (run.principal, run.result, run.reference) == ("sync", "ok", str(record.id))
+        assert run.detail["manifests_copied"] == record.manifests_copied == 1
+        pushed = only(site, "manifest.push")
+        assert (pushed.principal, pushed.repository, pushed.detail["tag"]) == (
+            "sync", "shop/web", "v1")
+    finally:
+        runner.close()
+        site.close()
