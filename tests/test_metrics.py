@@ -5,6 +5,7 @@ one scrape of the live server over TLS."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from api_helpers import push_blob, push_image, sha256
 from prometheus_client.parser import text_string_to_metric_families
 from support import LiveServer
@@ -12,6 +13,7 @@ from support import LiveServer
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.gc import GarbageCollector
+from registry_core.http.metrics import route_of
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.usage import usage_report
@@ -180,3 +182,23 @@ def test_the_live_server_is_scraped_over_tls(live_server: LiveServer, registry: 
     assert requests(s, "blobs", 200) == 1
     assert value(s, "edge_registry_http_response_body_bytes_total", route="blobs") == 4321
     assert value(s, "edge_registry_storage_used_bytes") == 4321
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/v2/", "base"), ("/v2", "base"), ("/v2/_catalog", "catalog"),
+        ("/v2/a/b/tags/list", "tags"), ("/v2/a/tags", "other"),
+        ("/v2/a/manifests/v1", "manifests"), ("/v2/a/manifests/sha256:ab", "manifests"),
+        ("/v2/a/blobs/sha256:ab", "blobs"), ("/v2/a/blobs/uploads", "uploads"),
+        ("/v2/a/blobs/uploads/", "uploads"), ("/v2/a/blobs/uploads/0f-id", "uploads"),
+        ("/v2/a/uploads/0f-id", "other"), ("/v2/a/referrers/sha256:ab", "referrers"),
+        # Repository names may hold a route's word: the last components decide, as in the app.
+        ("/v2/manifests/blobs/sha256:ab", "blobs"), ("/v2/blobs/x/manifests/v1", "manifests"),
+        ("/v2/tags/list/manifests/v1", "manifests"), ("/v2/a/blobs/uploads/x/y", "other"),
+        ("/metrics/x", "other"), ("/", "other"), ("/v2/a", "other"),
+    ],
+)
+def test_route_labels(path: str, route: str) -> None:
+    assert route_of(path) == route
+    assert route_of(path) == route  # remembered

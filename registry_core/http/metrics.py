@@ -42,27 +42,41 @@ _WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 PREFIX = "edge_registry"
 
 
+_BY_PARENT = {"manifests": "manifests", "blobs": "blobs", "referrers": "referrers"}
+
+
+_SEEN: dict[str, str] = {}
+_SEEN_MAX = 4096
+
+
 def route_of(path: str) -> str:
     """The route label of a request path: one of ROUTES, never the path itself (repository
-    names are unbounded). Like the app's routing, the last components decide."""
-    if path == "/v2/" or path == "/v2":
-        return "base"
-    if not path.startswith("/v2/"):
-        return "other"
-    if path == "/v2/_catalog":
-        return "catalog"
-    if path.endswith("/tags/list"):
-        return "tags"
-    head, _, last = path.rpartition("/")
-    head, _, parent = head.rpartition("/")
-    if parent == "manifests":
-        return "manifests"
-    if parent == "blobs":
-        return "uploads" if last == "uploads" else "blobs"
-    if parent == "uploads" and head.endswith("/blobs"):
+    names are unbounded). Paths asked again (pulls of the same image) are remembered: a dict
+    lookup is a fifth of the work below."""
+    route = _SEEN.get(path)
+    if route is None:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        route = _SEEN[path] = _route_of(path)
+    return route
+
+
+def _route_of(path: str) -> str:
+    """Like the app's routing, the last components decide."""
+    if path[:4] != "/v2/":
+        return "base" if path == "/v2" else "other"
+    end = path.rfind("/")
+    if end == 3:
+        return "base" if len(path) == 4 else "catalog" if path == "/v2/_catalog" else "other"
+    start = path.rfind("/", 0, end)
+    parent = path[start + 1:end]
+    route = _BY_PARENT.get(parent)
+    if route is not None:
+        return "uploads" if route == "blobs" and path.endswith("/uploads") else route
+    if parent == "uploads" and path.endswith("/blobs", 0, start):
         return "uploads"
-    if parent == "referrers":
-        return "referrers"
+    if parent == "tags" and path.endswith("/list"):
+        return "tags"
     return "other"
 
 
@@ -81,27 +95,35 @@ def refusal_reason(body: bytes) -> str:
     return "access"
 
 
+class RouteCounts:
+    """One route's counters."""
+
+    __slots__ = ("buckets", "bytes_in", "bytes_out", "codes", "seconds")
+
+    def __init__(self) -> None:
+        self.codes: dict[int, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
 class RequestCounts:
     """Counters of the requests served; updated and read on the server's loop only."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {r: [0] * (len(BUCKETS) + 1) for r in ROUTES}
-        self.seconds: dict[str, float] = dict.fromkeys(ROUTES, 0.0)
-        self.bytes_in: dict[str, int] = dict.fromkeys(ROUTES, 0)
-        self.bytes_out: dict[str, int] = dict.fromkeys(ROUTES, 0)
+        self.routes = {route: RouteCounts() for route in ROUTES}
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)
         self.uploads_active = 0
 
     def record(self, route: str, status: int, seconds: float, received: int, sent: int) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.buckets[route][bisect_left(BUCKETS, seconds)] += 1
-        self.seconds[route] += seconds
-        if received:
-            self.bytes_in[route] += received
-        if sent:
-            self.bytes_out[route] += sent
+        r = self.routes[route]
+        codes = r.codes
+        codes[status] = codes.get(status, 0) + 1
+        r.buckets[bisect_left(BUCKETS, seconds)] += 1
+        r.seconds += seconds
+        r.bytes_in += received
+        r.bytes_out += sent
 
     def refuse(self, reason: str) -> None:
         self.refused[reason] += 1
@@ -123,29 +145,30 @@ class RegistryCollector(Collector):
             yield from _sync(self.vitals)
 
     def _requests(self) -> Iterator[Metric]:
-        c = self.counts
+        routes = self.counts.routes
         requests = CounterMetricFamily(
             f"{PREFIX}_http_requests", "HTTP requests served, by route and status code",
             labels=["route", "code"])
-        for (route, status), n in sorted(c.requests.items()):
-            requests.add_metric([route, str(status)], n)
-        yield requests
         duration = HistogramMetricFamily(
             f"{PREFIX}_http_request_duration_seconds",
             "Time from the request's arrival to the end of its answer, by route",
             labels=["route"])
-        for route in ROUTES:
-            duration.add_metric([route], _cumulative(c.buckets[route]), c.seconds[route])
-        yield duration
-        yield _by_route(f"{PREFIX}_http_request_body_bytes", "Request body bytes received",
-                        c.bytes_in)
-        yield _by_route(f"{PREFIX}_http_response_body_bytes", "Response body bytes sent",
-                        c.bytes_out)
+        bytes_in = CounterMetricFamily(f"{PREFIX}_http_request_body_bytes",
+                                       "Request body bytes received", labels=["route"])
+        bytes_out = CounterMetricFamily(f"{PREFIX}_http_response_body_bytes",
+                                        "Response body bytes sent", labels=["route"])
+        for route, r in routes.items():
+            for status, n in sorted(r.codes.items()):
+                requests.add_metric([route, str(status)], n)
+            duration.add_metric([route], _cumulative(r.buckets), r.seconds)
+            bytes_in.add_metric([route], r.bytes_in)
+            bytes_out.add_metric([route], r.bytes_out)
+        yield from (requests, duration, bytes_in, bytes_out)
         refused = CounterMetricFamily(
             f"{PREFIX}_refused_pushes", "Writes (PUT, POST, PATCH) answered 403 DENIED, by "
             "reason: access (credentials' scope), read_only (sync mode), low_space",
             labels=["reason"])
-        for reason, n in c.refused.items():
+        for reason, n in self.counts.refused.items():
             refused.add_metric([reason], n)
         yield refused
 
@@ -153,13 +176,6 @@ class RegistryCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_upload_requests_in_progress",
                                 "Upload requests (POST, PATCH, PUT) being served now",
                                 value=self.counts.uploads_active)
-
-
-def _by_route(name: str, doc: str, values: dict[str, int]) -> Metric:
-    family = CounterMetricFamily(name, doc, labels=["route"])
-    for route, n in values.items():
-        family.add_metric([route], n)
-    return family
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:

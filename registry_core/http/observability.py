@@ -43,24 +43,47 @@ class ObservedApp:
             await self._counted(scope, receive, send, route_of(path))
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        if scope["method"] in _BODY_METHODS:
+            await self._counted_write(scope, receive, send, route)
+            return
+        start: Message | None = None
+        sent = 0
+
+        async def counted_send(message: Message) -> None:
+            nonlocal start, sent
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                start = message
+            elif kind == "http.response.pathsend":
+                sent += _content_length(start)
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, counted_send)
+        finally:
+            self.counts.record(route, 500 if start is None else start["status"],
+                               time.perf_counter() - started, 0, sent)
+
+    async def _counted_write(self, scope: Scope, receive: Receive, send: Send, route: str
+                             ) -> None:
+        """A request with a body: its bytes counted too, and a 403 kept to say why."""
         status = 0
         sent = 0
         received = 0
-        start: Message | None = None
         refused = b""
 
         async def counted_send(message: Message) -> None:
-            nonlocal status, sent, start, refused
-            kind = message["type"]
-            if kind == "http.response.body":
+            nonlocal status, sent, refused
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 sent += len(body)
                 if status == 403:
                     refused += body
-            elif kind == "http.response.start":
-                status, start = message["status"], message
-            elif kind == "http.response.pathsend" and start is not None:
-                sent += _content_length(start)
             await send(message)
 
         async def counted_receive() -> Message:
@@ -69,25 +92,21 @@ class ObservedApp:
             received += len(message.get("body", b""))
             return message
 
-        method = scope["method"]
-        writes = method in _BODY_METHODS
-        uploading = writes and route == "uploads"
-        if uploading:
-            self.counts.uploads_active += 1
+        uploading = route == "uploads"
+        self.counts.uploads_active += uploading
         started = time.perf_counter()
         try:
-            await self.app(scope, counted_receive if writes else receive, counted_send)
+            await self.app(scope, counted_receive, counted_send)
         finally:
-            if uploading:
-                self.counts.uploads_active -= 1
+            self.counts.uploads_active -= uploading
             self.counts.record(route, status or 500, time.perf_counter() - started,
                                received, sent)
-            if writes and status == 403:
+            if status == 403:
                 self.counts.refuse(refusal_reason(refused))
 
 
-def _content_length(start: Message) -> int:
-    for key, value in start.get("headers", ()):
+def _content_length(start: Message | None) -> int:
+    for key, value in () if start is None else start.get("headers", ()):
         if key.lower() == b"content-length":
             return int(value)
     return 0
