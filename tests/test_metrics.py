@@ -10,6 +10,8 @@ from api_helpers import push_blob, push_image, sha256
 from prometheus_client.parser import text_string_to_metric_families
 from support import LiveServer
 
+from registry_core.access.scopes import parse_scopes
+from registry_core.access.tokens import TokenAdmin
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.gc import GarbageCollector
@@ -153,8 +155,11 @@ async def test_refused_pushes_by_reason(
     assert requests(s, "uploads", 403) == 3 and requests(s, "manifests", 403) == 1
 
 
-async def test_scraping_needs_the_admin(api: httpx.AsyncClient, credentials: tuple[str, str]
-                                        ) -> None:
+async def test_who_may_scrape(
+    api: httpx.AsyncClient, registry: Registry, credentials: tuple[str, str]
+) -> None:
+    """The admin, or a token granted metrics/read (on `*`); a token without it is DENIED,
+    wrong or missing credentials are 401."""
     anonymous = await api.get("/metrics", auth=None)
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith("Basic ")
@@ -165,6 +170,22 @@ async def test_scraping_needs_the_admin(api: httpx.AsyncClient, credentials: tup
     assert head.status_code == 200 and head.content == b""
     assert int(head.headers["content-length"]) > 0
     assert (await api.post("/metrics")).status_code == 405
+
+    reader = token(registry, "reader", "*:content/read,metadata/read")
+    denied = await api.get("/metrics", auth=reader)
+    assert denied.status_code == 403
+    assert denied.json()["errors"][0]["code"] == "DENIED"
+    assert (await api.head("/metrics", auth=reader)).status_code == 403
+    assert (await api.post("/v2/app/web/blobs/uploads/", auth=reader)).status_code == 403
+    scraper = token(registry, "scraper", "*:metrics/read")
+    s = parse((await api.get("/metrics", auth=scraper)).text)
+    assert value(s, "edge_registry_refused_pushes_total", reason="access") == 1
+    assert requests(s, "uploads", 403) == 1
+
+
+def token(registry: Registry, name: str, scope: str) -> tuple[str, str]:
+    issued = TokenAdmin(registry).create(name, parse_scopes([scope]), who=CONSOLE)
+    return name, issued.password
 
 
 def test_the_live_server_is_scraped_over_tls(live_server: LiveServer, registry: Registry

@@ -1,6 +1,6 @@
 """`GET /healthz` (and HEAD), without credentials: 200 `{"status": "ok"}` when the registry can
 work, 503 `{"status": "unavailable", "reason": ...}` otherwise (registry_core/health.py says
-what is checked: about 0.2 ms, in a worker thread).
+what is checked: about a millisecond, in a worker thread).
 
 Probes that arrive while a check runs share it, so a stalled disk holds one worker thread,
 not one per probe; a check that takes longer than CHECK_TIMEOUT_SECONDS is an answer too.
