@@ -155,9 +155,12 @@ class EventRows:
                                     self.interval if self._pending else 0)
                 rows, prune = self._take()
                 goal, stop = self._wanted, self._stop
-            self._write(rows)
-            if prune is not None:
-                prune()
+            try:
+                self._write(rows)
+                if prune is not None:
+                    prune()
+            except Exception:  # the writer must outlive any one bad batch
+                log.exception("audit writer: a batch failed")
             with self._cond:
                 self._written = goal
                 self._cond.notify_all()
