@@ -1,16 +1,16 @@
 """Sync: the connected registry's link to its parent (endpoint, mode, state, schedule,
 window, next run), a sync now with its live progress and a cancel, the run history, and the
-staged images: stage more, check their readiness, release a stage.
+staged images (their table and keys are console/screens/sync_staging.py's, mixed in).
 
 A run (a sync, or the pull of a stage) blocks for as long as the uplink needs, so it runs in a
 worker through `abandonable`: quitting cancels it (it stops at the next blob boundary) and
-never waits for it. While a stage is pulled, its items are read again a few times a second:
-each goes pending -> downloading -> verifying -> staged or failed in the store as it moves.
+never waits for it. A data dir has one run at a time: this pane's is `busy`, `live` and
+`_runner`, which a stage's pull claims through the hooks `run_started`, `open_uplink` and
+`run_ended`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import ClassVar, cast
 
@@ -23,29 +23,23 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Static
 
 from console.screens.base import View
+from console.screens.sync_staging import STAGING_BINDINGS, STAGING_HELP, StagingMixin
 from console.theme import Role
 from console.widgets.cluster_link import Abandoned, abandonable
-from console.widgets.confirm import ConfirmationModal
-from console.widgets.format import ago, duration, short_digest, size, when
-from console.widgets.stage_modal import StageModal, StageRequest
+from console.widgets.format import ago, duration, size, when
 from registry_core.errors import EdgeError, SyncInProgressError
 from registry_core.events import Subscription, SyncEvent, SyncFinished, SyncStarted
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
-from registry_core.sync import staging
 from registry_core.sync.runner import SyncRunner, open_runner
 from registry_core.sync.settings import load_settings
-from registry_core.sync.staging import Readiness
 from registry_core.sync.status import SyncStatus, read_status
 
 HISTORY_LIMIT = 50
-STAGE_POLL_SECONDS = 0.25
-"""How often the staged items are read again while this pane pulls a stage."""
 NOT_CONFIGURED = (
     "Not configured: run `edge-console sync configure --connection-string-file F` "
     "(--parent-ca PEM for a parent with a private CA)."
@@ -63,19 +57,6 @@ RUN_ROLES: dict[str, Role] = {
     "stopped": "secondary",
     "cancelled": "secondary",
     "failed": "error",
-}
-STAGE_ROLES: dict[str, Role] = {
-    "pending": "muted",
-    "downloading": "primary",
-    "verifying": "primary",
-    "staged": "success",
-    "failed": "error",
-}
-READY_ROLES: dict[str, Role] = {
-    "ready": "success",
-    "unverified": "warning",
-    "outdated": "warning",
-    "missing": "error",
 }
 
 
@@ -152,31 +133,6 @@ class SyncRunDone(Message):
         self.error = error
 
 
-class StageDone(Message):
-    def __init__(self, record: SyncRunRecord | None, items: list[StageItem],
-                 error: str = "") -> None:
-        super().__init__()
-        self.record = record
-        self.items = items
-        self.error = error
-
-
-class ReadinessChecked(Message):
-    def __init__(self, results: list[Readiness], parent_note: str) -> None:
-        super().__init__()
-        self.results = results
-        self.parent_note = parent_note
-        """Why the parent was not asked ('' when it was)."""
-
-
-class StageReleased(Message):
-    def __init__(self, stage: str, released: int, error: str = "") -> None:
-        super().__init__()
-        self.stage = stage
-        self.released = released
-        self.error = error
-
-
 def read_picture(view: SyncView) -> SyncPicture:
     """The status, history and staged images (blocking: a worker's call)."""
     edge = view.edge
@@ -198,79 +154,14 @@ def run_once(runner: SyncRunner) -> SyncRunRecord:
         runner.close()
 
 
-def stage_once(view: SyncView, runner: SyncRunner,
-               request: StageRequest) -> tuple[SyncRunRecord, list[StageItem]]:
-    """Pull and pin the request's images (blocking); the pins' expiry counts from now."""
-    expires_at = None if request.expires_in is None else time.time() + request.expires_in
-    try:
-        return staging.stage(view.edge.registry, runner, request.pairs, request.stage,
-                             expires_at)
-    finally:
-        runner.close()
-
-
-def check_once(view: SyncView, pairs: list[tuple[str, str]]) -> ReadinessChecked:
-    """Each image's readiness (blocking); with no parent to ask, what is here only."""
-    registry = view.edge.registry
-    try:
-        runner: SyncRunner | None = open_runner(registry, load_settings(view.edge.datadir))
-    except EdgeError as exc:
-        runner, note = None, str(exc)
-    else:
-        note = ""
-    try:
-        return ReadinessChecked(staging.check(registry, pairs, runner), note)
-    finally:
-        if runner is not None:
-            runner.close()
-
-
-def readiness_summary(results: list[Readiness]) -> str:
-    """'3 of 4 ready; missing: app/x:1': what the toast says after a check."""
-    ready = [r for r in results if r.ok]
-    text = f"{len(ready)} of {len(results)} ready"
-    for state in ("missing", "outdated"):
-        names = [f"{r.repository}:{r.tag}" for r in results if r.state == state]
-        if names:
-            text += f"; {state}: {', '.join(names)}"
-    unverified = sum(r.state == "unverified" for r in results)
-    if unverified:
-        text += f"; {unverified} here but not confirmed by the parent"
-    return text
-
-
-def images(count: int) -> str:
-    return f"{count} image{'' if count == 1 else 's'}"
-
-
-def release_body(stage: str, items: list[StageItem], at: float) -> str:
-    """What releasing the stage takes away, image by image."""
-    pinned = [i for i in items if i.pins(at)]
-    others = [i for i in items if not i.pins(at)]
-    lines = [f"Pins lost: {images(len(pinned))} of the stage {stage}. Deletes of them are no "
-             "longer refused, and a garbage collection may collect what nothing else keeps."]
-    lines += [f"  {i.repository}:{i.tag}  {short_digest(i.digest)}" for i in pinned]
-    if others:
-        lines.append(f"\nAlso leaving the list, not staged (they pin nothing): "
-                     f"{images(len(others))}.")
-        lines += [f"  {i.repository}:{i.tag}  {i.status}" for i in others]
-    lines.append("\nThe images themselves stay here; only the pins and the list go.")
-    return "\n".join(lines)
-
-
-class SyncView(View):
+class SyncView(StagingMixin, View):
     tab_id = "sync"
     tab_title = "Sync"
     help_notes = (
         "A sync copies from the parent what changed in the configured repositories; it\n"
         "deletes nothing, so it starts without asking. A run in another process (the\n"
         "serving registry's schedule) shows here too and can be cancelled the same way.\n"
-        "Staging pulls a deployment's images now, whatever the schedule, and pins them: GC\n"
-        "and deletes leave them alone until the stage is released (or expires). Each image\n"
-        "goes pending, downloading, verifying, then staged or failed (the reason says why).\n"
-        "A readiness check fills the Check column: ready (here with the parent's digest),\n"
-        "unverified (here; the parent could not confirm), outdated or missing. Release\n"
-        "acts on the stage of the row under the cursor and asks first."
+        + STAGING_HELP
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -278,13 +169,7 @@ class SyncView(View):
                 tooltip="sync now: pull what changed on the parent (copies, deletes nothing)"),
         Binding("x", "cancel", "Cancel run", id="sync.cancel",
                 tooltip="cancel the sync in progress (it stops at the next blob boundary)"),
-        Binding("plus", "stage_images", "Stage", id="sync.stage", key_display="+",
-                tooltip="stage images: pull REPO:TAG from the parent now and pin them"),
-        Binding("C", "check_readiness", "Check", id="sync.check",
-                tooltip="check readiness: is each staged image here with the parent's digest"),
-        Binding("R", "release_stage", "Release", id="sync.release",
-                tooltip="release the stage under the cursor: its images lose their pin "
-                        "(asks first)"),
+        *STAGING_BINDINGS,
     ]
 
     picture: reactive[SyncPicture | None] = reactive(None, init=False)
@@ -292,16 +177,11 @@ class SyncView(View):
     busy: reactive[bool] = reactive(False, init=False)
     """This pane started a run that has not ended yet."""
     live: reactive[SyncLive] = reactive(SyncLive(), init=False)
-    readiness: reactive[dict[tuple[str, str], Readiness]] = reactive(dict, init=False)
-    """The last readiness check, by (repository, tag)."""
-    checking: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self._events: Subscription[SyncEvent] | None = None
         self._runner: SyncRunner | None = None
-        self._staging: Timer | None = None
-        """Reads the staged items again while this pane pulls a stage."""
         self._reads = 0
         """Reads of the data dir asked for; only the newest one's answer is shown."""
 
@@ -316,18 +196,11 @@ class SyncView(View):
             yield Static("Run history", classes="section")
             history: DataTable[str | Text] = DataTable(id="sync-history", cursor_type="row")
             yield history
-            yield Static("Staged images", classes="section")
-            yield Static("", id="sync-stage-note")
-            stages: DataTable[str | Text] = DataTable(id="sync-stages", cursor_type="row")
-            yield stages
+            yield from self.compose_staging()
 
     @property
     def history_table(self) -> DataTable[str | Text]:
         return cast("DataTable[str | Text]", self.query_one("#sync-history", DataTable))
-
-    @property
-    def stages_table(self) -> DataTable[str | Text]:
-        return cast("DataTable[str | Text]", self.query_one("#sync-stages", DataTable))
 
     def main_widget(self) -> Widget | None:
         return self.query_one("#sync-run", Button)
@@ -340,11 +213,7 @@ class SyncView(View):
                            ("Tags changed", "tags"), ("Manifests", "manifests"),
                            ("Blobs", "blobs"), ("Copied", "bytes"), ("Errors", "errors")):
             history.add_column(label, key=key)
-        stages = self.stages_table
-        for label, key in (("Stage", "stage"), ("Image", "image"), ("Status", "status"),
-                           ("Check", "check"), ("Digest", "digest"), ("Expires", "expires"),
-                           ("Reason", "reason")):
-            stages.add_column(label, key=key)
+        self.add_stage_columns()
         self._events = self.edge.registry.events.subscribe(self._event, SyncEvent)
         self.load()
 
@@ -409,13 +278,6 @@ class SyncView(View):
     def watch_busy(self) -> None:
         self.watch_live()
 
-    def watch_readiness(self) -> None:
-        if self.picture is not None:
-            self.fill_stages(self.picture.stages)
-
-    def watch_checking(self) -> None:
-        self.watch_readiness()
-
     def watch_live(self) -> None:
         live = self.live
         self.query_one("#sync-cancel", Button).disabled = not (self.busy or live.running)
@@ -428,10 +290,6 @@ class SyncView(View):
             widget.update(self.live_text(live))
 
     # ---- painting ----------------------------------------------------------------------------
-
-    def role_style(self, roles: dict[str, Role], value: str, *, bold: bool = False) -> Style:
-        role = roles.get(value)
-        return self.style(role, bold=bold) if role else Style()
 
     def connection_text(self, status: SyncStatus) -> Text:
         text = Text()
@@ -511,35 +369,9 @@ class SyncView(View):
                 key=str(record.id),
             )
 
-    def fill_stages(self, items: list[StageItem]) -> None:
-        note = self.query_one("#sync-stage-note", Static)
-        note.update("No staged images (+ to stage some)." if not items else "")
-        note.display = not items
-        table = self.stages_table
-        table.display = bool(items)
-        row = table.cursor_row
-        table.clear()
-        for item in items:
-            status = Text(item.status, style=self.role_style(STAGE_ROLES, item.status))
-            expires = "when released" if item.expires_at is None else when(item.expires_at)
-            check, problem = self.check_cell(item)
-            table.add_row(item.stage, f"{item.repository}:{item.tag}", status, check,
-                          short_digest(item.digest), expires, item.reason or problem,
-                          key=str(item.id))
-        if 0 < row < len(items):  # a re-read (while staging) keeps the technician's row
-            table.move_cursor(row=row, animate=False)
-
-    def check_cell(self, item: StageItem) -> tuple[Text, str]:
-        """The Check column (the last readiness check) and, when not ready, why."""
-        if self.checking:
-            return Text("checking…", style=self.style("muted")), ""
-        result = self.readiness.get((item.repository, item.tag))
-        if result is None:
-            return Text("-", style=self.style("muted")), ""
-        return Text(result.state, style=self.role_style(READY_ROLES, result.state)), \
-            "" if result.state == "ready" else result.message
-
     # ---- running -----------------------------------------------------------------------------
+
+    # The hooks StagingMixin asks for, up to run_ended (a sync now uses them too).
 
     def ready_to_run(self) -> bool:
         """Sync configured and no run under way; if not, said in a toast."""
@@ -552,22 +384,39 @@ class SyncView(View):
             return False
         return True
 
+    def staged_items(self) -> list[StageItem]:
+        return self.picture.stages if self.picture is not None else []
+
+    def run_started(self, note: str) -> None:
+        self.busy = True
+        self.live = SyncLive(note=note)
+
+    def open_uplink(self) -> SyncRunner:
+        edge = self.edge
+        runner = open_runner(edge.registry, load_settings(edge.datadir))
+        self._runner = runner
+        return runner
+
+    def run_ended(self, error: str = "") -> None:
+        self.busy = False
+        self._runner = None
+        if error:
+            self.edge.error(error)
+            self.live = SyncLive(error=error)
+
     def action_sync_now(self) -> None:
         if not self.ready_to_run():
             return
-        self.busy = True
-        self.live = SyncLive(note="Starting…")
+        self.run_started("Starting…")
         self.run_sync()
 
     @work(thread=True, exclusive=True, group="sync-run", exit_on_error=False)
     def run_sync(self) -> None:
-        edge = self.edge
         try:
-            runner = open_runner(edge.registry, load_settings(edge.datadir))
+            runner = self.open_uplink()
         except EdgeError as exc:
             self.post_message(SyncRunDone(None, f"Not started: {exc}"))
             return
-        self._runner = runner
         try:
             record = abandonable(lambda: run_once(runner))
         except Abandoned:  # the app is closing; the run stops by itself (cancel is set)
@@ -589,11 +438,8 @@ class SyncView(View):
 
     @on(SyncRunDone)
     def _run_done(self, message: SyncRunDone) -> None:
-        self.busy = False
-        self._runner = None
+        self.run_ended(message.error)
         if message.error:
-            self.edge.error(message.error)
-            self.live = SyncLive(error=message.error)
             self.load()
             return
         record = message.record
@@ -642,160 +488,3 @@ class SyncView(View):
     @on(Button.Pressed, "#sync-cancel")
     def _cancel_pressed(self) -> None:
         self.action_cancel()
-
-    # ---- staging -----------------------------------------------------------------------------
-
-    def action_stage_images(self) -> None:
-        if not self.ready_to_run():
-            return
-        chosen = self.chosen_item()
-
-        def decided(request: StageRequest | None) -> None:
-            if request is not None and self.ready_to_run():
-                self.start_staging(request)
-
-        self.app.push_screen(
-            StageModal(chosen.stage if chosen is not None else staging.DEFAULT_STAGE), decided
-        )
-
-    def start_staging(self, request: StageRequest) -> None:
-        self.busy = True
-        self.readiness = {k: v for k, v in self.readiness.items() if k not in request.pairs}
-        count = len(request.pairs)
-        self.live = SyncLive(note=f"Staging {count} image{'s' if count != 1 else ''} "
-                                  f"in {request.stage}…")
-        self._staging = self.set_interval(STAGE_POLL_SECONDS, self.load)
-        self.run_stage(request)
-
-    @work(thread=True, exclusive=True, group="sync-run", exit_on_error=False)
-    def run_stage(self, request: StageRequest) -> None:
-        edge = self.edge
-        try:
-            runner = open_runner(edge.registry, load_settings(edge.datadir))
-        except EdgeError as exc:
-            self.post_message(StageDone(None, [], f"Not staged: {exc}"))
-            return
-        self._runner = runner
-        try:
-            record, items = abandonable(lambda: stage_once(self, runner, request))
-        except Abandoned:  # the app is closing; the run stops by itself (cancel is set)
-            return
-        except SyncInProgressError as exc:
-            self.post_message(StageDone(None, [], f"Not staged: {exc}"))
-            return
-        except (EdgeError, OSError) as exc:
-            self.post_message(StageDone(None, [], f"Staging failed: {exc}"))
-            return
-        self.post_message(StageDone(record, items))
-
-    @on(StageDone)
-    def _stage_done(self, message: StageDone) -> None:
-        self.busy = False
-        self._runner = None
-        if self._staging is not None:
-            self._staging.stop()
-            self._staging = None
-        self.load()
-        if message.error:
-            self.edge.error(message.error)
-            self.live = SyncLive(error=message.error)
-            return
-        items, record = message.items, message.record
-        assert record is not None
-        failed = [i for i in items if i.status != "staged"]
-        text = f"{len(items) - len(failed)} of {len(items)} staged (sync run #{record.id})."
-        if failed:
-            text += " Failed: " + "; ".join(
-                f"{i.repository}:{i.tag} ({i.reason or i.status})" for i in failed)
-        self.edge.notify(text, title="Stage", severity="warning" if failed else "information",
-                         timeout=8, markup=False)
-        self.edge.content_changed()
-
-    def chosen_item(self) -> StageItem | None:
-        """The staged item under the table's cursor."""
-        items = self.picture.stages if self.picture is not None else []
-        row = self.stages_table.cursor_row
-        return items[row] if 0 <= row < len(items) else None
-
-    def action_check_readiness(self) -> None:
-        items = self.picture.stages if self.picture is not None else []
-        if not items:
-            self.edge.notify("Nothing is staged: nothing to check.", severity="warning")
-            return
-        if self.checking:
-            self.edge.notify("A readiness check is already under way.", severity="warning")
-            return
-        self.checking = True
-        self.check_readiness(list(dict.fromkeys((i.repository, i.tag) for i in items)))
-
-    @work(thread=True, exclusive=True, group="sync-check", exit_on_error=False)
-    def check_readiness(self, pairs: list[tuple[str, str]]) -> None:
-        try:
-            checked = abandonable(lambda: check_once(self, pairs))
-        except Abandoned:
-            return
-        except (EdgeError, OSError) as exc:
-            checked = ReadinessChecked([], f"the check failed: {exc}")
-        self.post_message(checked)
-
-    @on(ReadinessChecked)
-    def _checked(self, message: ReadinessChecked) -> None:
-        results = message.results
-        self.readiness = {(r.repository, r.tag): r for r in results}
-        self.checking = False
-        if not results:
-            self.edge.error(f"Readiness not known: {message.parent_note}")
-            return
-        text = readiness_summary(results)
-        if message.parent_note:
-            text += f". The parent was not asked: {message.parent_note}"
-        severity: SeverityLevel = "information"
-        if not all(r.ok for r in results):
-            severity = "error"
-        elif any(r.state != "ready" for r in results):
-            severity = "warning"
-        self.edge.notify(text, title="Readiness", severity=severity, timeout=10, markup=False)
-
-    def action_release_stage(self) -> None:
-        chosen = self.chosen_item()
-        if chosen is None:
-            self.edge.notify("Nothing is staged: no stage to release.", severity="warning")
-            return
-        if self._staging is not None:
-            self.edge.notify("A stage is being pulled: release once it ends.",
-                             severity="warning")
-            return
-        name = chosen.stage
-        assert self.picture is not None
-        items = [i for i in self.picture.stages if i.stage == name]
-        now = time.time()  # pins end by the real clock (the store's), not the pane's
-        pinned = sum(i.pins(now) for i in items)
-
-        def decided(confirmed: bool | None) -> None:
-            if confirmed:
-                self.release(name)
-
-        self.app.push_screen(
-            ConfirmationModal(f"Release the stage {name}? Pins lost: {images(pinned)}.",
-                              release_body(name, items, now), confirm_label="Release"),
-            decided,
-        )
-
-    @work(thread=True, group="sync-release", exit_on_error=False)
-    def release(self, name: str) -> None:
-        try:
-            released = staging.release(self.edge.registry, name)
-        except EdgeError as exc:
-            self.post_message(StageReleased(name, 0, f"Not released: {exc}"))
-            return
-        self.post_message(StageReleased(name, released))
-
-    @on(StageReleased)
-    def _released(self, message: StageReleased) -> None:
-        self.load()
-        if message.error:
-            self.edge.error(message.error)
-            return
-        self.edge.notify(f"Released the stage {message.stage}: {message.released} images "
-                         "unpinned.", title="Stage", markup=False)
-        self.edge.content_changed()
