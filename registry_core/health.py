@@ -77,10 +77,14 @@ class Vitals:
 
 class ReclaimableCache:
     """The usage report's reclaimable bytes, made again only when stale (see the ages above).
-    `refresh` is called from one worker thread at a time (the face makes sure)."""
 
-    def __init__(self, registry: Registry) -> None:
+    Call `stale` and `refresh` on one thread, and one that commits nothing: the change counter
+    is that thread's connection's, which moves with the commits of every other connection but
+    not with its own (SQLite's data_version)."""
+
+    def __init__(self, registry: Registry, min_age: float = REPORT_MIN_AGE_SECONDS) -> None:
         self.registry = registry
+        self.min_age = min_age
         self.report: UsageReport | None = None
         self._made_at = 0.0
         self._counter: int | None = None
@@ -91,7 +95,7 @@ class ReclaimableCache:
         age = time.monotonic() - self._made_at
         if age >= REPORT_MAX_AGE_SECONDS:
             return True
-        return age >= REPORT_MIN_AGE_SECONDS and self.registry.change_counter() != self._counter
+        return age >= self.min_age and self.registry.change_counter() != self._counter
 
     def refresh(self) -> None:
         counter = self.registry.change_counter()

@@ -4,9 +4,12 @@ one scrape of the live server over TLS."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
-from api_helpers import push_blob, push_image, sha256
+from api_helpers import make_app, make_client, push_blob, push_image, sha256
 from prometheus_client.parser import text_string_to_metric_families
 from support import LiveServer
 
@@ -16,9 +19,12 @@ from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.gc import GarbageCollector
 from registry_core.http.metrics import route_of
+from registry_core.http.observability import ObservedApp
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.usage import usage_report
+
+HANG_GUARD = 60.0
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -127,6 +133,25 @@ async def test_reclaimable_bytes_and_gc_runs(api: httpx.AsyncClient, registry: R
         run.finished_at - run.started_at)
     assert value(s, "edge_registry_gc_last_finished_timestamp_seconds") == run.finished_at
     assert value(s, "edge_registry_storage_used_bytes") == usage_report(registry).used_bytes
+
+
+async def test_the_reclaimable_bytes_follow_a_delete(
+    registry: Registry, datadir: DataDir, credentials: tuple[str, str]
+) -> None:
+    """The usage report behind them is made again in the background once stale (here at
+    once: no minimum age); scrapes meanwhile serve the one before."""
+    registry.config.gc.grace_period_seconds = 0
+    app = ObservedApp(make_app(registry, datadir), report_min_age=0)
+    async with make_client(app, credentials) as api:  # type: ignore[arg-type]
+        doomed = await push_image(api, "team/old", "v1", layers=[b"O" * 2000])
+        assert value(await scrape(api), "edge_registry_storage_reclaimable_bytes") == 0
+        assert (await api.delete(f"/v2/team/old/manifests/{doomed.digest}")).status_code == 202
+        freed = doomed.doc["config"]["size"] + 2000 + doomed.size
+        deadline = time.monotonic() + HANG_GUARD
+        while value(s := await scrape(api), "edge_registry_storage_reclaimable_bytes") != freed:
+            assert time.monotonic() < deadline, s
+            await asyncio.sleep(0.02)
+    app.app.authenticator.close()
 
 
 async def test_refused_pushes_by_reason(

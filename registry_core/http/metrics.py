@@ -14,7 +14,9 @@ import asyncio
 import json
 import logging
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -24,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from registry_core.errors import EdgeError, RegistryError, Unauthorized
-from registry_core.health import ReclaimableCache, Vitals, read_vitals
+from registry_core.health import REPORT_MIN_AGE_SECONDS, ReclaimableCache, Vitals, read_vitals
 from registry_core.http.app import RegistryApp, error_response
 from registry_core.http.common import in_thread
 from registry_core.identity import METRICS_READ, authorize
@@ -40,6 +42,7 @@ layer's upload minutes."""
 REFUSALS = ("access", "read_only", "low_space")
 _WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 PREFIX = "edge_registry"
+T = TypeVar("T")
 
 
 _BY_PARENT = {"manifests": "manifests", "blobs": "blobs", "referrers": "referrers"}
@@ -236,13 +239,16 @@ def _sync(v: Vitals) -> Iterator[Metric]:
 class MetricsEndpoint:
     """Answers /metrics for the admin, or a token granted metrics/read."""
 
-    def __init__(self, app: RegistryApp, counts: RequestCounts) -> None:
+    def __init__(self, app: RegistryApp, counts: RequestCounts,
+                 report_min_age: float = REPORT_MIN_AGE_SECONDS) -> None:
         self.app = app
         self.collector = RegistryCollector(counts)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        self.reclaimable = ReclaimableCache(app.registry)
-        self._refreshing: asyncio.Task[None] | None = None
+        self.reclaimable = ReclaimableCache(app.registry, report_min_age)
+        self._usage_thread = ThreadPoolExecutor(1, thread_name_prefix="metrics-usage")
+        """Where the usage report is made and its staleness asked (ReclaimableCache)."""
+        self._refreshing: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = scope["method"] == "HEAD"
@@ -275,8 +281,8 @@ class MetricsEndpoint:
         cache = self.reclaimable
         try:
             if cache.report is None and self._refreshing is None:
-                await in_thread(cache.refresh)  # the first scrape waits for it
-            elif self._refreshing is None and await in_thread(cache.stale):
+                await self._on_usage_thread(cache.refresh)  # the first scrape waits for it
+            elif self._refreshing is None and await self._on_usage_thread(cache.stale):
                 self._refreshing = asyncio.ensure_future(self._refresh())
             self.collector.vitals = await in_thread(read_vitals, self.app.registry,
                                                     cache.report)
@@ -284,9 +290,13 @@ class MetricsEndpoint:
             log.warning("metrics without the storage figures: %s", exc)
             self.collector.vitals = None
 
+    async def _on_usage_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._usage_thread, fn)
+
     async def _refresh(self) -> None:
+        """Made while later scrapes serve the report before it."""
         try:
-            await in_thread(self.reclaimable.refresh)
+            await self._on_usage_thread(self.reclaimable.refresh)
         except EdgeError as exc:
             log.warning("could not refresh the usage report: %s", exc)
         finally:

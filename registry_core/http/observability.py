@@ -7,6 +7,7 @@ import time
 
 from starlette.types import Message, Receive, Scope, Send
 
+from registry_core.health import REPORT_MIN_AGE_SECONDS
 from registry_core.http.app import RegistryApp
 from registry_core.http.health import HealthEndpoint
 from registry_core.http.metrics import MetricsEndpoint, RequestCounts, refusal_reason, route_of
@@ -20,11 +21,13 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class ObservedApp:
     """Wraps a RegistryApp; /healthz and /metrics are not counted among the requests."""
 
-    def __init__(self, app: RegistryApp) -> None:
+    def __init__(self, app: RegistryApp, report_min_age: float = REPORT_MIN_AGE_SECONDS) -> None:
+        """`report_min_age`: how often at most the usage report behind the reclaimable bytes
+        is made again (registry_core/health.py)."""
         self.app = app
         self.counts = RequestCounts()
         self.health = HealthEndpoint(app.registry)
-        self.metrics = MetricsEndpoint(app, self.counts)
+        self.metrics = MetricsEndpoint(app, self.counts, report_min_age)
 
     @property
     def registry(self) -> Registry:
