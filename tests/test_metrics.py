@@ -5,6 +5,7 @@ one scrape of the live server over TLS."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -17,6 +18,7 @@ from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
+from registry_core.events import GCEvent, GCStarted
 from registry_core.gc import GarbageCollector
 from registry_core.http.metrics import route_of
 from registry_core.http.observability import ObservedApp
@@ -120,13 +122,31 @@ async def test_reclaimable_bytes_and_gc_runs(api: httpx.AsyncClient, registry: R
     assert value(s, "edge_registry_gc_runs_total", status="succeeded") == 0
     assert ("edge_registry_gc_last_duration_seconds", frozenset()) not in s
 
+    assert value(s, "edge_registry_gc_running") == 0
+
+    started, release = threading.Event(), threading.Event()
+
+    def hold(event: GCEvent) -> None:  # the run waits on its first event, its row written
+        if isinstance(event, GCStarted):
+            started.set()
+            assert release.wait(HANG_GUARD)
+
     gc = GarbageCollector(registry)
     try:
-        run = gc.run(grace_period=0)
+        running = asyncio.ensure_future(asyncio.to_thread(gc.run, grace_period=0,
+                                                          on_event=hold))
+        assert await asyncio.to_thread(started.wait, HANG_GUARD)
+        s = await scrape(api)
+        release.set()
+        run = await running
     finally:
+        release.set()
         gc.close()
+    assert value(s, "edge_registry_gc_running") == 1
+    assert value(s, "edge_registry_gc_runs_total", status="succeeded") == 0
     assert run.bytes_freed == freed
     s = await scrape(api)
+    assert value(s, "edge_registry_gc_running") == 0
     assert value(s, "edge_registry_gc_runs_total", status="succeeded") == 1
     assert run.finished_at is not None
     assert value(s, "edge_registry_gc_last_duration_seconds") == (
