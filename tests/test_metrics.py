@@ -24,6 +24,7 @@ from registry_core.http.metrics import route_of
 from registry_core.http.observability import ObservedApp
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
+from registry_core.sync.connection import parse_connection_string, save_connection
 from registry_core.usage import usage_report
 
 HANG_GUARD = 60.0
@@ -172,6 +173,19 @@ async def test_the_reclaimable_bytes_follow_a_delete(
             assert time.monotonic() < deadline, s
             await asyncio.sleep(0.02)
     app.app.authenticator.close()
+
+
+async def test_the_sync_state_once_configured(api: httpx.AsyncClient, datadir: DataDir
+                                              ) -> None:
+    """A connection string stored and no run yet: Offline, the one state set."""
+    save_connection(datadir, parse_connection_string(
+        "ConnectedRegistryName=edgesite1;SyncTokenName=sync;SyncTokenPassword=secret-pass;"
+        "ParentGatewayEndpoint=127.0.0.1:9;ParentEndpointProtocol=https"))
+    s = await scrape(api)
+    states = {dict(labels)["state"]: v for (name, labels), v in s.items()
+              if name == "edge_registry_sync_state"}
+    assert states == {"Online": 0, "Offline": 1, "Syncing": 0, "Unhealthy": 0,
+                      "NotConfigured": 0}
 
 
 async def test_refused_pushes_by_reason(
