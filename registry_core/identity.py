@@ -9,9 +9,12 @@ patterns and the actions below, as the appliance's scope maps name them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from registry_core.errors import Denied
+
+if TYPE_CHECKING:
+    from registry_core.store import Store
 
 IdentityKind = Literal["admin", "token", "system"]
 """'admin': the registry's own credentials. 'token': a client token, which may do what its
@@ -90,6 +93,10 @@ class Authenticates(Protocol):
 
     async def authenticate(self, authorization: str | None) -> Identity | None:
         """The identity the header proves, or None (then the answer is 401)."""
+        ...
+
+    def attach_store(self, store: Store) -> None:
+        """Check client tokens against `store` (the app calls it with its registry's)."""
         ...
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from registry_core.errors import BlobUnknown, Denied
 from registry_core.http.app import RegistryApp
 from registry_core.identity import CONSOLE, GC, Identity, authorize
 from registry_core.registry import Registry
+from registry_core.store import Store
 
 UPLOAD = "/v2/acl/app/blobs/uploads/0b8e1f3a-6a0c-4c55-9a43-6f1d2c3b4a59"
 DIGEST = "sha256:" + "0" * 64
@@ -46,6 +47,9 @@ class TokenWithoutScopes:
 
     async def authenticate(self, authorization: str | None) -> Identity | None:
         return Identity("ci-token", "token")
+
+    def attach_store(self, store: Store) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -28,6 +28,7 @@ from registry_core.certs import write_atomic
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, EdgeError, NotEnabledError
 from registry_core.identity import Identity, admin
+from registry_core.store import Store
 
 log = logging.getLogger("edge_registry.auth")
 CACHE_SIZE = 1024
@@ -115,7 +116,7 @@ class Authenticator:
         """scrypt runs so far (cached verdicts run none)."""
         # A constant-cost stand-in so that unknown users take as long as wrong passwords.
         self._dummy_hash = hash_password(secrets.token_urlsafe(16))
-        self._tokens = TokenCheck(datadir.database, self._dummy_hash)
+        self._tokens: TokenCheck | None = None
         self._reload_if_changed()
 
     def check(self, authorization: str | None) -> Identity | None:
@@ -138,12 +139,16 @@ class Authenticator:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._verify, key, *parsed)
 
+    def attach_store(self, store: Store) -> None:
+        """Check client tokens against `store` (the served registry's); until then, only
+        the admin's credentials work."""
+        self._tokens = TokenCheck(store, self._dummy_hash)
+
     def close(self) -> None:
         """Stop the password-check pool once the server no longer calls `authenticate`:
         checks still queued are cancelled, the one running finishes, its threads are gone on
         return. `check` (on the caller's thread) keeps working."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._tokens.close()
 
     def _lookup(self, authorization: str | None) -> tuple[bytes | None, Identity | None]:
         """(cache key, cached identity); no key when there is nothing to check."""
@@ -162,14 +167,15 @@ class Authenticator:
 
     def _cached_token(self, key: bytes) -> Identity | None:
         verdict = self._token_cache.get(key)
-        if verdict is None:
+        if verdict is None or self._tokens is None:
             return None
         try:
             generation = self._tokens.current_generation()
         except EdgeError:
             log.warning("token check: the store did not answer", exc_info=True)
-            generation = -1
-        if generation != verdict.generation or time.time() >= verdict.expires_at:
+            generation = 1 << 62  # fail closed: no cached verdict of a token holds
+        # A verdict newer than the generation last read is current (it was read with it).
+        if verdict.generation < generation or time.time() >= verdict.expires_at:
             self._token_cache.pop(key, None)
             return None
         return verdict.identity
@@ -193,6 +199,9 @@ class Authenticator:
         return identity
 
     def _verify_token(self, key: bytes, name: str, password: str) -> Identity | None:
+        if self._tokens is None:
+            verify_password(self._dummy_hash, password)  # as long as a wrong password
+            return None
         try:
             verdict = self._tokens.verify(name, password)
         except EdgeError:

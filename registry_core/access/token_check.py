@@ -1,10 +1,13 @@
 """Checking a client token's password, for the Authenticator (credentials.py).
 
 The store's token generation (bumped by every token change, in any process) says when a
-verdict may be stale. Reading it costs a query, so it is read only when SQLite's
-`data_version` (a pragma answered from shared memory) says another connection committed
-something: a request of a logged-in token costs one pragma, and a push elsewhere one query
-more, never a password check.
+cached verdict may be stale. Reading it is a query (about 10 µs on the test machine; SQLite's
+`data_version` pragma costs 7 µs through the store and moves only when the connection starts
+a read), so a request of a logged-in token does not read it: the generation is read again at
+most every RECHECK_INTERVAL, and at once after a change made in this process (`note_change`,
+called by the token operations after their commit). A change made by another process (the
+CLI) is so honoured within RECHECK_INTERVAL; one made here, on the next request. A password's
+expiry is checked on every request (credentials.py).
 """
 
 from __future__ import annotations
@@ -12,13 +15,25 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from registry_core.access.passwords import verify_password
 from registry_core.access.scopes import AccessError, ScopeMap
 from registry_core.errors import EdgeError
 from registry_core.identity import Identity
 from registry_core.store import Store
+
+RECHECK_INTERVAL = 0.5
+"""Seconds between two reads of the token generation while nothing changed in this process."""
+
+_changes = 0
+_changes_lock = threading.Lock()
+
+
+def note_change() -> None:
+    """A token changed in this process (after its commit): verdicts must be checked again."""
+    global _changes
+    with _changes_lock:
+        _changes += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,23 +47,21 @@ class TokenVerdict:
 
 
 class TokenCheck:
-    """Token passwords against one registry.db, opened on first use (a data dir that was
-    never served has no tokens)."""
+    """Token passwords against the registry's store (its own: a second Store on the same
+    database in one process is avoided, as migrations.py reads the file's header with a
+    plain open(), and closing that drops the process's POSIX locks on it)."""
 
-    def __init__(self, database: Path, dummy_hash: str) -> None:
-        self._path = database
+    def __init__(self, store: Store, dummy_hash: str) -> None:
+        self._store = store
         self._dummy_hash = dummy_hash
-        self._lock = threading.Lock()
-        self._store: Store | None = None
-        self._local = threading.local()
+        self._generation = 0
+        self._seen_changes = -1
+        self._next_read = 0.0
 
     def verify(self, name: str, password: str) -> TokenVerdict | None:
         """The verdict if `password` is a current password of the enabled token `name`.
         Blocking (scrypt): call it off the event loop."""
-        store = self._open()
-        if store is None:
-            verify_password(self._dummy_hash, password)
-            return None
+        store = self._store
         generation = store.tokens.generation()  # before the row: a later change is seen
         row = store.tokens.get(name)
         now = time.time()
@@ -66,29 +79,16 @@ class TokenCheck:
         return None
 
     def current_generation(self) -> int:
-        """The store's token generation, read again only when another connection has
-        committed since the last call (on the calling thread's connection)."""
+        """The store's token generation as of at most RECHECK_INTERVAL ago, or as of now
+        after a change in this process."""
         store = self._store
-        if store is None:
-            return 0
-        local = self._local  # data_version counts per connection, one per thread
-        version = store.change_counter()
-        if version != getattr(local, "version", None):
-            local.generation = store.tokens.generation()
-            local.version = version
-        generation: int = local.generation
-        return generation
-
-    def close(self) -> None:
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-
-    def _open(self) -> Store | None:
-        with self._lock:
-            if self._store is None and self._path.exists():
-                self._store = Store(self._path)
-            return self._store
+        now = time.monotonic()
+        if now < self._next_read and _changes == self._seen_changes:
+            return self._generation
+        self._seen_changes = _changes  # before the read: a change after it is seen next time
+        self._generation = store.tokens.generation()
+        self._next_read = now + RECHECK_INTERVAL
+        return self._generation
 
 
 def grants_of(scope_map: str, rules: list[object]) -> ScopeMap:

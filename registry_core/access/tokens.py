@@ -7,7 +7,7 @@ password is shown once, when made, and kept only as an scrypt hash. A token made
 already keeps maps apart from tokens).
 
 Every change is one transaction, then an AccessChanged event on the registry's bus; a server
-on the same data dir notices it through the store's token generation (credentials.py).
+on the same data dir notices it through the store's token generation (token_check.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from registry_core.access.credentials import generate_password, hash_password, read_credentials
 from registry_core.access.scopes import AccessError, Rule, ScopeMap
+from registry_core.access.token_check import note_change
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
 from registry_core.events import AccessChanged, EventBus
@@ -184,6 +185,7 @@ class TokenAdmin:
             raise AccessError(f"token name {name!r} is the admin's user name")
 
     def _changed(self, action: str, target: str, who: Identity, **detail: Any) -> None:
+        note_change()
         self.events.emit(AccessChanged(identity=who.name, action=action, target=target,
                                        detail=detail))
 

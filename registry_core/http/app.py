@@ -83,6 +83,7 @@ class RegistryApp:
     ) -> None:
         self.registry = registry
         self.authenticator = authenticator
+        authenticator.attach_store(registry.store)  # tokens: checked against this store
         self.access_logging = access_logging
         self.stats = Stats()
         self.manifests = ManifestCache(registry)

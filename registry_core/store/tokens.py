@@ -46,10 +46,10 @@ _TOKEN_SELECT = (
 class Tokens(Queries):
     def generation(self) -> int:
         """A number every token or scope-map change increases."""
-        row = self._conn.execute(
+        rows = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'tokens_generation'"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def get(self, name: str) -> TokenRow | None:
         row = self._conn.execute(f"{_TOKEN_SELECT} WHERE t.name = ?", (name,)).fetchone()
