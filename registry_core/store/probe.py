@@ -1,6 +1,10 @@
 """Does the database answer? One trivial read on a connection of its own, as a new process
 would see the file: the store's long-lived connections keep working on a registry.db that was
-removed, and answer from their page cache when its pages were damaged on disk."""
+removed, and answer from their page cache when its pages were damaged on disk.
+
+The file is opened through SQLite only, never with a plain open(): closing a descriptor drops
+every POSIX lock the process holds on the file, and SQLite, which knows the process's other
+connections to the same file, keeps such a descriptor until their locks are released."""
 
 from __future__ import annotations
 
