@@ -94,8 +94,9 @@ class Authenticator:
     scrypt costs tens of milliseconds on purpose, so a header that verified once is
     remembered (by a MAC of its exact value under a per-process key, so the cache never
     holds passwords). Only successes are cached; the admin's verdicts go when users.json
-    changes, a token's when any token changes (the store's token generation, looked at on
-    every request of a token) or its password expires (checked on every request).
+    changes, a token's when any token changes (the store's token generation: within
+    token_check.RECHECK_INTERVAL for a change by another process, at once for one made in
+    this process) or its password expires (checked on every request).
     On the server, `authenticate` runs each password check in a small pool of its own: a
     storm of wrong passwords queues there and never stalls the event loop, and cached
     verdicts (every request of a client already logged in) are answered on the loop.
