@@ -8,6 +8,7 @@ by count (each batch its own short transaction, so that pruning never holds up a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,13 +52,16 @@ class NewAuditRow:
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """What a query keeps; None: any. `since`/`until` are epoch seconds (until excluded)."""
+    """What a query keeps; None: any. `since`/`until` are epoch seconds (until excluded);
+    `text` keeps rows whose principal, action or repository contains it (case-insensitive,
+    for a filter typed as you go)."""
 
     since: float | None = None
     until: float | None = None
     principal: str | None = None
     action: str | None = None
     repository: str | None = None
+    text: str | None = None
 
 
 _COLUMNS = ("id, at, principal, principal_kind, address, action, repository, reference, "
@@ -89,6 +93,11 @@ def _where(chosen: AuditFilter, before_id: int | None = None) -> tuple[str, list
         if value is not None:
             clauses.append(f"{column} {op} ?")
             params.append(value)
+    if chosen.text:
+        like = "%" + re.sub(r"([\\%_])", r"\\\1", chosen.text) + "%"
+        clauses.append("(principal LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\' "
+                       "OR repository LIKE ? ESCAPE '\\')")
+        params += [like, like, like]
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
