@@ -104,6 +104,10 @@ class Authenticates(Protocol):
         """Check client tokens against `store` (the app calls it with its registry's)."""
         ...
 
+    def refusal(self, authorization: str) -> str:
+        """Why `authorization` was just refused (for LoginFailed), never told the client."""
+        ...
+
     def close(self) -> None:
         """Release what checking holds (threads); the face's owner calls it after serving."""
         ...

@@ -193,8 +193,17 @@ async def test_v2_answers_any_valid_token_and_401_for_wrong_credentials(
     assert await status(app, ("nobody", password), "/v2/") == 401
     async with make_client(app) as anonymous:  # a client's first try: no event
         assert (await anonymous.get("/v2/")).status_code == 401
-    assert [(f.principal, f.address) for f in failures] == [
-        ("scraper", "127.0.0.1"), ("nobody", "127.0.0.1")]
+    TokenAdmin(registry).disable("scraper", who=CONSOLE)
+    assert await status(app, (name, password), "/v2/") == 401
+    async with make_client(app) as client:
+        malformed = await client.get("/v2/", headers={"Authorization": "Basic !!"})
+    assert malformed.status_code == 401
+    assert [(f.principal, f.address, f.reason) for f in failures] == [
+        ("scraper", "127.0.0.1", "wrong password"),
+        ("nobody", "127.0.0.1", "no such user or token"),
+        ("scraper", "127.0.0.1", "token disabled"),
+        ("", "127.0.0.1", "malformed Authorization header"),
+    ]
 
 
 async def test_a_mount_needs_read_on_its_source(
@@ -218,10 +227,13 @@ async def test_a_mount_needs_read_on_its_source(
 async def test_an_expired_password_is_refused_though_its_verdict_was_cached(
     registry: Registry, app: RegistryApp
 ) -> None:
+    failures: list[LoginFailed] = []
+    registry.events.subscribe(failures.append, LoginFailed)
     short = token(registry, "short", "app/*:metadata/read", days=3 / 86400)
     assert await status(app, short) in (200, 404)  # allowed (app/web holds nothing yet)
     await until_status(app, short, 401)
     assert await status(app, short) == 401
+    assert {f.reason for f in failures} == {"password expired"}
 
 
 async def test_rotation_keeps_the_other_password_working(

@@ -51,6 +51,9 @@ class TokenWithoutScopes:
     def attach_store(self, store: Store) -> None:
         pass
 
+    def refusal(self, authorization: str) -> str:
+        return "never refused"
+
     def close(self) -> None:
         pass
 

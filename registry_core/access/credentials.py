@@ -23,7 +23,7 @@ from pathlib import Path
 from registry_core.access.passwords import generate_password as generate_password
 from registry_core.access.passwords import hash_password as hash_password
 from registry_core.access.passwords import verify_password as verify_password
-from registry_core.access.token_check import TokenCheck, TokenVerdict
+from registry_core.access.token_check import UNKNOWN, WRONG_PASSWORD, TokenCheck, TokenVerdict
 from registry_core.certs import write_atomic
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, EdgeError, NotEnabledError
@@ -108,6 +108,8 @@ class Authenticator:
         self._lock = threading.Lock()
         self._cache: dict[bytes, Identity] = {}
         self._token_cache: dict[bytes, TokenVerdict] = {}
+        self._refusals: dict[bytes, str] = {}
+        """Why recent headers failed (by cache key), for `refusal`."""
         self._users: dict[str, str] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._generation = 0
@@ -140,6 +142,13 @@ class Authenticator:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._verify, key, *parsed)
 
+    def refusal(self, authorization: str) -> str:
+        """Why `authorization` just failed (`wrong password`, `token disabled`, `password
+        expired`...): for the log and the audit, never for the client."""
+        key = self._key_of(authorization)
+        with self._lock:
+            return self._refusals.pop(key, "wrong credentials")
+
     def attach_store(self, store: Store) -> None:
         """Check client tokens against `store` (the served registry's); until then, only
         the admin's credentials work."""
@@ -157,14 +166,17 @@ class Authenticator:
             return None, None
         if time.monotonic() >= self._next_check:
             self._reload_if_changed()
-        # Keyed BLAKE2b is a MAC in one pass: half the cost of HMAC-SHA256 on this hot path.
-        key = hashlib.blake2b(
-            authorization.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
-        ).digest()
+        key = self._key_of(authorization)
         found = self._cache.get(key)
         if found is None and self._token_cache:
             found = self._cached_token(key)
         return key, found
+
+    def _key_of(self, authorization: str) -> bytes:
+        # Keyed BLAKE2b is a MAC in one pass: half the cost of HMAC-SHA256 on this hot path.
+        return hashlib.blake2b(
+            authorization.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32
+        ).digest()
 
     def _cached_token(self, key: bytes) -> Identity | None:
         verdict = self._token_cache.get(key)
@@ -188,9 +200,8 @@ class Authenticator:
             self.password_checks += 1
         if stored is None:
             return self._verify_token(key, username, password)
-        ok = verify_password(stored, password)
-        if not ok:
-            return None
+        if not verify_password(stored, password):
+            return self._refused(key, WRONG_PASSWORD)
         identity = admin(username)
         with self._lock:
             if generation == self._generation:  # users.json did not change meanwhile
@@ -202,19 +213,27 @@ class Authenticator:
     def _verify_token(self, key: bytes, name: str, password: str) -> Identity | None:
         if self._tokens is None:
             verify_password(self._dummy_hash, password)  # as long as a wrong password
-            return None
+            return self._refused(key, UNKNOWN)
         try:
             verdict = self._tokens.verify(name, password)
         except EdgeError:
             log.warning("token check: the store did not answer", exc_info=True)
-            return None
-        if verdict is None:
-            return None
+            return self._refused(key, "the store did not answer")
+        if isinstance(verdict, str):
+            return self._refused(key, verdict)
         with self._lock:
             if len(self._token_cache) >= CACHE_SIZE:
                 del self._token_cache[next(iter(self._token_cache))]
             self._token_cache[key] = verdict
         return verdict.identity
+
+    def _refused(self, key: bytes, reason: str) -> Identity | None:
+        """None, remembering why (`refusal`)."""
+        with self._lock:
+            if len(self._refusals) >= CACHE_SIZE:
+                del self._refusals[next(iter(self._refusals))]
+            self._refusals[key] = reason
+        return None
 
     def _reload_if_changed(self) -> None:
         with self._lock:

@@ -22,6 +22,12 @@ from registry_core.errors import EdgeError
 from registry_core.identity import Identity
 from registry_core.store import Store
 
+UNKNOWN = "no such user or token"
+WRONG_PASSWORD = "wrong password"
+DISABLED = "token disabled"
+EXPIRED = "password expired"
+NO_PASSWORD = "token has no password"
+
 RECHECK_INTERVAL = 0.5
 """Seconds between two reads of the token generation while nothing changed in this process."""
 
@@ -58,25 +64,27 @@ class TokenCheck:
         self._seen_changes = -1
         self._next_read = 0.0
 
-    def verify(self, name: str, password: str) -> TokenVerdict | None:
-        """The verdict if `password` is a current password of the enabled token `name`.
-        Blocking (scrypt): call it off the event loop."""
+    def verify(self, name: str, password: str) -> TokenVerdict | str:
+        """The verdict if `password` is a current password of the enabled token `name`, else
+        why not (for the log and the audit, never the client). Blocking (scrypt): call it off
+        the event loop."""
         store = self._store
         generation = store.tokens.generation()  # before the row: a later change is seen
         row = store.tokens.get(name)
-        now = time.time()
-        live = [
-            p for p in (row.passwords if row is not None and row.enabled else ())
-            if p.expires_at is None or p.expires_at > now
-        ]
-        if row is None or not live:
+        if row is None or not row.enabled or not row.passwords:
             verify_password(self._dummy_hash, password)  # as long as a wrong password
-            return None
-        for slot in live:
+            return UNKNOWN if row is None else DISABLED if not row.enabled else NO_PASSWORD
+        now = time.time()
+        # Live passwords first; an expired one is tried only to say why the login failed.
+        slots = sorted(row.passwords, key=lambda p: p.expires_at is not None
+                       and p.expires_at <= now)
+        for slot in slots:
             if verify_password(slot.hash, password):
+                if slot.expires_at is not None and slot.expires_at <= now:
+                    return EXPIRED
                 identity = Identity(name, "token", grants=grants_of(row.scope_map, row.rules))
                 return TokenVerdict(identity, slot.expires_at or float("inf"), generation)
-        return None
+        return WRONG_PASSWORD
 
     def current_generation(self) -> int:
         """The store's token generation as of at most RECHECK_INTERVAL ago, or as of now

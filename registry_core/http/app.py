@@ -224,7 +224,8 @@ class RegistryApp:
         client = request.scope.get("client")
         self.registry.events.emit(LoginFailed(
             principal=parsed[0] if parsed else "", address=client[0] if client else None,
-            reason="wrong credentials" if parsed else "malformed Authorization header",
+            reason=self.authenticator.refusal(authorization) if parsed
+            else "malformed Authorization header",
         ))
 
     def _refuse_read_only(self, identity: Identity, name: str | None, action: Action) -> None:
