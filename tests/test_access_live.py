@@ -97,3 +97,16 @@ def test_skopeo_with_a_read_only_token(
                                 f"oci:{tmp_path / 'other'}:v1")
     assert "denied" in refused_pull.lower()
     assert live_server.service.registry.tags("app/web").items == ["v1"]
+
+    # The refused push is in the audit log under the token's name (written by a background
+    # flush: poll for it).
+    deadline = time.monotonic() + HANG_GUARD
+    while not (denied := [
+        e for e in cli_json(live_server.service.datadir.root, "audit", "--principal",
+                            "puller")["entries"]
+        if e["result"] == "denied" and e["action"] == "content/write"
+    ]):
+        assert time.monotonic() < deadline, "the refused push never reached the audit log"
+        time.sleep(0.2)
+    assert denied[0]["principal_kind"] == "token"
+    assert denied[0]["repository"] == "app/web"
