@@ -378,13 +378,20 @@ def _legacy_version(conn: sqlite3.Connection) -> int:
 
 
 def _header_version(path: Path) -> int:
-    """user_version as the file header holds it (bytes 60-63), read without SQLite: opening
-    a WAL database, even read-only, would leave -wal and -shm files behind."""
-    with path.open("rb") as f:
-        header = f.read(100)
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+    """user_version as the main file's header holds it, read by SQLite with immutable=1: no
+    lock, no -wal or -shm left behind. Not with a plain open(): closing any descriptor of a
+    file drops every POSIX lock the process holds on it, so another process could find no
+    reader and reset the WAL under this process's open connections (SQLite keeps its own
+    descriptor open while another of its connections holds a lock)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:  # not a database (as a header without the magic)
         return 0
-    return int.from_bytes(header[60:64], "big", signed=True)
 
 
 def _refuse_if_too_new(path: Path, version: int, latest: int) -> None:
