@@ -123,9 +123,13 @@ class AccessDenied(Event):
 
     address: str | None
     action: str
+    """The scope action it lacked (content/write, ...)."""
     repository: str | None
     reference: str | None = None
     reason: str = ""
+    operation: str = ""
+    """What it tried, named as the audit log names done operations (manifest.push,
+    blob.upload, ...); '' when not known."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -102,6 +102,15 @@ ROUTES: list[tuple[str, str, Call, int]] = [
      lambda c, s: c.get(f"/v2/{REPO}/referrers/{s.manifest}"), 200),
 ]
 
+OPERATION = {  # what the audit log calls a refused request of each route
+    "tags/list": "tags.list", "GET manifest": "manifest.pull", "HEAD manifest": "manifest.pull",
+    "PUT manifest (tag)": "manifest.push", "DELETE manifest": "manifest.delete",
+    "POST upload": "blob.upload", "POST upload whole": "blob.upload",
+    "GET upload": "blob.upload", "PATCH upload": "blob.upload", "PUT upload": "blob.upload",
+    "DELETE upload": "blob.upload", "GET blob": "blob.pull", "HEAD blob": "blob.pull",
+    "DELETE blob": "blob.delete", "referrers": "referrers.list",
+}
+
 
 def grant(actions: list[str]) -> list[str]:
     """--scope values granting exactly `actions` (on REPO, or on '*' for registry-wide)."""
@@ -133,6 +142,7 @@ async def test_each_route_needs_exactly_its_action(
     assert [(d.identity, d.action, d.repository) for d in denials] == [
         (f"refused-{n}", needed, REPO) for n in range(len(refused_grants))]
     assert all(d.address == "127.0.0.1" for d in denials)
+    assert {d.operation for d in denials} == {OPERATION[label]}
     async with make_client(site.app, site.token("exact", *grant([needed]))) as c:
         reply = await call(c, site)
     assert reply.status_code == allowed, reply.text

@@ -447,7 +447,8 @@ async def test_a_refused_push_shows_the_token_in_the_cli(
     registry.audit.flush()
     found = cli_json(datadir.root, "audit", "--principal", "ci-reader")["entries"]
     assert [(e["action"], e["repository"], e["result"], e["principal_kind"])
-            for e in found] == [("content/write", "app/web", "denied", "token")]
+            for e in found] == [("blob.upload", "app/web", "denied", "token")]
+    assert "content/write" in found[0]["detail"]["reason"]
     assert found[0]["address"] == "127.0.0.1"
     created = cli_json(datadir.root, "audit", "--action", "token.create")["entries"]
     assert [(e["principal"], e["reference"]) for e in created] == [("console", "ci-reader")]

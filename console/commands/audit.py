@@ -27,7 +27,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--action", metavar="A",
                         help="only this action (manifest.push, manifest.delete, tag.move, "
                              "tag.delete, blob.delete, gc.run, sync.run, login, "
-                             "content/write, token.create, config.change...)")
+                             "token.create, config.change...; a refused request is named "
+                             "by what it tried: manifest.pull, blob.upload, tags.list...)")
     parser.add_argument("--repository", metavar="R", help="only this repository")
     parser.add_argument("--limit", type=int, default=100, metavar="N",
                         help="at most N entries, newest first (default 100)")

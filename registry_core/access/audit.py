@@ -291,9 +291,10 @@ class AuditLog:
         if isinstance(event, LoginFailed):
             key: Key = (event.principal, "unknown", event.address, "login", None, None,
                         FAILED, event.reason)
-        else:
+        else:  # named as the operation it tried; the reason names the action it lacked
             key = (event.identity or "", self.kind_of(event.identity), event.address,
-                   event.action, event.repository, event.reference, DENIED, event.reason)
+                   event.operation or event.action, event.repository, event.reference,
+                   DENIED, event.reason)
         self.queued.add(key, event.when)
 
     def _on_access_changed(self, event: AccessChanged) -> None:

@@ -60,7 +60,9 @@ CATALOG_BATCH = 1000
 """Repositories read at a time when the catalog is filtered for a token."""
 
 Handler = Callable[..., Awaitable[Response]]
-Route = tuple[Handler, Action | None]
+Route = tuple[Handler, Action | None, str]
+"""The handler, the scope action it needs (None: any valid credentials), the operation's
+name in the audit log."""
 
 
 class RegistryApp:
@@ -95,40 +97,43 @@ class RegistryApp:
         # GET also serves HEAD. Cancelling an upload is part of writing, not a delete. A mount
         # also reads its source repository: the tokens issue checks that in start_upload.
         self.routes: list[tuple[re.Pattern[str], dict[str, Route]]] = [
-            (re.compile(r""), {"GET": (self.base, None)}),
-            (re.compile(r"_catalog"), {"GET": (self.catalog, None)}),
-            (re.compile(r"(?P<name>.+)/tags/list"), {"GET": (self.tags, METADATA_READ)}),
+            (re.compile(r""), {"GET": (self.base, None, "base")}),
+            (re.compile(r"_catalog"), {"GET": (self.catalog, None, "catalog")}),
+            (
+                re.compile(r"(?P<name>.+)/tags/list"),
+                {"GET": (self.tags, METADATA_READ, "tags.list")},
+            ),
             (
                 re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
                 {
-                    "GET": (manifests.get_manifest, CONTENT_READ),
-                    "PUT": (manifests.put_manifest, CONTENT_WRITE),
-                    "DELETE": (manifests.delete_manifest, CONTENT_DELETE),
+                    "GET": (manifests.get_manifest, CONTENT_READ, "manifest.pull"),
+                    "PUT": (manifests.put_manifest, CONTENT_WRITE, "manifest.push"),
+                    "DELETE": (manifests.delete_manifest, CONTENT_DELETE, "manifest.delete"),
                 },
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/uploads/?"),
-                {"POST": (uploads.start_upload, CONTENT_WRITE)},
+                {"POST": (uploads.start_upload, CONTENT_WRITE, "blob.upload")},
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"),
                 {
-                    "GET": (uploads.upload_status, CONTENT_WRITE),
-                    "PATCH": (uploads.patch_upload, CONTENT_WRITE),
-                    "PUT": (uploads.finish_upload, CONTENT_WRITE),
-                    "DELETE": (uploads.cancel_upload, CONTENT_WRITE),
+                    "GET": (uploads.upload_status, CONTENT_WRITE, "blob.upload"),
+                    "PATCH": (uploads.patch_upload, CONTENT_WRITE, "blob.upload"),
+                    "PUT": (uploads.finish_upload, CONTENT_WRITE, "blob.upload"),
+                    "DELETE": (uploads.cancel_upload, CONTENT_WRITE, "blob.upload"),
                 },
             ),
             (
                 re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
                 {
-                    "GET": (blobs.get_blob, CONTENT_READ),
-                    "DELETE": (blobs.delete_blob, CONTENT_DELETE),
+                    "GET": (blobs.get_blob, CONTENT_READ, "blob.pull"),
+                    "DELETE": (blobs.delete_blob, CONTENT_DELETE, "blob.delete"),
                 },
             ),
             (
                 re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"),
-                {"GET": (manifests.referrers, METADATA_READ)},
+                {"GET": (manifests.referrers, METADATA_READ, "referrers.list")},
             ),
         ]
 
@@ -197,14 +202,15 @@ class RegistryApp:
             route = handlers.get(method)
             if route is None:
                 return _method_not_allowed(request, handlers)
-            handler, action = route
+            handler, action, operation = route
             params = {key: path_param(key, value) for key, value in match.groupdict().items()}
             if action is not None:
-                self._authorize(identity, params, action)
+                self._authorize(identity, params, action, operation)
             return await handler(request, **params)
         return error_response(RegistryError("not found"), head, 404)
 
-    def _authorize(self, identity: Identity, params: dict[str, str], action: Action) -> None:
+    def _authorize(self, identity: Identity, params: dict[str, str], action: Action,
+                   operation: str) -> None:
         name = params.get("name")
         try:
             authorize(identity, name, action)
@@ -213,7 +219,7 @@ class RegistryApp:
             self.registry.events.emit(AccessDenied(
                 identity=identity.name, address=identity.address, action=action,
                 repository=name, reference=params.get("reference") or params.get("digest"),
-                reason=exc.message,
+                reason=exc.message, operation=operation,
             ))
             raise
 
