@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from console.context import Command, ConsoleContext
 from console.keys import help_lines, palette_actions
+from console.screens.access import AccessView
 from console.screens.base import View
 from console.screens.certificates import CertificatesView
 from console.screens.cluster import ClusterView
@@ -55,6 +56,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("gc", "5 Garbage collection"),
     ("cluster", "6 Cluster"),
     ("sync", "7 Sync"),
+    ("access", "8 Access"),
 )
 
 SCREENS_GROUP = Binding.Group("go to")
@@ -233,6 +235,8 @@ class EdgeConsoleApp(App[None]):
                 yield ClusterView(id="cluster-view")
             with TabPane(TABS[6][1], id="sync"):
                 yield SyncView(id="sync-view")
+            with TabPane(TABS[7][1], id="access"):
+                yield AccessView(id="access-view")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -1,4 +1,7 @@
-"""Device: endpoint, credentials, server state; hosts line and client set-up per client OS."""
+"""Device: endpoint, credentials, server state; hosts line and client set-up per client OS.
+
+The login line is the admin's, or a client token's (chosen under "Log in as"): a token's
+password is never stored in clear, so its line carries a placeholder for it."""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import RadioButton, RadioSet, Static
+from textual.widgets import RadioButton, RadioSet, Select, Static
 
 from console.context import Command
 from console.screens.base import View
 from console.widgets.snippet import Snippet
 from console.widgets.status import ROLES
+from registry_core.access.tokens import TokenAdmin
 from registry_core.device import (
     CLIENT_OSES,
     ClientOS,
@@ -30,10 +34,35 @@ from registry_core.device import (
     hosts_file_path,
     hosts_line,
 )
+from registry_core.device import Snippet as SetupSnippet
 from registry_core.errors import EdgeError
 
 OS_LABELS: dict[ClientOS, str] = {"windows": "Windows", "linux": "Linux", "macos": "macOS"}
 MASK = "•" * 12
+ADMIN = "(admin)"
+"""The "Log in as" choice of the admin (no token name has parentheses)."""
+
+
+def is_login(snippet: SetupSnippet) -> bool:
+    return snippet.text.startswith("docker login")
+
+
+def token_login(info: DeviceInfo, token: str) -> SetupSnippet:
+    """The login line of a client token: its password is not kept, so a placeholder."""
+    return SetupSnippet(
+        f"Log in as the token {token} (put its password, shown once when it was made or "
+        "replaced, in place of the placeholder)",
+        f"echo '<password of {token}>' | docker login {info.endpoint} -u {token} "
+        "--password-stdin",
+    )
+
+
+def setup_snippets(info: DeviceInfo, client_os: ClientOS, login_as: str) -> list[SetupSnippet]:
+    """The client set-up, its login line for `login_as` (ADMIN or a token's name)."""
+    snippets = client_setup_snippets(info, client_os)
+    if login_as == ADMIN:
+        return snippets
+    return [token_login(info, login_as) if is_login(s) else s for s in snippets]
 
 
 class DeviceLoaded(Message):
@@ -41,6 +70,13 @@ class DeviceLoaded(Message):
         super().__init__()
         self.info = info
         self.error = error
+
+
+class TokensListed(Message):
+    def __init__(self, names: tuple[str, ...], number: int) -> None:
+        super().__init__()
+        self.names = names
+        self.number = number
 
 
 class DeviceView(View):
@@ -69,6 +105,15 @@ class DeviceView(View):
     client_os: reactive[ClientOS] = reactive("windows", init=False)
     revealed: reactive[bool] = reactive(False, init=False)
     requests: reactive[int | None] = reactive(None, init=False)
+    login_as: reactive[str] = reactive(ADMIN, init=False)
+    """Whose login line the set-up shows: ADMIN or a client token's name."""
+    tokens: reactive[tuple[str, ...]] = reactive((), init=False)
+    """The client tokens' names, for the "Log in as" choice."""
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._listings = 0
+        """Token listings asked for; only the newest one's answer is shown."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="device-scroll"):
@@ -82,6 +127,10 @@ class DeviceView(View):
                             value=client_os == self.client_os,
                             id=f"os-{client_os}",
                         )
+            with Horizontal(id="login-row"):
+                yield Static("Log in as ", id="login-label")
+                yield Select([("admin", ADMIN)], value=ADMIN, allow_blank=False,
+                             id="login-as", compact=True)
             yield Static("", id="hosts-heading", classes="section")
             yield Snippet("Hosts line", "", id="snippet-hosts")
             yield Snippet("Command that adds it", "", id="snippet-hosts-add")
@@ -93,9 +142,33 @@ class DeviceView(View):
 
     def on_mount(self) -> None:
         self.load()
+        self.list_tokens()
 
     def reload(self) -> None:
         self.load()
+        self.list_tokens()
+
+    def shown(self) -> None:
+        super().shown()
+        self.list_tokens()  # made or deleted on the Access screen meanwhile
+
+    def list_tokens(self) -> None:
+        self._listings += 1
+        self.read_tokens(self._listings)
+
+    @work(thread=True, group="device-tokens", exit_on_error=False)
+    def read_tokens(self, number: int) -> None:
+        try:
+            names = tuple(t.name for t in TokenAdmin(self.edge.registry).list())
+        except (EdgeError, OSError) as exc:  # the admin's line still works: say it, go on
+            self.app.call_from_thread(self.edge.error, f"Could not list the tokens: {exc}")
+            return
+        self.post_message(TokensListed(names, number))
+
+    @on(TokensListed)
+    def _tokens_listed(self, message: TokensListed) -> None:
+        if message.number == self._listings:  # else a newer listing is on its way
+            self.tokens = message.names
 
     @work(thread=True, exclusive=True, group="device", exit_on_error=False)
     def load(self) -> None:
@@ -118,6 +191,8 @@ class DeviceView(View):
 
     def data_changed(self) -> None:
         self.render_facts()  # the server's state is shown here
+        if self.edge.active_tab() == self.tab_id:
+            self.list_tokens()
 
     def show_requests(self, requests: int | None) -> None:
         self.requests = requests
@@ -132,6 +207,21 @@ class DeviceView(View):
 
     def watch_requests(self) -> None:
         self.render_facts()
+
+    def watch_tokens(self, names: tuple[str, ...]) -> None:
+        choice = self.query_one("#login-as", Select)
+        with choice.prevent(Select.Changed):
+            choice.set_options([("admin", ADMIN), *((f"token {n}", n) for n in names)])
+            choice.value = self.login_as if self.login_as in names else ADMIN
+        if self.login_as not in names:
+            self.login_as = ADMIN
+
+    def watch_login_as(self, login_as: str) -> None:
+        choice = self.query_one("#login-as", Select)
+        if choice.value != login_as:
+            with choice.prevent(Select.Changed):
+                choice.value = login_as
+        self.render_snippets()
 
     def watch_client_os(self, client_os: ClientOS) -> None:
         self.query_one(f"#os-{client_os}", RadioButton).value = True
@@ -181,9 +271,9 @@ class DeviceView(View):
         container = self.query_one("#setup-list", Vertical)
         container.remove_children()
         widgets: list[Snippet] = []
-        for snippet in client_setup_snippets(info, client_os):
+        for snippet in setup_snippets(info, client_os, self.login_as):
             widget = Snippet(snippet.title, snippet.text)
-            if snippet.text.startswith("docker login"):
+            if "docker login" in snippet.text:
                 widget.what = "docker login line"
             widget.add_class("setup-snippet")
             widgets.append(widget)
@@ -197,6 +287,14 @@ class DeviceView(View):
         for client_os in CLIENT_OSES:
             if client_os == chosen:
                 self.client_os = client_os
+
+    @on(Select.Changed, "#login-as")
+    def _login_chosen(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.login_as = event.value
+
+    def set_login_as(self, login_as: str) -> None:
+        self.login_as = login_as
 
     def action_next_os(self) -> None:
         position = CLIENT_OSES.index(self.client_os)
@@ -220,8 +318,8 @@ class DeviceView(View):
     def login_line(self) -> str | None:
         if self.info is None:
             return None
-        for snippet in client_setup_snippets(self.info, self.client_os):
-            if snippet.text.startswith("docker login"):
+        for snippet in setup_snippets(self.info, self.client_os, self.login_as):
+            if "docker login" in snippet.text:
                 return snippet.text
         return None
 
@@ -242,7 +340,12 @@ class DeviceView(View):
 
     def commands(self) -> list[Command]:
         return [
-            Command(f"Client OS: {OS_LABELS[client_os]}", "Device",
-                    partial(self.set_client_os, client_os))
-            for client_os in CLIENT_OSES
+            *(Command(f"Client OS: {OS_LABELS[client_os]}", "Device",
+                      partial(self.set_client_os, client_os))
+              for client_os in CLIENT_OSES),
+            Command("Log in as: admin", "Device: the login line",
+                    partial(self.set_login_as, ADMIN)),
+            *(Command(f"Log in as: token {name}", "Device: the login line",
+                      partial(self.set_login_as, name))
+              for name in self.tokens),
         ]

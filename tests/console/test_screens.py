@@ -290,7 +290,8 @@ async def test_help_theme_and_number_keys(seeded: tuple[Registry, dict[str, Imag
     app = make_app(registry)
     async with app.run_test(size=(80, 24)) as pilot:
         for key, tab in (("2", "certificates"), ("3", "images"), ("4", "storage"),
-                         ("5", "gc"), ("6", "cluster"), ("7", "sync"), ("1", "device")):
+                         ("5", "gc"), ("6", "cluster"), ("7", "sync"), ("8", "access"),
+                         ("1", "device")):
             await pilot.press(key)
             assert app.active_tab() == tab
         await pilot.press("question_mark")
@@ -332,8 +333,8 @@ async def test_help_lists_the_keys_of_the_screen_from_its_bindings(
                 if binding.tooltip:
                     assert (key_label(binding), binding.tooltip) in keys
                     assert binding.tooltip not in GCView.help_notes
-        assert ("1 2 3 4 5 6 7", "go to: Device, Certificates, Images, Storage, "
-                "Garbage collection, Cluster, Sync") in keys
+        assert ("1 2 3 4 5 6 7 8", "go to: Device, Certificates, Images, Storage, "
+                "Garbage collection, Cluster, Sync, Access") in keys
         assert ("s", "sort by the next column") not in keys  # no table on this screen
         await pilot.press("escape", "3", "question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from console_helpers import (
+    FIXED_NOW,
+    FIXED_PUSH,
     fixed_certificates,
     fixed_history,
     fixed_usage,
@@ -29,16 +31,22 @@ from textual.widgets import Checkbox
 import console.screens.certificates as certificates_screen
 import console.screens.storage as storage_screen
 from console.app import EdgeConsoleApp
+from console.screens.access import AccessView
+from console.screens.access_audit import AuditTable
 from console.screens.cluster import ClusterPicture, ClusterView
 from console.screens.device import DeviceView
 from console.screens.gc import GCView
 from console.screens.images import ImagesView
 from console.screens.sync import SyncView
 from console.widgets.confirm import ConfirmationModal
+from console.widgets.password_modal import PasswordModal, ShownPassword
 from console.widgets.snippet_modal import SnippetModal
 from console.widgets.stage_modal import StageModal
 from console.widgets.virtual_table import VirtualTable
+from registry_core.access.scopes import parse_scopes
+from registry_core.access.tokens import TokenAdmin
 from registry_core.datadir import DataDir
+from registry_core.identity import CONSOLE, Identity
 from registry_core.registry import Registry
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]
@@ -306,6 +314,67 @@ def test_sync_stage_dialog(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> N
         await pilot.app.push_screen(modal)
         await type_lines(pilot, modal, "shop/web:2.1, shop/api:2.1\nshop/db")
         await pilot.click("#stage-ok")  # the focus leaves the text: no blinking cursor
+        await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+# ---- Access -------------------------------------------------------------------------------
+
+DAY = 86400.0
+
+
+def fixed_access(registry: Registry) -> None:
+    """Three tokens (one disabled, one with an expired password 2) and audit rows, every
+    time fixed: the rows of the seeded pushes and token changes are re-dated a minute apart."""
+    tokens = TokenAdmin(registry)
+    tokens.create("ci-runner", parse_scopes(["app/*:content/read,content/write,metadata/read"]),
+                  who=CONSOLE)
+    tokens.create("kubelet", parse_scopes(["*:content/read"]), who=CONSOLE)
+    tokens.rotate("kubelet", 2, who=CONSOLE)
+    tokens.create("metrics", parse_scopes(["*:metrics/read"]), who=CONSOLE)
+    tokens.disable("metrics", who=CONSOLE)
+    with registry.store.exclusive():
+        registry.audit.record(Identity("ci-runner", "token", address="10.0.0.9"),
+                              "content/write", repository="shop/web", reference="2.1",
+                              result="denied", detail={"reason": "not granted"})
+    with registry.db.write() as conn:
+        conn.execute("UPDATE tokens SET created_at = ?, updated_at = ?",
+                     (FIXED_PUSH, FIXED_PUSH))
+        conn.execute("UPDATE token_passwords SET created_at = ?, expires_at = NULL",
+                     (FIXED_PUSH,))
+        conn.execute("UPDATE token_passwords SET expires_at = ? WHERE token = 'ci-runner'",
+                     (FIXED_NOW + 90 * DAY,))
+        conn.execute("UPDATE token_passwords SET expires_at = ? WHERE token = 'kubelet' "
+                     "AND slot = 2", (FIXED_NOW - DAY,))
+        conn.execute("UPDATE audit_log SET at = ? + id * 60", (FIXED_PUSH,))
+
+
+async def show_access(pilot: Pilot[Any]) -> None:
+    await pilot.press("8")
+    view = pilot.app.query_one(AccessView)
+    table = pilot.app.query_one(AuditTable)
+    await wait_for(pilot, lambda: view.picture is not None and table.total_count > 0)
+    await settle(pilot)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_access(snap_compare: Any, snapshot_app: EdgeConsoleApp, size: tuple[int, int]) -> None:
+    fixed_access(snapshot_app.registry)
+    assert snap_compare(snapshot_app, terminal_size=size, run_before=show_access)
+
+
+def test_access_password_shown_once(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    """The modal a new password is shown in, with a fake password (no real secret here)."""
+    fixed_access(snapshot_app.registry)
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await show_access(pilot)
+        await pilot.app.push_screen(PasswordModal(ShownPassword(
+            title="New password 2 of ci-runner", username="ci-runner", slot=2,
+            password="FAKE-password-for-the-snapshot", expires="2026-03-31",
+            login="docker login ecr.edge.test:31001 -u ci-runner --password-stdin",
+        )))
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
