@@ -1,0 +1,241 @@
+"""Reading an image layout or archive: a directory, or a tar (plain or gzip) of one.
+
+A source is read in two passes at most: one to list it (a tar's headers, with the small JSON
+documents it holds kept in memory: index.json, manifests, configs), one to stream the blobs
+an import needs, in the order they lie in the file, so that a gzip stream is decompressed
+forwards only. Every failure to read becomes one SourceInvalid naming the file or member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from registry_core.transfer.errors import SourceInvalid
+
+CHUNK = 1 << 20
+JSON_CACHE_MEMBER = 4 << 20
+"""Members up to this size that look like JSON are kept in memory while listing a tar."""
+JSON_CACHE_TOTAL = 128 << 20
+MAX_LINK_HOPS = 8
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+class Source(Protocol):
+    """Files of a layout or archive, by their path inside it (`blobs/sha256/<hex>`)."""
+
+    path: Path
+
+    def size(self, name: str) -> int | None:
+        """The member's size, None when it is not there."""
+        ...
+
+    def read_small(self, name: str, limit: int) -> bytes:
+        """A whole member held in memory (a JSON document); SourceInvalid when it is missing
+        or larger than `limit`."""
+        ...
+
+    def head(self, name: str, count: int) -> bytes:
+        """The member's first bytes (to recognise compressed content)."""
+        ...
+
+    def stream(self, names: Sequence[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """Each member's content in chunks, in the order cheapest to read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_source(path: Path) -> Source:
+    """A directory or a tar file (plain or gzip); SourceInvalid when it is neither."""
+    if path.is_dir():
+        return DirSource(path)
+    if not path.exists():
+        raise SourceInvalid(f"{path} does not exist")
+    return TarSource(path)
+
+
+def clean_name(name: str) -> str:
+    """A member path as written in an archive or a manifest.json, normalised; SourceInvalid
+    for one that leaves the archive."""
+    norm = posixpath.normpath(name.lstrip("/")) if name else ""
+    if not norm or norm == "." or norm.startswith("../") or norm == "..":
+        raise SourceInvalid(f"invalid path {name[:200]!r} in the archive")
+    return norm
+
+
+class DirSource:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._root = path.resolve()
+
+    def _file(self, name: str) -> Path | None:
+        target = (self._root / clean_name(name)).resolve()
+        if not target.is_relative_to(self._root) or not target.is_file():
+            return None
+        return target
+
+    def size(self, name: str) -> int | None:
+        target = self._file(name)
+        return None if target is None else target.stat().st_size
+
+    def read_small(self, name: str, limit: int) -> bytes:
+        target = self._required(name)
+        if target.stat().st_size > limit:
+            raise SourceInvalid(f"{self.path / name}: larger than {limit} bytes")
+        return _reading(self.path / name, target.read_bytes)
+
+    def head(self, name: str, count: int) -> bytes:
+        with open(self._required(name), "rb") as file:
+            return file.read(count)
+
+    def stream(self, names: Sequence[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
+        for name in names:
+            yield name, self._chunks(name)
+
+    def _chunks(self, name: str) -> Iterator[bytes]:
+        with open(self._required(name), "rb") as file:
+            while chunk := _reading(self.path / name, lambda: file.read(CHUNK)):
+                yield chunk
+
+    def _required(self, name: str) -> Path:
+        target = self._file(name)
+        if target is None:
+            raise SourceInvalid(f"{self.path / name} is missing")
+        return target
+
+    def close(self) -> None:
+        pass
+
+
+class TarSource:
+    """A tar file, plain or gzip-compressed, listed once when opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._members: dict[str, tarfile.TarInfo] = {}
+        self._links: dict[str, str] = {}
+        self._cache: dict[str, bytes] = {}
+        self._tar = self._open()
+        try:
+            self._list()
+        except BaseException:
+            self._tar.close()
+            raise
+
+    def _open(self) -> tarfile.TarFile:
+        with open(self.path, "rb") as file:
+            magic = file.read(4)
+        if magic.startswith(ZSTD_MAGIC):
+            raise SourceInvalid(f"{self.path}: zstd-compressed archives are not supported "
+                                "(decompress it first)")
+        try:
+            if magic.startswith(GZIP_MAGIC):
+                return tarfile.open(self.path, "r:gz")
+            return tarfile.open(self.path, "r:")
+        except READ_ERRORS as exc:
+            raise SourceInvalid(f"{self.path}: not a readable tar archive ({exc})") from None
+
+    def _list(self) -> None:
+        budget = JSON_CACHE_TOTAL
+        name = ""
+        try:
+            for info in self._tar:
+                name = clean_name(info.name)
+                if info.isfile():
+                    self._members[name] = info
+                    if info.size <= min(JSON_CACHE_MEMBER, budget) and self._is_json(info):
+                        self._cache[name] = self._read(name, info)
+                        budget -= info.size
+                elif info.issym():
+                    target = posixpath.join(posixpath.dirname(name), info.linkname)
+                    self._links[name] = clean_name(target)
+                elif info.islnk():
+                    self._links[name] = clean_name(info.linkname)
+        except READ_ERRORS as exc:
+            where = f", at or after {name}" if name else ""
+            raise SourceInvalid(f"{self.path}: truncated or damaged archive ({exc}{where})") \
+                from None
+        self._check_not_cut()
+
+    def _check_not_cut(self) -> None:
+        """A plain tar cut short inside a member lists without complaint: compare the
+        members' extent with the file's size."""
+        if self._tar.fileobj is None or isinstance(self._tar.fileobj, gzip.GzipFile):
+            return
+        length = os.stat(self.path).st_size
+        for name, info in self._members.items():
+            if info.offset_data + info.size > length:
+                raise SourceInvalid(f"{self.path}: truncated archive ({name} is cut short)")
+
+    def _is_json(self, info: tarfile.TarInfo) -> bool:
+        file = self._tar.extractfile(info)
+        return file is not None and file.read(1) in (b"{", b"[")
+
+    def _read(self, name: str, info: tarfile.TarInfo) -> bytes:
+        file = self._tar.extractfile(info)
+        if file is None:
+            raise SourceInvalid(f"{self.path}: {name} is not a regular file")
+        return _reading(self.path, file.read, name)
+
+    def _info(self, name: str) -> tarfile.TarInfo | None:
+        name = clean_name(name)
+        for _ in range(MAX_LINK_HOPS):
+            if name not in self._links:
+                return self._members.get(name)
+            name = self._links[name]
+        return None
+
+    def _required(self, name: str) -> tarfile.TarInfo:
+        info = self._info(name)
+        if info is None:
+            raise SourceInvalid(f"{self.path}: {name} is missing from the archive")
+        return info
+
+    def size(self, name: str) -> int | None:
+        info = self._info(name)
+        return None if info is None else info.size
+
+    def read_small(self, name: str, limit: int) -> bytes:
+        info = self._required(name)
+        if info.size > limit:
+            raise SourceInvalid(f"{self.path}: {name} is larger than {limit} bytes")
+        cached = self._cache.get(clean_name(info.name))
+        return cached if cached is not None else self._read(name, info)
+
+    def head(self, name: str, count: int) -> bytes:
+        file = self._tar.extractfile(self._required(name))
+        assert file is not None
+        return _reading(self.path, lambda: file.read(count), name)
+
+    def stream(self, names: Sequence[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
+        infos = sorted(((self._required(n), n) for n in names), key=lambda p: p[0].offset_data)
+        for info, name in infos:
+            yield name, self._chunks(name, info)
+
+    def _chunks(self, name: str, info: tarfile.TarInfo) -> Iterator[bytes]:
+        file = self._tar.extractfile(info)
+        assert file is not None
+        while chunk := _reading(self.path, lambda: file.read(CHUNK), name):
+            yield chunk
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._tar.close()
+
+
+def _reading(path: Path, read: Callable[[], bytes], member: str | None = None) -> bytes:
+    where = f"{path}: {member}" if member else str(path)
+    try:
+        return read()
+    except READ_ERRORS as exc:
+        raise SourceInvalid(f"{where}: cannot be read, truncated or damaged ({exc})") from None
