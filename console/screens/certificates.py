@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import ClassVar, cast
 
 import platformdirs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -27,7 +30,10 @@ from registry_core.certs import (
     describe_certificates,
     export_ca,
 )
+from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
+
+CA_MIME_TYPE = "application/x-x509-ca-cert"
 
 
 class CertificatesLoaded(Message):
@@ -38,15 +44,45 @@ class CertificatesLoaded(Message):
 
 
 class ExportFinished(Message):
-    def __init__(self, path: Path | None, error: str | None, fingerprint: str) -> None:
+    def __init__(self, path: Path | None, error: str | None, fingerprint: str,
+                 note: str = "", data: bytes | None = None) -> None:
         super().__init__()
         self.path = path
         self.error = error
         self.fingerprint = fingerprint
+        self.note = note
+        """How the default folder was dealt with (made, or another chosen)."""
+        self.data = data
+        """In a browser: the certificate, for the browser's downloads (`path`: its name)."""
 
 
 def default_downloads() -> Path:
     return Path(platformdirs.user_downloads_dir())
+
+
+def ca_bytes(datadir: DataDir, fmt: ExportFormat) -> bytes:
+    """The CA certificate as PEM or DER (what `export_ca` writes)."""
+    try:
+        cert = x509.load_pem_x509_certificate(datadir.ca_cert.read_bytes())
+    except ValueError as exc:
+        raise EdgeError(f"{datadir.ca_cert}: not a PEM certificate") from exc
+    encoding = serialization.Encoding.PEM if fmt == "pem" else serialization.Encoding.DER
+    return cert.public_bytes(encoding)
+
+
+def usable_default(path: Path) -> tuple[Path, str]:
+    """The default export path made to work on a fresh account: its folder (~/Downloads,
+    which a new account may lack) is made when missing, or else the home folder is used.
+    (path, what was done, or '')."""
+    folder = path.parent
+    if folder.is_dir():
+        return path, ""
+    try:
+        folder.mkdir(parents=True, mode=0o755)
+    except OSError as exc:
+        home = Path.home()
+        return home / path.name, f"{folder} could not be made ({exc.strerror}): in {home}"
+    return path, f"made {folder}"
 
 
 class CertificatesView(View):
@@ -95,6 +131,9 @@ class CertificatesView(View):
         table.add_column("Valid until", key="until")
         table.add_column("Expires", key="expires")
         self.query_one("#export-path", Input).value = str(self.default_path(self.format))
+        if self.app.is_web:  # the file goes to the browser's downloads, not to a path here
+            self.query_one("#export-path", Input).display = False
+            self.query_one("#export-button", Button).label = "Download"
         self.load()
 
     def reload(self) -> None:
@@ -199,6 +238,10 @@ class CertificatesView(View):
         self.action_export()
 
     def action_export(self) -> None:
+        if self.app.is_web:
+            self.query_one("#export-result", Static).update("Preparing the download…")
+            self.export_to_browser(self.format)
+            return
         text = self.query_one("#export-path", Input).value.strip()
         if not text:
             self.edge.error("Type the path to write the CA certificate to.")
@@ -209,12 +252,27 @@ class CertificatesView(View):
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export(self, destination: str, fmt: ExportFormat) -> None:
         fingerprint = self.ca_fingerprint()
+        note = ""
         try:
+            if destination == str(self.default_path(fmt)):
+                target, note = usable_default(Path(destination))
+                destination = str(target)
             path = export_ca(self.edge.datadir, destination, fmt)
         except (EdgeError, OSError) as exc:
             self.post_message(ExportFinished(None, str(exc), fingerprint))
             return
-        self.post_message(ExportFinished(path, None, fingerprint))
+        self.post_message(ExportFinished(path, None, fingerprint, note))
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export_to_browser(self, fmt: ExportFormat) -> None:
+        fingerprint = self.ca_fingerprint()
+        name = Path(CA_PEM_NAME if fmt == "pem" else CA_DER_NAME)
+        try:
+            data = ca_bytes(self.edge.datadir, fmt)
+        except (EdgeError, OSError) as exc:
+            self.post_message(ExportFinished(None, str(exc), fingerprint))
+            return
+        self.post_message(ExportFinished(name, None, fingerprint, data=data))
 
     @on(ExportFinished)
     def _exported(self, message: ExportFinished) -> None:
@@ -222,8 +280,14 @@ class CertificatesView(View):
         if message.error is not None or message.path is None:
             self.edge.error(f"CA export failed: {message.error or 'export failed'}")
             return
-        self.edge.notify(str(message.path), title="CA certificate exported", timeout=6,
-                         markup=False)
+        if message.data is not None:
+            self.app.deliver_binary(io.BytesIO(message.data), save_filename=message.path.name,
+                                    mime_type=CA_MIME_TYPE)
+            self.edge.notify(f"{message.path.name}: see the browser's downloads",
+                             title="CA certificate sent", timeout=6, markup=False)
+            return
+        where = f"{message.path} ({message.note})" if message.note else str(message.path)
+        self.edge.notify(where, title="CA certificate exported", timeout=6, markup=False)
 
     def watch_outcome(self) -> None:
         self.show_outcome()
@@ -238,7 +302,11 @@ class CertificatesView(View):
             result.update(Text(f"✗ Not exported: {error}", style=self.style("error", bold=True)))
             return
         text = Text()
-        text.append(f"✓ Wrote {outcome.path}\n", style=self.style("success", bold=True))
+        done = (f"✓ Sent {outcome.path.name} to the browser's downloads"
+                if outcome.data is not None else f"✓ Wrote {outcome.path}")
+        text.append(f"{done}\n", style=self.style("success", bold=True))
+        if outcome.note:
+            text.append(f"({outcome.note})\n")
         text.append("SHA-256 fingerprint (compare on the laptop):\n")
         text.append(outcome.fingerprint)
         result.update(text)
