@@ -19,7 +19,7 @@ from registry_core.errors import EdgeError
 # Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
 COMMAND_MODULES = (
     "enable", "info", "serve", "gc", "usage", "cert", "hosts_entry", "images", "delete", "kube",
-    "sync", "stage", "token", "audit", "web",
+    "sync", "stage", "token", "audit", "web", "transfer",
 )
 
 Handler = Callable[[argparse.Namespace], int]
