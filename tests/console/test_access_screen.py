@@ -6,6 +6,7 @@ screen's login line for a token."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from console.app import EdgeConsoleApp
-from console.screens.access import AccessView
+from console.screens.access import AccessView, rotate_body
 from console.screens.access_audit import PAGE, AuditPanel, AuditTable
 from console.screens.certificates import CertificatesView
 from console.screens.cluster import ClusterView
@@ -31,7 +32,7 @@ from console.widgets.confirm import ConfirmationModal
 from console.widgets.password_modal import PasswordModal
 from console.widgets.snippet import Snippet
 from console.widgets.snippet_modal import SnippetModal
-from console.widgets.token_dialog import TokenDialog
+from console.widgets.token_dialog import TokenDialog, read_request
 from console.widgets.virtual_table import VirtualTable
 from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
@@ -391,3 +392,48 @@ async def test_device_login_line_for_a_token(registry: Registry, via: str) -> No
         await wait_for(pilot, lambda: view.login_as != "ci-runner", what="the admin again")
         await pilot.press("i")
         assert "-u ci-runner" not in app.clipboard
+
+
+# ---- the dialog's fields and what the confirmations say ------------------------------------
+
+
+@pytest.mark.parametrize(("name", "scopes", "expires", "says"), [
+    ("", "app:content/read", "", "name ''"),
+    ("-x", "app:content/read", "", "name '-x'"),
+    ("ci", "", "", "at least one --scope"),
+    ("ci", "app", "", "expected PATTERN:ACTION"),
+    ("ci", "app/*:metrics/read", "", "metrics/read is registry-wide"),
+    ("ci", "app:content/read", "0", "expiry '0'"),
+    ("ci", "app:content/read", "soon", "expiry 'soon'"),
+    ("ci", "app:content/read", "99999999", "expiry '99999999'"),
+])
+def test_bad_fields_are_named(name: str, scopes: str, expires: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)) as caught:
+        read_request(name, scopes, expires)
+    assert "\n" not in str(caught.value)
+
+
+def test_fields_read() -> None:
+    request = read_request(" ci ", "app/*:content/read,metadata/read  lib/base:content/read",
+                           "7.5")
+    assert request.name == "ci" and request.expires_days == 7.5
+    assert [str(r) for r in request.rules] == ["app/*:content/read,metadata/read",
+                                               "lib/base:content/read"]
+    assert read_request("ci", "*:content/read", " ").expires_days is None
+
+
+def test_rotation_says_what_stops_working(registry: Registry) -> None:
+    admin = TokenAdmin(registry)
+    admin.create("ci", parse_scopes(["*:content/read"]), who=CONSOLE)
+    now = time.time()
+    body, takes_away = rotate_body(admin.get("ci"), 1, now)
+    assert "ci's password 1 stops working at once; password 2 is not set" in body
+    assert takes_away
+    body, takes_away = rotate_body(admin.get("ci"), 2, now)
+    assert body.startswith("ci gets a password 2; password 1 keeps working (it never expires)")
+    assert not takes_away
+    admin.rotate("ci", 2, expires_days=2, who=CONSOLE)
+    body, _ = rotate_body(admin.get("ci"), 1, now + 3 * 86400)
+    assert "password 2 has expired: clients using ci fail" in body
+    body, _ = rotate_body(admin.get("ci"), 2, now)
+    assert "The new password expires in 2 days, like the one it replaces." in body
