@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from console.cli_support import fail
+from console.commands.tui import add_tui_options
 from registry_core.errors import EdgeError
 
 # Each module in console/commands registers its subcommand(s) with `register(subparsers)`.
@@ -49,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Edge Console: the edge registry and its terminal console.",
         parents=[common],
     )
+    add_tui_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES if only is None else (only,):
         module = importlib.import_module(f"console.commands.{name}")

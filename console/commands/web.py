@@ -8,11 +8,15 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from console.cli_support import data_dir_of, emit
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from console.web.server import WebSettings
 
 
 def register(
@@ -34,6 +38,14 @@ def add_web_options(parser: argparse.ArgumentParser, listen_flag: str) -> None:
                         help="browser sessions with a live console at once (default 4)")
 
 
+def web_settings(args: argparse.Namespace) -> WebSettings:
+    from console.web.server import WebSettings
+
+    if args.max_sessions < 1:
+        raise ConfigError("--max-sessions must be at least 1")
+    return WebSettings(max_sessions=args.max_sessions)
+
+
 def ensure_enabled(datadir: DataDir) -> None:
     if not datadir.is_enabled():
         print(f"First run: enabling the container registry in {datadir.root} ...", flush=True)
@@ -42,14 +54,13 @@ def ensure_enabled(datadir: DataDir) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; every console process ends with it."""
-    from console.web.server import WebConsole, WebSettings
+    from console.web.server import WebConsole
     from console.web.state import clear_web_state, write_web_state
     from registry_core.access.credentials import Authenticator
     from registry_core.registry import Registry
     from registry_core.server import read_server_state
 
-    if args.max_sessions < 1:
-        raise ConfigError("--max-sessions must be at least 1")
+    settings = web_settings(args)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     datadir = data_dir_of(args)
@@ -65,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     authenticator = Authenticator(datadir)
     authenticator.attach_store(registry.store)
     web = WebConsole(registry, authenticator, args.web_listen,
-                     settings=WebSettings(max_sessions=args.max_sessions))
+                     settings=settings)
     try:
         url = web.start()
         write_web_state(datadir, url)
