@@ -187,14 +187,14 @@ class AccessView(View):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("N", "create_token", "New token", id="access.create",
+        Binding("N", "create_token", "New", id="access.create",
                 tooltip="new client token: name, scopes, expiry (its password shown once)"),
-        Binding("E", "toggle_enabled", "Disable/enable", id="access.toggle",
+        Binding("E", "toggle_enabled", "On/off", id="access.toggle",
                 tooltip="disable the highlighted token (asks first), or enable it again"),
-        Binding("w", "rotate(1)", "New pw 1", id="access.rotate1",
+        Binding("w", "rotate(1)", "Pw 1", id="access.rotate1",
                 tooltip="replace password 1 of the highlighted token (asks first; "
                 "password 2 keeps working)"),
-        Binding("W", "rotate(2)", "New pw 2", id="access.rotate2",
+        Binding("W", "rotate(2)", "Pw 2", id="access.rotate2",
                 tooltip="replace (or add) password 2 of the highlighted token (asks first; "
                 "password 1 keeps working)"),
         Binding("d,ctrl+d,delete", "delete", "Delete", id="access.delete",
