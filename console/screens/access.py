@@ -122,18 +122,20 @@ def rotate_body(token: TokenInfo, slot: int, now: float) -> tuple[str, bool]:
     return "\n".join(lines), mine is not None and working(mine, now)
 
 
-def passwords_phrase(token: TokenInfo) -> str:
+def stops_working(token: TokenInfo) -> str:
+    """`ci-runner's passwords 1 and 2 stop working at once` (or the one it has)."""
     slots = [str(p.slot) for p in token.passwords]
     if not slots:
-        return "no password is set"
-    return f"password {slots[0]}" if len(slots) == 1 else f"passwords {' and '.join(slots)}"
+        return f"{token.name} has no password set"
+    if len(slots) == 1:
+        return f"{token.name}'s password {slots[0]} stops working at once"
+    return f"{token.name}'s passwords {' and '.join(slots)} stop working at once"
 
 
 def disable_body(token: TokenInfo) -> str:
     return (
-        f"{token.name}'s {passwords_phrase(token)} stop working at once: every client that "
-        f"logs in as {token.name} (docker, podman, skopeo, a pull secret) is refused until "
-        "you enable it again (E).\n"
+        f"{stops_working(token)}: every client that logs in as {token.name} (docker, "
+        "podman, skopeo, a pull secret) is refused until you enable it again (E).\n"
         "Its scopes and passwords are kept: enabling it brings them back unchanged."
     )
 
@@ -141,9 +143,8 @@ def disable_body(token: TokenInfo) -> str:
 def delete_body(token: TokenInfo) -> str:
     scopes = "; ".join(short_rule(rule) for rule in token.scope_map.rules)
     return (
-        f"{token.name}'s {passwords_phrase(token)} stop working at once and its scope map "
-        f"({scopes}) is deleted with it: every client that logs in as {token.name} is "
-        "refused.\n"
+        f"{stops_working(token)} and its scope map ({scopes}) is deleted with it: every "
+        f"client that logs in as {token.name} is refused.\n"
         "This cannot be undone: a token made again under this name gets new passwords."
     )
 

@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from console.app import EdgeConsoleApp
-from console.screens.access import AccessView, rotate_body
+from console.screens.access import AccessView, disable_body, rotate_body
 from console.screens.access_audit import PAGE, AuditPanel, AuditTable
 from console.screens.certificates import CertificatesView
 from console.screens.cluster import ClusterView
@@ -164,7 +164,7 @@ async def test_disable_asks_first_and_enable_brings_it_back(
         view = await open_access(pilot)
         await wait_for(pilot, lambda: view.current_token() is not None)
         assert await logs_in(api, "ci-runner", password)
-        await confirm(pilot, "E", "ci-runner's password 1 stop working at once", accept=False)
+        await confirm(pilot, "E", "ci-runner's password 1 stops working at once", accept=False)
         assert admin.get("ci-runner").enabled  # cancelled: nothing changed
         await confirm(pilot, "E", "refused until you enable it again", accept=True)
         await wait_for(pilot, lambda: not admin.get("ci-runner").enabled, what="disabled")
@@ -223,7 +223,7 @@ async def test_delete_asks_first(registry: Registry, api: httpx.AsyncClient) -> 
         assert view.current_token().name == "ci-runner"  # type: ignore[union-attr]
         await confirm(pilot, "d", "app/*: read,meta-read", accept=False)
         assert len(admin.list()) == 2
-        await confirm(pilot, "d", "ci-runner's password 1 stop working at once", accept=True)
+        await confirm(pilot, "d", "ci-runner's password 1 stops working at once", accept=True)
         await wait_for(pilot, lambda: [t.name for t in admin.list()] == ["kubelet"],
                        what="the delete")
         assert not await logs_in(api, "ci-runner", password)
@@ -437,3 +437,5 @@ def test_rotation_says_what_stops_working(registry: Registry) -> None:
     assert "password 2 has expired: clients using ci fail" in body
     body, _ = rotate_body(admin.get("ci"), 2, now)
     assert "The new password expires in 2 days, like the one it replaces." in body
+    assert disable_body(admin.get("ci")).startswith(
+        "ci's passwords 1 and 2 stop working at once: every client that logs in as ci")
