@@ -62,6 +62,7 @@ def command_module(argv: Sequence[str]) -> str | None:
     """The module of the subcommand `argv` names (the first word that is not an option or
     the value of --data-dir), or None (no subcommand, or not one we know)."""
     modules = {name.replace("_", "-"): name for name in COMMAND_MODULES}
+    modules |= {"import": "transfer", "export": "transfer"}  # one module, two commands
     after_data_dir = False
     for word in argv:
         if after_data_dir:
