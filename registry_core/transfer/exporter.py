@@ -190,9 +190,18 @@ def _beside(destination: Path) -> Iterator[Path]:
         if destination.exists() or destination.is_symlink():
             destination.rename(old)
         temporary.rename(destination)
+        _fsync_directory(destination.parent)
         _remove(old)
     finally:
         _remove(temporary)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:

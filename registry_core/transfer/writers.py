@@ -5,13 +5,15 @@ chunks; never a whole blob in memory."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import os
 import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from registry_core.reference import Digest
 from registry_core.store.blobs import BlobStore
@@ -50,16 +52,16 @@ class DirWriter:
     def add_bytes(self, name: str, data: bytes) -> None:
         with refused_when_full("writing the export"), self._open(name) as file:
             file.write(data)
-            os.fsync(file.fileno())
 
     def add_blob(self, name: str, store: BlobStore, digest: Digest, size: int,
                  counter: BlockCounter) -> None:
         with refused_when_full("writing the export"), self._open(name) as file:
             copy_blob(store, digest, size, file, counter)
-            os.fsync(file.fileno())
 
     def close(self) -> None:
-        """Each file was made durable as it was written."""
+        """Every file made durable at once (a USB stick may be pulled right after): one
+        syncfs of the volume instead of an fsync a file."""
+        sync_volume(self.root)
 
 
 class TarWriter:
@@ -100,6 +102,30 @@ class TarWriter:
     def abandon(self) -> None:
         with contextlib.suppress(OSError):
             self.file.close()
+
+
+def sync_volume(path: Path) -> None:
+    """syncfs(2) on the volume holding `path` (os.sync where there is none)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _syncfs is None or _syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int], int], fn)
+
+
+_syncfs = _load_syncfs()
 
 
 def copy_blob(store: BlobStore, digest: Digest, size: int, out: BinaryIO,
