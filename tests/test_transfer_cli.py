@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ from store_snapshot import take_snapshot
 from test_cli_basics import assert_one_line_error, cli, cli_json
 from transfer_support import Made, skopeo_digest, skopeo_docker_archive, skopeo_layout
 
+from console.commands.transfer import Bar
 from registry_core.datadir import DataDir
 from registry_core.registry import Registry
+from registry_core.transfer import Progress
 
 
 @pytest.fixture
@@ -56,3 +59,20 @@ def test_import_errors_are_one_line(
                           "does not exist")
     assert_one_line_error(cli(datadir.root, "export", "nosuch:tag", str(tmp_path / "x")))
     assert registry.catalog().items == []
+
+
+class Terminal(io.StringIO):
+    """What the bar draws on: a stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_only() -> None:
+    terminal, plain = Terminal(), io.StringIO()
+    for stream in (terminal, plain):
+        bar = Bar(stream)
+        bar(Progress("committing", 3 << 20, 4 << 20, 1, 2, "app:v1"))
+        bar.clear()
+    assert "[######################--------] 3.0 MiB/4.0 MiB  images 1/2" in terminal.getvalue()
+    assert plain.getvalue() == ""

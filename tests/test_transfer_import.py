@@ -95,6 +95,25 @@ def test_skopeo_docker_archive_imports_and_pulls_back(
     assert manifest["config"]["digest"] == str(original.digest)  # the config is unchanged
 
 
+def test_skopeo_copy_of_the_same_archive_keeps_the_config_and_diff_ids(
+    made: Made, registry: Registry, live_server: LiveServer, skopeo: str, tmp_path: Path,
+) -> None:
+    """What `skopeo copy docker-archive: docker://` stores differs from our import only in
+    the layers: skopeo gzips plain layers on the way (Go's gzip, bytes no other compressor
+    reproduces), so its layer and manifest digests are its own; config and diff_ids agree."""
+    archive = skopeo_docker_archive(skopeo, made, tmp_path / "web.tar")
+    (ours,) = imported(registry, archive).images
+    run_skopeo(skopeo, "copy", *skopeo_auth(live_server, "dest-"), f"docker-archive:{archive}",
+               remote(live_server, "viaskopeo/web:v1"))
+    theirs = json.loads(registry.get_manifest("viaskopeo/web", "v1").body())
+    mine = json.loads(registry.get_manifest("app/web", "v1").body())
+    assert theirs["config"]["digest"] == mine["config"]["digest"]
+    config = json.loads(registry.blob_store.read_bytes(Digest(
+        *mine["config"]["digest"].split(":"))))
+    assert [d["digest"] for d in mine["layers"]] == config["rootfs"]["diff_ids"]
+    assert ours.digest == str(skopeo_digest(skopeo, f"docker-archive:{archive}"))
+
+
 def cut_inside_largest_member(archive: Path) -> str:
     with tarfile.open(archive) as tar:
         member = max(tar.getmembers(), key=lambda m: m.size)
