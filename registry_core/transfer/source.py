@@ -25,6 +25,7 @@ JSON_CACHE_MEMBER = 4 << 20
 """Members up to this size that look like JSON are kept in memory while listing a tar."""
 JSON_CACHE_TOTAL = 128 << 20
 MAX_LINK_HOPS = 8
+HEAD_BYTES = 8
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
@@ -125,6 +126,7 @@ class TarSource:
         self._members: dict[str, tarfile.TarInfo] = {}
         self._links: dict[str, str] = {}
         self._cache: dict[str, bytes] = {}
+        self._heads: dict[str, bytes] = {}
         self._tar = self._open()
         try:
             self._list()
@@ -153,7 +155,9 @@ class TarSource:
                 name = clean_name(info.name)
                 if info.isfile():
                     self._members[name] = info
-                    if info.size <= min(JSON_CACHE_MEMBER, budget) and self._is_json(info):
+                    self._heads[name] = self._head(name, info)
+                    if info.size <= min(JSON_CACHE_MEMBER, budget) \
+                            and self._heads[name][:1] in (b"{", b"["):
                         self._cache[name] = self._read(name, info)
                         budget -= info.size
                 elif info.issym():
@@ -177,9 +181,12 @@ class TarSource:
             if info.offset_data + info.size > length:
                 raise SourceInvalid(f"{self.path}: truncated archive ({name} is cut short)")
 
-    def _is_json(self, info: tarfile.TarInfo) -> bool:
+    def _head(self, name: str, info: tarfile.TarInfo) -> bytes:
+        """The first bytes of each member, read as the listing passes them (a gzip stream is
+        then never rewound to recognise a compressed layer)."""
         file = self._tar.extractfile(info)
-        return file is not None and file.read(1) in (b"{", b"[")
+        assert file is not None
+        return _reading(self.path, lambda: file.read(HEAD_BYTES), name)
 
     def _read(self, name: str, info: tarfile.TarInfo) -> bytes:
         file = self._tar.extractfile(info)
@@ -213,7 +220,10 @@ class TarSource:
         return cached if cached is not None else self._read(name, info)
 
     def head(self, name: str, count: int) -> bytes:
-        file = self._tar.extractfile(self._required(name))
+        info = self._required(name)
+        if count <= HEAD_BYTES:
+            return self._heads[clean_name(info.name)][:count]
+        file = self._tar.extractfile(info)
         assert file is not None
         return _reading(self.path, lambda: file.read(count), name)
 
