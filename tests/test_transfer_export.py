@@ -11,7 +11,7 @@ import pytest
 from imagebuilder import write_random_image
 from support import blob_files, free_port, oci_layout_digest, run_skopeo
 from test_e2e_diskfull import mount_tmpfs
-from transfer_support import Made, skopeo_digest, skopeo_layout
+from transfer_support import Made, add_referrer, index_entries, skopeo_digest, skopeo_layout
 
 from registry_core import transfer
 from registry_core.datadir import DataDir
@@ -89,6 +89,25 @@ def test_a_docker_archive_export_reads_in_skopeo_and_imports_with_its_digests(
         result = transfer.import_images(fresh, out, who=CONSOLE)
         assert {(i.tags, i.digest) for i in result.images} == {
             (("v1",), str(made.single.digest)), (("multi",), str(amd64.digest))}
+    finally:
+        fresh.close()
+
+
+def test_an_image_exports_with_its_referrers(skopeo: str, registry: Registry,
+                                              tmp_path: Path) -> None:
+    made = skopeo_layout(skopeo, tmp_path / "src")
+    referrer = add_referrer(made.layout, made.single)
+    transfer.import_images(registry, made.layout, who=CONSOLE)
+    out = tmp_path / "out"
+    transfer.export_images(registry, ["layout:v1"], out)
+    listed = [e for e in index_entries(out) if e["digest"] == str(referrer)]
+    assert listed and "annotations" not in listed[0]  # listed, unnamed
+    assert skopeo_digest(skopeo, f"oci:{out}:v1") == made.single.digest
+    fresh = other_registry(tmp_path)
+    try:
+        transfer.import_images(fresh, out, who=CONSOLE)
+        assert [r.digest for r in fresh.referrers("layout", made.single.digest)] == [
+            str(referrer)]
     finally:
         fresh.close()
 

@@ -9,11 +9,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imagebuilder import ImageSpec, canonical_json, make_layer, write_oci_image
+from imagebuilder import ImageSpec, write_oci_image
 from store_snapshot import take_snapshot
 from support import LiveServer, oci_layout_digest, remote, run_skopeo, skopeo_auth
 from transfer_support import (
     Made,
+    add_referrer,
     blob_path,
     gzipped,
     index_entries,
@@ -26,7 +27,6 @@ from transfer_support import (
 from registry_core import transfer
 from registry_core.datadir import DataDir
 from registry_core.identity import CONSOLE
-from registry_core.manifests import OCI_EMPTY, OCI_LAYER_GZIP, OCI_MANIFEST
 from registry_core.reference import Digest, digest_bytes
 from registry_core.registry import Registry
 
@@ -261,24 +261,8 @@ def test_tag_names_an_unnamed_image_or_renames_a_single_one(
 
 
 def test_a_referrer_in_the_layout_comes_with_its_subject(made: Made, registry: Registry) -> None:
-    subject = made.single
-    empty = b"{}"
-    layer = make_layer("a signature")
-    for data in (empty, layer.data):
-        blob_path(made.layout, digest_bytes(data)).write_bytes(data)
-    body = canonical_json({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "artifactType": "application/vnd.example.signature",
-        "config": {"mediaType": OCI_EMPTY, "digest": str(digest_bytes(empty)), "size": 2},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": str(layer.digest),
-                    "size": layer.size}],
-        "subject": {"mediaType": subject.media_type, "digest": str(subject.digest),
-                    "size": subject.size},
-    })
-    blob_path(made.layout, digest_bytes(body)).write_bytes(body)
-    write_index_entries(made.layout, [*index_entries(made.layout), {
-        "mediaType": OCI_MANIFEST, "digest": str(digest_bytes(body)), "size": len(body)}])
+    referrer = add_referrer(made.layout, made.single)
     result = imported(registry, made.layout)
     assert len(result.images) == 2  # the referrer is no image of its own
-    referrers = registry.referrers("layout", subject.digest)
-    assert [r.digest for r in referrers] == [str(digest_bytes(body))]
+    referrers = registry.referrers("layout", made.single.digest)
+    assert [r.digest for r in referrers] == [str(referrer)]

@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagebuilder import BuiltImage, ImageSpec, write_oci_image, write_oci_index
+from imagebuilder import (
+    BuiltImage,
+    ImageSpec,
+    canonical_json,
+    make_layer,
+    write_oci_image,
+    write_oci_index,
+)
 from support import run_skopeo
 
-from registry_core.reference import Digest
+from registry_core.manifests import OCI_EMPTY, OCI_LAYER_GZIP, OCI_MANIFEST
+from registry_core.reference import Digest, digest_bytes
 
 
 @dataclass(frozen=True)
@@ -75,3 +83,25 @@ def write_index_entries(layout: Path, entries: list[dict[str, Any]]) -> None:
 def blob_path(layout: Path, digest: Digest | str) -> Path:
     algorithm, _, hex_ = str(digest).partition(":")
     return layout / "blobs" / algorithm / hex_
+
+
+def add_referrer(layout: Path, subject: BuiltImage) -> Digest:
+    """A signature-like artifact whose subject is `subject`, listed in index.json without a
+    name (as oras writes referrers into a layout); its digest."""
+    empty = b"{}"
+    layer = make_layer("a signature")
+    for data in (empty, layer.data):
+        blob_path(layout, digest_bytes(data)).write_bytes(data)
+    body = canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": OCI_EMPTY, "digest": str(digest_bytes(empty)), "size": 2},
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": str(layer.digest),
+                    "size": layer.size}],
+        "subject": {"mediaType": subject.media_type, "digest": str(subject.digest),
+                    "size": subject.size},
+    })
+    blob_path(layout, digest_bytes(body)).write_bytes(body)
+    write_index_entries(layout, [*index_entries(layout), {
+        "mediaType": OCI_MANIFEST, "digest": str(digest_bytes(body)), "size": len(body)}])
+    return digest_bytes(body)
