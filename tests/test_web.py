@@ -339,7 +339,8 @@ def test_stopping_the_server_ends_every_console(web: WebFace, context: Any) -> N
 
 
 def test_killed_server_leaves_no_console(web: WebFace, context: Any) -> None:
-    """The parent-death signal: a web face killed outright takes its consoles with it."""
+    """A web face killed outright takes its consoles with it (their stdin closes; the
+    parent-death signal, for a console that is not reading it: test_web_process.py)."""
     open_console(context, web)
     [pid] = web.app_pids()
     web.process.kill()
@@ -365,3 +366,26 @@ def test_ca_download_in_the_browser(web: WebFace, context: Any) -> None:
 
     pem_cert = x509.load_pem_x509_certificate(web.datadir.ca_cert.read_bytes())
     assert x509.load_der_x509_certificate(Path(der.path()).read_bytes()) == pem_cert
+
+
+def test_download_only_for_the_session_that_made_it(web: WebFace, context: Any) -> None:
+    """The browser's fetch of the download is held back, so that the key stays live: another
+    logged-in session is refused it, the session that made it gets the file."""
+    context.route("**/download/**", lambda route: route.abort())
+    page = open_console(context, web)
+    press(page, "2")
+    wait_for_screen(page, "Export")
+    with context.expect_event("request", predicate=lambda r: "/download/" in r.url) as asked:
+        press(page, "e")
+    path = asked.value.url.removeprefix(web.url)
+    assert path.startswith("/download/")
+    with web.client() as other:
+        assert other.post("/login", data={"username": web.username,
+                                          "password": web.password}).status_code == 303
+        assert other.get(path).status_code == 404
+    cookie = next(c for c in context.cookies() if c["name"] == "edge_console_session")
+    with web.client() as owner:
+        owner.cookies.set("edge_console_session", cookie["value"])
+        fetched = owner.get(path)
+        assert fetched.status_code == 200
+        assert fetched.content == web.datadir.ca_cert.read_bytes()
