@@ -128,6 +128,20 @@ def test_an_existing_destination_is_kept_unless_forced(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_new_folder_is_made_and_a_compressed_name_refused(
+    made: Made, registry: Registry, skopeo: str, tmp_path: Path,
+) -> None:
+    plan = transfer.plan_export(registry, ["layout"])
+    assert len(plan.images) == 2 and plan.bytes > 0
+    out = tmp_path / "usb" / "new" / "images.tar"
+    result = transfer.export_images(registry, ["layout"], out)
+    assert result.bytes == plan.bytes
+    assert skopeo_digest(skopeo, f"oci-archive:{out}:multi") == made.index.digest
+    with pytest.raises(transfer.TransferError, match=r"name it \.tar"):
+        transfer.export_images(registry, ["layout"], tmp_path / "images.tar.gz")
+    assert not (tmp_path / "images.tar.gz").exists()
+
+
 def test_an_empty_directory_is_a_fine_destination(
     made: Made, registry: Registry, skopeo: str, tmp_path: Path,
 ) -> None:

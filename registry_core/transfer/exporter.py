@@ -126,29 +126,55 @@ def _add(registry: Registry, image: ExportImage, digest: Digest) -> Manifest:
     return parsed
 
 
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export writes (a console can show it before asking where)."""
+
+    format: str
+    images: tuple[ExportImage, ...]
+    blobs: dict[Digest, int]
+    manifests: dict[Digest, tuple[bytes, str]]
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.blobs.values()) + sum(len(b) for b, _ in self.manifests.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "blobs": len(self.blobs), "bytes": self.bytes,
+                "images": [{"reference": i.reference, "digest": str(i.digest)}
+                           for i in self.images]}
+
+
+def plan_export(registry: Registry, refs: Sequence[str], *, format: str = OCI) -> ExportPlan:
+    """The images `refs` name, with every manifest and blob an export of them writes."""
+    if format not in FORMATS:
+        raise TransferError(f"unknown export format {format!r} (oci or docker-archive)")
+    images = resolve(registry, refs)
+    if format == DOCKER_ARCHIVE:
+        images = [_one_platform(registry, image) for image in images]
+    return ExportPlan(format, tuple(images),
+                      {d: s for image in images for d, s in image.blobs.items()},
+                      {d: m for image in images for d, m in image.manifests.items()})
+
+
 def export_images(
     registry: Registry, refs: Sequence[str], destination: Path, *, format: str = OCI,
     force: bool = False, on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> ExportResult:
     """Write the images `refs` name to `destination` (see the module's doc)."""
-    if format not in FORMATS:
-        raise TransferError(f"unknown export format {format!r} (oci or docker-archive)")
     started = time.monotonic()
-    images = resolve(registry, refs)
-    if format == DOCKER_ARCHIVE:
-        images = [_one_platform(registry, image) for image in images]
-    as_tar = format == DOCKER_ARCHIVE or destination.name.lower().endswith(".tar")
+    as_tar = _as_tar(destination, format)
+    plan = plan_export(registry, refs, format=format)
     _check_destination(destination, force)
-    blobs = {d: s for image in images for d, s in image.blobs.items()}
-    manifests = {d: m for image in images for d, m in image.manifests.items()}
-    total = sum(blobs.values()) + sum(len(b) for b, _ in manifests.values())
-    check_free_space(destination, total + TAR_OVERHEAD * (len(blobs) + len(manifests) + 4))
-    run = _Export(registry, len(images), total, on_progress, should_stop)
+    files = len(plan.blobs) + len(plan.manifests) + 4
+    check_free_space(destination, plan.bytes + TAR_OVERHEAD * files)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    run = _Export(registry, len(plan.images), plan.bytes, on_progress, should_stop)
     with _beside(destination) as temporary:
         writer: Writer = TarWriter(temporary) if as_tar else DirWriter(temporary)
         try:
-            run.write(writer, images, blobs, manifests, format)
+            run.write(writer, plan)
             writer.close()
         except BaseException:
             if isinstance(writer, TarWriter):
@@ -156,8 +182,16 @@ def export_images(
             raise
     return ExportResult(str(destination), format,
                         tuple({"reference": i.reference, "digest": str(i.digest)}
-                              for i in images),
-                        len(blobs), total, time.monotonic() - started)
+                              for i in plan.images),
+                        len(plan.blobs), plan.bytes, time.monotonic() - started)
+
+
+def _as_tar(destination: Path, format: str) -> bool:
+    name = destination.name.lower()
+    if name.endswith((".gz", ".tgz", ".zst", ".xz", ".bz2")):
+        raise TransferError(f"{destination}: compressed exports are not written (layers are "
+                            "compressed already); name it .tar")
+    return format == DOCKER_ARCHIVE or name.endswith(".tar")
 
 
 def _check_destination(destination: Path, force: bool) -> None:
@@ -247,19 +281,19 @@ class _Export:
             self.on_progress(Progress("writing", self.done, self.total, 0, self.images,
                                       self.item))
 
-    def write(self, writer: Writer, images: list[ExportImage], blobs: dict[Digest, int],
-              manifests: dict[Digest, tuple[bytes, str]], format: str) -> None:
+    def write(self, writer: Writer, plan: ExportPlan) -> None:
         writer.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        for digest, size in blobs.items():
+        for digest, size in plan.blobs.items():
             self.item = str(digest)
             self._count(0)
             writer.add_blob(blob_member(digest), self.registry.blob_store, digest, size,
                             self._count)
-        for digest, (body, _) in manifests.items():
+        for digest, (body, _) in plan.manifests.items():
             writer.add_bytes(blob_member(digest), body)
             self._count(len(body))
+        images = list(plan.images)
         writer.add_bytes("index.json", index_json(images))
-        if format == DOCKER_ARCHIVE:
+        if plan.format == DOCKER_ARCHIVE:
             writer.add_bytes("manifest.json", docker_manifest_json(images))
         if self.on_progress is not None:
             self.on_progress(Progress("done", self.done, self.total, self.images,
