@@ -216,6 +216,7 @@ def test_blobs_already_here_are_not_copied_again(
     again = transfer.import_images(registry, made.layout, who=CONSOLE, repository="b",
                                    on_progress=bytes_streamed)
     assert (again.blobs_copied, again.bytes_copied, max(streamed)) == (0, 0, 0)
+    assert all(i.moved_tags == {} for i in again.images)
     assert registry.get_manifest("b", "multi").digest == made.index.digest
     # A second image sharing the base layer: only its own blobs are read from the source.
     v2 = write_oci_image(tmp_path / "built2", ImageSpec(tag="v2"))
@@ -245,6 +246,12 @@ def test_tag_names_an_unnamed_image_or_renames_a_single_one(
     (image,) = imported(registry, archive, tag="other/name:t1").images
     assert (image.repository, image.tags) == ("other/name", ("t1",))
     assert registry.catalog().items == ["other/name"]
+    single = tmp_path / "single"  # the OCI image v1 alone: another digest than the archive's
+    run_skopeo(skopeo, "copy", f"oci:{made.layout}:v1", f"oci:{single}:v1")
+    (planned,) = transfer.preview(registry, single, tag="other/name:t1").images
+    assert planned.moves == {"t1": image.digest}  # the preview says the tag would move
+    (moved,) = imported(registry, single, tag="other/name:t1").images
+    assert moved.moved_tags == {"t1": image.digest}
     with pytest.raises(transfer.NamingError, match="--tag names one image"):
         transfer.preview(registry, made.layout, tag="x:y")
     entries = index_entries(made.layout)

@@ -154,6 +154,7 @@ def plan_text(plan: transfer.ImportPlan) -> str:
         lines += _image_lines([image])
         lines.append(f"    {_size(image.size)}; {image.blobs} blobs, {image.new_blobs} new "
                      f"({_size(image.new_bytes)})")
+        lines += [f"    moves tag {tag} from {digest}" for tag, digest in image.moves.items()]
     lines.append(f"Would copy {plan.new_blobs} of {plan.blobs} blobs "
                  f"({_size(plan.new_bytes)}); {here} already here. Nothing was stored.")
     return "\n".join(lines)

@@ -51,10 +51,13 @@ class ImportedImage:
     digest: str
     created: int
     """Manifests new in the repository."""
+    moved_tags: dict[str, str]
+    """Tags that pointed at another manifest before: tag -> that digest."""
 
     def to_json(self) -> dict[str, Any]:
         return {"repository": self.repository, "tags": list(self.tags),
-                "digest": self.digest, "manifests_created": self.created}
+                "digest": self.digest, "manifests_created": self.created,
+                "moved_tags": self.moved_tags}
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,8 @@ class _Run:
             self._tell("committing", len(done), batch[0].name)
             results = self.registry.ingest.commit_many(
                 [_ingest_image(i, copied) for i in batch], who=who)
-            done += [ImportedImage(i.repository, tuple(i.tags), str(i.digest), r.created)
+            done += [ImportedImage(i.repository, tuple(i.tags), str(i.digest), r.created,
+                                   r.moved_tags)
                      for i, r in zip(batch, results, strict=True)]
         self._tell("done", len(done), "")
         return done

@@ -6,9 +6,10 @@ adds what the registry holds. Nothing is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from registry_core.errors import EdgeError
 from registry_core.reference import Digest
 from registry_core.registry import Registry
 from registry_core.transfer.docker_archive import is_docker_archive, read_docker_archive
@@ -36,13 +37,15 @@ class PlannedImage:
     new_blobs: int
     """Blobs the registry does not hold yet."""
     new_bytes: int
+    moves: dict[str, str] = field(default_factory=dict)
+    """Tags here that point at another manifest now: tag -> that digest (they would move)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "repository": self.repository, "tags": list(self.tags), "digest": self.digest,
             "media_type": self.media_type, "platforms": list(self.platforms),
             "manifests": self.manifests, "blobs": self.blobs, "size_bytes": self.size,
-            "new_blobs": self.new_blobs, "new_bytes": self.new_bytes,
+            "new_blobs": self.new_blobs, "new_bytes": self.new_bytes, "moves": self.moves,
         }
 
 
@@ -119,6 +122,7 @@ def make_plan(registry: Registry, source: Source, kind: str,
             image.platforms, len(image.manifests), len(image.blobs), image.size,
             sum(1 for d in image.blobs if d not in present),
             sum(b.size for d, b in image.blobs.items() if d not in present),
+            _moves(registry, image),
         )
         for image in images
     )
@@ -126,3 +130,15 @@ def make_plan(registry: Registry, source: Source, kind: str,
     plan = ImportPlan(str(source.path), kind, planned, len(blobs),
                       sum(b.size for b in blobs.values()), len(new), sum(b.size for b in new))
     return plan, present
+
+
+def _moves(registry: Registry, image: SourceImage) -> dict[str, str]:
+    moves = {}
+    for tag in image.tags:
+        try:
+            current = str(registry.get_manifest(image.repository, tag).digest)
+        except EdgeError:
+            continue  # no such tag (or repository) yet
+        if current != str(image.digest):
+            moves[tag] = current
+    return moves
