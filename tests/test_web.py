@@ -158,8 +158,12 @@ def web(served: LiveServer, datadir: DataDir) -> Iterator[WebFace]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     chromium = require_tool("chromium")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright for Python (the test extra) is missing")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("Playwright for Python is required in CI (the test extra)")
+        pytest.skip("Playwright for Python is not installed (pip install -e '.[test]')")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
@@ -389,3 +393,40 @@ def test_download_only_for_the_session_that_made_it(web: WebFace, context: Any) 
         fetched = owner.get(path)
         assert fetched.status_code == 200
         assert fetched.content == web.datadir.ca_cert.read_bytes()
+
+
+class StepClock:
+    """A clock the test moves (the sessions' idle time and lifetime)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_session_closes_its_tab_and_console(served: LiveServer, context: Any) -> None:
+    from console.web.server import WebConsole, WebSettings
+
+    service = served.service
+    face = WebConsole(service.registry, service.app.authenticator,
+                      f"127.0.0.1:{free_port()}",
+                      settings=WebSettings(idle=600, sweep_interval=0.1))
+    clock = StepClock()
+    face.server.sessions.clock = clock
+    url = face.start()
+    try:
+        page = context.new_page()
+        page.goto(url + "/")
+        page.fill("#username", served.username)
+        page.fill("#password", served.password)
+        page.click("#login")
+        wait_for_screen(page, "Device")
+        [pid] = face.app_pids
+        clock.now += 601  # ten minutes without a key pressed
+        wait_until(lambda: not running(pid), "the expired session's console to end")
+        page.wait_for_selector("body.-closed")  # the page says the session ended
+        page.goto(url + "/")
+        assert page.url == url + "/login"
+    finally:
+        face.stop()

@@ -56,8 +56,6 @@ COOKIE = "edge_console_session"
 TEMPLATES = Path(__file__).parent / "templates"
 QUIT_WAIT = 2.0
 """Seconds a console process has to quit when asked, before SIGTERM (then SIGKILL)."""
-SWEEP_INTERVAL = 15.0
-"""Seconds between two looks for expired sessions (their tabs are then closed)."""
 _SESSION_OF_REQUEST: web.RequestKey[WebSession] = web.RequestKey("edge-console-session", WebSession)
 
 
@@ -75,6 +73,8 @@ class WebSettings:
     failure_window: float = FAILURE_WINDOW
     stop_timeout: float = 5.0
     """Seconds stopping waits for the consoles to end before it kills what is left."""
+    sweep_interval: float = 15.0
+    """Seconds between two looks for expired sessions (their tabs are then closed)."""
 
 
 def console_access(identity: Identity) -> bool:
@@ -378,7 +378,7 @@ class ConsoleServer(Server):
     async def sweep_forever(self) -> None:
         """Close the tabs of sessions that expired (idle, or past their lifetime)."""
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self.settings.sweep_interval)
             self.sessions.sweep()
             await self.close_consoles(lambda live: not self.sessions.alive(live.session))
 
