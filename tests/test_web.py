@@ -213,8 +213,8 @@ def open_console(context: Any, web: WebFace) -> Any:
 
 def test_login_shows_device_then_images(web: WebFace, context: Any) -> None:
     page = open_console(context, web)
-    endpoint = web.datadir and web.server.service.config.endpoint
-    wait_for_screen(page, endpoint)
+    wait_for_screen(page, web.server.service.config.endpoint)
+    wait_for_screen(page, f"In a browser  {web.url}")  # the Device screen's URL to open
     cookie = next(c for c in context.cookies() if c["name"] == "edge_console_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     assert len(cookie["value"]) >= 40

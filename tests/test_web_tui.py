@@ -93,6 +93,7 @@ def test_console_with_web_face(tui: tuple[Terminal, str], datadir: DataDir,
     log_in(page, _Face(url, username, password))  # type: ignore[arg-type]
     page.wait_for_url(url + "/")
     wait_for_screen(page, "attached")  # the browser's console attaches to the TUI's registry
+    wait_for_screen(page, url)  # the Device screen says where to open the web face
     wait_until(lambda: len(console_children(terminal.process.pid)) == 1, "a console process")
     [pid] = console_children(terminal.process.pid)
     press(page, "3")

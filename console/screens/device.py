@@ -21,6 +21,7 @@ from textual.widgets import RadioButton, RadioSet, Select, Static
 
 from console.context import Command
 from console.screens.base import View
+from console.web.state import read_web_url
 from console.widgets.snippet import Snippet
 from console.widgets.status import ROLES
 from registry_core.access.tokens import TokenAdmin
@@ -72,6 +73,14 @@ class DeviceLoaded(Message):
         self.error = error
 
 
+class WebFaceFound(Message):
+    """Where the web face of this data dir can be opened (None: it is not served)."""
+
+    def __init__(self, url: str | None) -> None:
+        super().__init__()
+        self.url = url
+
+
 class TokensListed(Message):
     def __init__(self, names: tuple[str, ...], number: int) -> None:
         super().__init__()
@@ -109,6 +118,8 @@ class DeviceView(View):
     """Whose login line the set-up shows: ADMIN or a client token's name."""
     tokens: reactive[tuple[str, ...]] = reactive((), init=False)
     """The client tokens' names, for the "Log in as" choice."""
+    web_url: reactive[str | None] = reactive(None, init=False)
+    """The URL of the console in a browser, while `edge-console web` (or --web) serves it."""
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -143,14 +154,28 @@ class DeviceView(View):
     def on_mount(self) -> None:
         self.load()
         self.list_tokens()
+        self.find_web_face()
 
     def reload(self) -> None:
         self.load()
         self.list_tokens()
+        self.find_web_face()
 
     def shown(self) -> None:
         super().shown()
         self.list_tokens()  # made or deleted on the Access screen meanwhile
+        self.find_web_face()
+
+    @work(thread=True, exclusive=True, group="device-web", exit_on_error=False)
+    def find_web_face(self) -> None:
+        self.post_message(WebFaceFound(read_web_url(self.edge.datadir)))
+
+    @on(WebFaceFound)
+    def _web_face_found(self, message: WebFaceFound) -> None:
+        self.web_url = message.url
+
+    def watch_web_url(self) -> None:
+        self.render_facts()
 
     def list_tokens(self) -> None:
         self._listings += 1
@@ -249,6 +274,8 @@ class DeviceView(View):
         grid.add_row("Listen", info.listen, "TLS", "on" if self.edge.config.tls else "OFF")
         grid.add_row("Username", info.username, "Password", password + "  (v, p)")
         grid.add_row("Server", Text(status.describe(), style=server_style), "Requests", requests)
+        if self.web_url is not None:
+            grid.add_row("In a browser", self.web_url, "", "")
         self.query_one("#device-facts", Static).update(grid)
 
     def render_snippets(self) -> None:
