@@ -331,7 +331,8 @@ def test_session_cap_and_closing_a_tab_ends_its_console(web: WebFace, context: A
     [left] = web.app_pids()
     assert left in pids
     assert not any(running(pid) for pid in pids if pid != left)
-    third.reload()
+    # The slot is free once the server has reaped the process (a moment after it exits).
+    wait_until(lambda: third.reload().status == 200, "a free session slot")
     wait_for_screen(third, "Device")
 
 
