@@ -259,6 +259,10 @@ def section(b: Bench, started: str, load_before: str, load_after: str) -> str:
         "export` to an OCI layout directory vs. `skopeo copy docker://... oci:DIR:TAG` (big) "
         "and `skopeo sync --src docker --dest dir --all` (small). Wall time of each "
         "command, process start included.",
+        "- What is compared is the way in and out, not two copies of one path: the import "
+        "writes into the data dir directly (blobs hashed as they stream, one transaction "
+        "per 64 images), skopeo goes through the registry's HTTPS API (TLS, Basic auth, "
+        "requests per blob); the export reads the blob files, skopeo pulls over HTTPS.",
         "",
         "| measure | unit | edge-console | skopeo | edge / skopeo | edge runs | skopeo runs |",
         "|---|---|---:|---:|---:|---|---|",
