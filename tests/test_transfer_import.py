@@ -38,8 +38,8 @@ def made(skopeo: str, tmp_path: Path) -> Made:
     return skopeo_layout(skopeo, tmp_path / "src")
 
 
-def imported(registry: Registry, path: Path, **options: str) -> transfer.ImportResult:
-    return transfer.import_images(registry, path, who=CONSOLE, **options)
+def imported(registry: Registry, path: Path, tag: str | None = None) -> transfer.ImportResult:
+    return transfer.import_images(registry, path, who=CONSOLE, tag=tag)
 
 
 def partial_left(datadir: DataDir) -> list[Path]:
