@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -112,6 +113,30 @@ def test_skopeo_copy_of_the_same_archive_keeps_the_config_and_diff_ids(
         *mine["config"]["digest"].split(":"))))
     assert [d["digest"] for d in mine["layers"]] == config["rootfs"]["diff_ids"]
     assert ours.digest == str(skopeo_digest(skopeo, f"docker-archive:{archive}"))
+
+
+def test_a_gzipped_tar_of_a_layout_and_old_docker_save_paths_import(
+    made: Made, registry: Registry, skopeo: str, tmp_path: Path,
+) -> None:
+    """`tar czf` of a layout directory (members named ./index.json ...), and a docker-archive
+    whose manifest.json names layers as `docker save` did before Docker 25 (`<id>/layer.tar`,
+    here skopeo's symlinks to the layer files)."""
+    packed = tmp_path / "layout.tar.gz"
+    subprocess.run(["tar", "czf", str(packed), "-C", str(made.layout), "."], check=True)
+    result = imported(registry, packed)
+    assert {(i.repository, i.tags, i.digest) for i in result.images} == {
+        ("layout", ("v1",), str(made.single.digest)),
+        ("layout", ("multi",), str(made.index.digest))}
+    archive = skopeo_docker_archive(skopeo, made, tmp_path / "web.tar")
+    with tarfile.open(archive) as tar:
+        links = {m.linkname.removeprefix("../"): m.name for m in tar.getmembers() if m.issym()}
+        entries = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    entries[0]["Layers"] = [links[layer] for layer in entries[0]["Layers"]]
+    assert all(layer.endswith("/layer.tar") for layer in entries[0]["Layers"])
+    old_style = replace_member(archive, "manifest.json", json.dumps(entries).encode(),
+                               tmp_path / "old.tar")
+    (image,) = imported(registry, old_style, tag="old/style:1").images
+    assert image.digest == str(skopeo_digest(skopeo, f"docker-archive:{archive}"))
 
 
 def cut_inside_largest_member(archive: Path) -> str:

@@ -152,6 +152,8 @@ class TarSource:
         name = ""
         try:
             for info in self._tar:
+                if not (info.isfile() or info.issym() or info.islnk()):
+                    continue  # directories and the like: nothing to read
                 name = clean_name(info.name)
                 if info.isfile():
                     self._members[name] = info
