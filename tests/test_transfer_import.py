@@ -118,7 +118,8 @@ def test_skopeo_copy_of_the_same_archive_keeps_the_config_and_diff_ids(
 def test_a_gzipped_tar_of_a_layout_and_old_docker_save_paths_import(
     made: Made, registry: Registry, skopeo: str, tmp_path: Path,
 ) -> None:
-    """`tar czf` of a layout directory (members named ./index.json ...), and a docker-archive
+    """`tar czf` of a layout directory (members named ./index.json ...) or of the directory
+    itself (layout/index.json ...), and a docker-archive
     whose manifest.json names layers as `docker save` did before Docker 25 (`<id>/layer.tar`,
     here skopeo's symlinks to the layer files)."""
     packed = tmp_path / "layout.tar.gz"
@@ -127,6 +128,11 @@ def test_a_gzipped_tar_of_a_layout_and_old_docker_save_paths_import(
     assert {(i.repository, i.tags, i.digest) for i in result.images} == {
         ("layout", ("v1",), str(made.single.digest)),
         ("layout", ("multi",), str(made.index.digest))}
+    folder = tmp_path / "folder.tar"  # a tar of the folder itself: members layout/...
+    subprocess.run(["tar", "cf", str(folder), "-C", str(made.layout.parent), "layout"],
+                   check=True)
+    again = imported(registry, folder)
+    assert {i.digest for i in again.images} == {i.digest for i in result.images}
     archive = skopeo_docker_archive(skopeo, made, tmp_path / "web.tar")
     with tarfile.open(archive) as tar:
         links = {m.linkname.removeprefix("../"): m.name for m in tar.getmembers() if m.issym()}

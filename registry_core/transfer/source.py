@@ -16,7 +16,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from registry_core.transfer.errors import SourceInvalid
 
@@ -25,9 +25,12 @@ JSON_CACHE_MEMBER = 4 << 20
 """Members up to this size that look like JSON are kept in memory while listing a tar."""
 JSON_CACHE_TOTAL = 128 << 20
 MAX_LINK_HOPS = 8
+MARKERS = ("oci-layout", "index.json", "manifest.json")
+"""Files at the root of a layout or a docker-archive."""
 HEAD_BYTES = 8
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+T = TypeVar("T")
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError)
 
 
@@ -172,6 +175,26 @@ class TarSource:
             raise SourceInvalid(f"{self.path}: truncated or damaged archive ({exc}{where})") \
                 from None
         self._check_not_cut()
+        self._strip_top_folder()
+
+    def _strip_top_folder(self) -> None:
+        """A tar of the folder rather than of its content (`tar cf x.tar layout/`): its
+        members are read as if the folder were the root."""
+        if any(m in self._members for m in MARKERS):
+            return
+        tops = {n.split("/", 1)[0] for n in self._members if "/" in n}
+        found = [t for t in tops if any(f"{t}/{m}" in self._members for m in MARKERS)]
+        if len(found) != 1:
+            return
+        prefix = found[0] + "/"
+
+        def strip(names: dict[str, T]) -> dict[str, T]:
+            return {n.removeprefix(prefix): v for n, v in names.items()}
+
+        self._members, self._cache, self._heads = (
+            strip(self._members), strip(self._cache), strip(self._heads))
+        self._links = {n.removeprefix(prefix): t.removeprefix(prefix)
+                       for n, t in self._links.items()}
 
     def _check_not_cut(self) -> None:
         """A plain tar cut short inside a member lists without complaint: compare the
@@ -196,41 +219,43 @@ class TarSource:
             raise SourceInvalid(f"{self.path}: {name} is not a regular file")
         return _reading(self.path, file.read, name)
 
-    def _info(self, name: str) -> tarfile.TarInfo | None:
+    def _key(self, name: str) -> str | None:
+        """The member a name stands for, through links; None when there is none."""
         name = clean_name(name)
         for _ in range(MAX_LINK_HOPS):
             if name not in self._links:
-                return self._members.get(name)
+                return name if name in self._members else None
             name = self._links[name]
         return None
 
-    def _required(self, name: str) -> tarfile.TarInfo:
-        info = self._info(name)
-        if info is None:
+    def _required(self, name: str) -> tuple[str, tarfile.TarInfo]:
+        key = self._key(name)
+        if key is None:
             raise SourceInvalid(f"{self.path}: {name} is missing from the archive")
-        return info
+        return key, self._members[key]
 
     def size(self, name: str) -> int | None:
-        info = self._info(name)
-        return None if info is None else info.size
+        key = self._key(name)
+        return None if key is None else self._members[key].size
 
     def read_small(self, name: str, limit: int) -> bytes:
-        info = self._required(name)
+        key, info = self._required(name)
         if info.size > limit:
             raise SourceInvalid(f"{self.path}: {name} is larger than {limit} bytes")
-        cached = self._cache.get(clean_name(info.name))
+        cached = self._cache.get(key)
         return cached if cached is not None else self._read(name, info)
 
     def head(self, name: str, count: int) -> bytes:
-        info = self._required(name)
+        key, info = self._required(name)
         if count <= HEAD_BYTES:
-            return self._heads[clean_name(info.name)][:count]
+            return self._heads[key][:count]
         file = self._tar.extractfile(info)
         assert file is not None
         return _reading(self.path, lambda: file.read(count), name)
 
     def stream(self, names: Sequence[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
-        infos = sorted(((self._required(n), n) for n in names), key=lambda p: p[0].offset_data)
+        infos = sorted(((self._required(n)[1], n) for n in names),
+                       key=lambda p: p[0].offset_data)
         for info, name in infos:
             yield name, self._chunks(name, info)
 
