@@ -91,6 +91,8 @@ def import_images(
 ) -> ImportResult:
     """Store every image of the layout or archive at `path` (see the module's doc)."""
     started = time.monotonic()
+    if on_progress is not None:  # listing a big gzip archive takes a while: say so
+        on_progress(Progress("reading", 0, 0, 0, 0, str(path)))
     with _opened(path) as source:
         kind, images = read_images(source, tag, repository)
         plan, present = make_plan(registry, source, kind, images)
