@@ -10,9 +10,17 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imagebuilder import ImageSpec, write_oci_image
+from imagebuilder import ImageSpec, write_oci_image, write_random_image
 from store_snapshot import take_snapshot
-from support import LiveServer, oci_layout_digest, remote, run_skopeo, skopeo_auth
+from support import (
+    LiveServer,
+    free_port,
+    oci_layout_digest,
+    remote,
+    run_skopeo,
+    skopeo_auth,
+)
+from test_e2e_diskfull import mount_tmpfs
 from transfer_support import (
     Made,
     add_referrer,
@@ -27,6 +35,8 @@ from transfer_support import (
 
 from registry_core import transfer
 from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.errors import InsufficientSpace
 from registry_core.identity import CONSOLE
 from registry_core.reference import Digest, digest_bytes
 from registry_core.registry import Registry
@@ -258,6 +268,31 @@ def test_blobs_already_here_are_not_copied_again(
     own = {b.digest: b.size for b in (v2.manifests[0].config, *v2.manifests[0].layers)
            if b.digest not in sizes}
     assert third.blobs_copied == len(own) == 2 and max(streamed) == sum(own.values())
+
+
+def test_an_import_larger_than_the_data_volume_is_refused_first(tmp_path: Path) -> None:
+    """The data dir on a real small volume (a 40 MiB tmpfs: root only, like the disk-full
+    tests), a 41 MiB image: refused by the low-space check before a byte is copied."""
+    big = write_random_image(tmp_path / "big", 41 << 20, tag="big")
+    volume = tmp_path / "small"
+    mount_tmpfs(volume)
+    try:
+        datadir = DataDir(volume / "data")
+        enable(datadir, device_name="edge", dns_domain="test", node_ip="127.0.0.1",
+               port=free_port())
+        small = Registry(datadir)
+        try:
+            before = take_snapshot(datadir)
+            with pytest.raises(InsufficientSpace, match="not enough space"):
+                imported(small, big.path)
+            changed = before.diff(take_snapshot(datadir))
+            # Only the refusal is counted (the usage report shows it), nothing stored.
+            assert changed and all("'low_space_" in line for line in changed), changed
+            assert not partial_left(datadir)
+        finally:
+            small.close()
+    finally:
+        subprocess.run(["umount", str(volume)], check=False)
 
 
 def test_a_cancelled_import_stores_nothing(made: Made, registry: Registry) -> None:
