@@ -305,17 +305,7 @@ class HashingWriter:
             raise
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) < PARALLEL_HASH_MIN:
-            self._hasher.update(data)
-            self._file.write(data)
-        else:
-            hashed = _hash_pool.submit(self._hasher.update, data)
-            try:
-                self._file.write(data)
-                self._file.flush()
-                start_writeback(self._file.fileno(), self.offset, len(data))
-            finally:
-                hashed.result()
+        write_hashed(self._file, self._hasher, data, self.offset)
         self.offset += len(data)
 
     def rewind(self) -> None:
@@ -379,6 +369,25 @@ def _load_sync_file_range() -> object | None:
 
 _sync_file_range = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
+
+
+def write_hashed(file: BinaryIO, hasher: Any, data: bytes | bytearray | memoryview,
+                 offset: int) -> None:
+    """Write `data` (at `offset` of an unbuffered or flushed-after file) while `hasher` takes
+    it on another thread, then start its writeback: a batch costs max(hash, write) instead of
+    their sum, and the final fsync finds little left to write. `data` must not change until
+    this returns."""
+    if len(data) < PARALLEL_HASH_MIN:
+        hasher.update(data)
+        file.write(data)
+        return
+    hashed = _hash_pool.submit(hasher.update, data)
+    try:
+        file.write(data)
+        file.flush()
+        start_writeback(file.fileno(), offset, len(data))
+    finally:
+        hashed.result()
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:

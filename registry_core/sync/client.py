@@ -42,6 +42,7 @@ from registry_core.reference import (
     parse_reference,
     validate_name,
 )
+from registry_core.store.blobs import write_hashed
 from registry_core.sync.errors import (
     ParentAuthFailed,
     ParentDenied,
@@ -62,6 +63,8 @@ POOL_SIZE = 16
 """Connections kept to the parent: enough for the engine's parallel transfers."""
 CHUNK = 256 * 1024
 UPLOAD_CHUNK = 8 * 1024 * 1024
+WRITE_BLOCK = 1 << 20
+"""Received bytes are written and hashed in blocks of this size, the two in parallel."""
 """A blob larger than this goes up in chunks of this size (PATCH with Content-Range), each
 acknowledged by the parent: a cut costs at most the chunk under way. A smaller one: one PUT."""
 MAX_LISTING_BYTES = 64 * 1024 * 1024
@@ -544,13 +547,17 @@ class _BlobFetch:
         self.target, self.size, self.progress = target, size, progress
         self.hasher = digest.hasher()
         self.have = 0
+        """Bytes of the blob here: in `target`, then in `pending`."""
         self.received = 0
         self.from_disk = False
         """Bytes in `target` come from an earlier call, not checked by this one."""
+        self.pending: list[bytes] = []
+        """Received, not yet written: written and hashed together once a block is full."""
+        self.pending_bytes = 0
 
     def run(self) -> int:
         self.from_disk = self._load()
-        with self.target.open("ab") as file:
+        with self.target.open("ab", buffering=0) as file:
             self.file = file
             failures = 0
             while True:
@@ -609,8 +616,11 @@ class _BlobFetch:
                 self._truncate()  # the parent ignored the Range: the whole blob comes
             elif response.status_code == 206:
                 self._check_range(response.headers.get("content-range", ""))
-            for chunk in response.iter_raw():  # as it comes: a cut loses no buffered bytes
-                self._write(chunk)
+            try:
+                for chunk in response.iter_raw():  # as it comes: a cut loses no bytes read
+                    self._write(chunk)
+            finally:
+                self._store()  # what arrived before a cut is good: kept for the Range
         return True
 
     def _check_range(self, header: str) -> None:
@@ -630,19 +640,29 @@ class _BlobFetch:
                 f"parent {self.wire.endpoint}: blob {self.digest} is longer than its "
                 f"{self.size} bytes"
             )
-        self.file.write(chunk)
-        self.hasher.update(chunk)
+        self.pending.append(chunk)
+        self.pending_bytes += len(chunk)
         self.have += len(chunk)
         self.received += len(chunk)
+        if self.pending_bytes >= WRITE_BLOCK:
+            self._store()
         if self.progress is not None:
             self.progress(len(chunk))
 
+    def _store(self) -> None:
+        """Write and hash what is pending, at once (see store.blobs.write_hashed)."""
+        if self.pending:
+            block = b"".join(self.pending)
+            self.pending, self.pending_bytes = [], 0
+            write_hashed(self.file, self.hasher, block, self.have - len(block))
+
     def _truncate(self) -> None:
+        self.pending, self.pending_bytes = [], 0
         self.file.truncate(0)
         self.hasher, self.have, self.from_disk = self.digest.hasher(), 0, False
 
     def _verified(self) -> bool:
-        self.file.flush()
+        self._store()
         os.fsync(self.file.fileno())
         return self.hasher.hexdigest() == self.digest.hex
 

@@ -16,7 +16,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from registry_core.identity import Identity
 from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
 from registry_core.reference import Digest
 from registry_core.registry import Registry
-from registry_core.store.blobs import start_writeback
+from registry_core.store.blobs import write_hashed
 from registry_core.store.full import refused_when_full
 from registry_core.transfer.errors import SourceInvalid, TransferCancelled
 from registry_core.transfer.model import (
@@ -133,8 +132,7 @@ class _Run:
         _remove_stale(self.root)
         self.partial.mkdir(mode=0o700)
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="import-hash") as self._hashing:
-                yield
+            yield
         finally:
             shutil.rmtree(self.partial, ignore_errors=True)
 
@@ -167,12 +165,7 @@ class _Run:
         with refused_when_full("importing a blob"), open(target, "xb", buffering=0) as file:
             for chunk in chunks:
                 self._stop_if_asked()
-                hashed = self._hashing.submit(hasher.update, chunk)  # while the write goes
-                try:
-                    file.write(chunk)
-                    start_writeback(file.fileno(), size, len(chunk))
-                finally:
-                    hashed.result()
+                write_hashed(file, hasher, chunk, size)
                 size += len(chunk)
                 self.bytes_done += len(chunk)
                 self._tell("copying", 0, str(blob.digest))
