@@ -9,9 +9,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry_core.datadir import DataDir, default_data_dir
+from registry_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from registry_core.registry import Registry
 
 T = TypeVar("T")
 
@@ -62,3 +66,14 @@ def run_interruptibly(work: Callable[[], T], on_interrupt: Callable[[], None],
     if error:
         raise error[0]
     return result[0]
+
+
+def open_registry(args: argparse.Namespace, create: bool = False) -> Registry:
+    """The data dir's registry; `create`: make its store when the data dir is enabled but has
+    never been served (commands that fill it, such as `sync run` and `stage`)."""
+    from registry_core.registry import Registry  # the core: only for commands that open it
+
+    datadir = data_dir_of(args)
+    if not datadir.database.exists() and not (create and datadir.is_enabled()):
+        raise ConfigError(f"no registry in {datadir.root} (registry.db is missing)")
+    return Registry(datadir)

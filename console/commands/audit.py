@@ -7,8 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from console.cli_support import emit
-from console.commands.gc import open_registry
+from console.cli_support import emit, open_registry
 from registry_core.access.audit import AuditEntry, AuditFilter, parse_duration
 
 COLUMNS = (("time", 19), ("principal", 16), ("address", 15), ("action", 16),

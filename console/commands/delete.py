@@ -15,8 +15,7 @@ from typing import Any
 
 import humanize
 
-from console.cli_support import emit, wants_json
-from console.commands.gc import open_registry
+from console.cli_support import emit, open_registry, wants_json
 from console.widgets.format import short_digest, size
 from registry_core import browse
 from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, NameInvalid, Unsupported

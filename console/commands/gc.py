@@ -14,11 +14,9 @@ from typing import Any, TextIO
 
 import humanize
 
-from console.cli_support import data_dir_of, emit, fail, run_interruptibly, wants_json
-from registry_core.errors import ConfigError
+from console.cli_support import emit, fail, open_registry, run_interruptibly, wants_json
 from registry_core.events import GCEvent, GCStarted
 from registry_core.gc import GarbageCollector, RunRecord
-from registry_core.registry import Registry
 
 BAR_WIDTH = 30
 
@@ -40,15 +38,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--cancel", action="store_true",
                         help="ask the run in progress (in any process) to stop")
     parser.set_defaults(handler=run)
-
-
-def open_registry(args: argparse.Namespace, create: bool = False) -> Registry:
-    """The data dir's registry; `create`: make its store when the data dir is enabled but has
-    never been served (commands that fill it, such as `sync run` and `stage`)."""
-    datadir = data_dir_of(args)
-    if not datadir.database.exists() and not (create and datadir.is_enabled()):
-        raise ConfigError(f"no registry in {datadir.root} (registry.db is missing)")
-    return Registry(datadir)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,8 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from console.cli_support import data_dir_of, emit
-from console.commands.gc import open_registry
+from console.cli_support import data_dir_of, emit, open_registry
 from console.widgets.format import image_created, size, when
 from registry_core import browse
 from registry_core.errors import NameUnknown

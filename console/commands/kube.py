@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from console.cli_support import emit, fail, wants_json
+from console.cli_support import emit, fail, open_registry, wants_json
 from console.commands.delete import parse_target
-from console.commands.gc import open_registry
 from registry_core.kube import Applied, Cluster, ClusterError, ClusterStatus, pod_snippet
 from registry_core.kube.cluster import applied_json, unreachable_status
 from registry_core.registry import Registry

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.cli_support import emit, fail
-from console.commands.gc import open_registry
+from console.cli_support import emit, fail, open_registry
 from registry_core.errors import EdgeError, NameInvalid
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem

@@ -16,8 +16,14 @@ from typing import Any
 
 import humanize
 
-from console.cli_support import data_dir_of, emit, fail, run_interruptibly, wants_json
-from console.commands.gc import open_registry
+from console.cli_support import (
+    data_dir_of,
+    emit,
+    fail,
+    open_registry,
+    run_interruptibly,
+    wants_json,
+)
 from registry_core.config import SYNC_MODES
 from registry_core.errors import SyncConfigError
 from registry_core.events import SyncFinished

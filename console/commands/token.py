@@ -12,8 +12,7 @@ import argparse
 import time
 from typing import Any
 
-from console.cli_support import emit
-from console.commands.gc import open_registry
+from console.cli_support import emit, open_registry
 from registry_core.access.scopes import ACTIONS, parse_scopes
 from registry_core.access.tokens import IssuedPassword, PasswordInfo, TokenAdmin, TokenInfo
 from registry_core.identity import CONSOLE

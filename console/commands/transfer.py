@@ -19,8 +19,7 @@ from typing import Any, TextIO, TypeVar
 
 import humanize
 
-from console.cli_support import emit, run_interruptibly
-from console.commands.gc import open_registry
+from console.cli_support import emit, open_registry, run_interruptibly
 from registry_core import transfer
 from registry_core.identity import CONSOLE
 

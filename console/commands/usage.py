@@ -8,8 +8,7 @@ from typing import Any
 
 import humanize
 
-from console.cli_support import emit
-from console.commands.gc import open_registry
+from console.cli_support import emit, open_registry
 from registry_core.usage import UsageReport, usage_report
 
 
