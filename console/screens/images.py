@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import humanize
@@ -21,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
 from console.context import ConsoleContext
+from console.screens import images_transfer
 from console.screens.base import View
 from console.widgets.cluster_link import (
     Abandoned,
@@ -235,6 +237,12 @@ class ImagesView(View):
                 tooltip="untag: remove only the highlighted tag (the manifest stays)"),
         Binding("a", "all_tags", "All tags", id="images.all_tags",
                 tooltip="all tags of every repository in one list"),
+        Binding("I", "import", "Import", id="images.import", show=False,
+                tooltip="import images from an OCI layout (a folder or .tar) or a "
+                "docker-archive, with a preview first"),
+        Binding("e", "export", "Export", id="images.export", show=False,
+                tooltip="export the highlighted repository or tag to an OCI layout or a "
+                "docker-archive"),
     ]
 
     table_level: reactive[Level] = reactive("repos", init=False)
@@ -253,6 +261,9 @@ class ImagesView(View):
         super().__init__(id=id)
         self._in_use_again: bool | None = None
         """None: no listing of the cluster runs; False: one runs; True: and another is due."""
+        self.transfer_folder: Path | None = None
+        """The folder the last import or export was picked in (the next one starts there)."""
+        self.transfer_jobs: images_transfer.TransferJobs | None = None
 
     @property
     def level(self) -> Level:
@@ -597,6 +608,30 @@ class ImagesView(View):
             return
         if self.table_level in ("tags", "all"):
             self.load_level("repos", None)
+
+    def action_import(self) -> None:
+        images_transfer.open_import(self)
+
+    def action_export(self) -> None:
+        images_transfer.open_export(self)
+
+    def transfer_backend(self) -> images_transfer.TransferJobs:
+        """What the import and export dialogs run (the core's transfer operations)."""
+        if self.transfer_jobs is None:
+            self.transfer_jobs = images_transfer.TransferJobs(self.edge.registry)
+        return self.transfer_jobs
+
+    def export_refs(self) -> list[str]:
+        """What the highlighted row names: a repository (every tag), a tag, or a digest."""
+        if self.detail is not None:
+            return [f"{self.detail.repository}@{self.detail.digest}"]
+        row = self.table.cursor_row
+        if row is None:
+            return []
+        if self.table_level == "repos":
+            return [str(row[0])]
+        repository, tag, digest = str(row[0]), str(row[1] or ""), str(row[2])
+        return [f"{repository}:{tag}" if tag else f"{repository}@{digest}"]
 
     def action_all_tags(self) -> None:
         self.detail = None

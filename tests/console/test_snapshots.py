@@ -23,10 +23,11 @@ from console_helpers import (
     settle,
     wait_for,
 )
+from imagebuilder import ImageSpec, write_oci_image, write_oci_index
 from test_cluster_screen import fixed_picture, unreachable_picture
 from test_sync_screen import fixed_sync, type_lines
 from textual.pilot import Pilot
-from textual.widgets import Checkbox
+from textual.widgets import Checkbox, DirectoryTree
 
 import console.screens.certificates as certificates_screen
 import console.screens.storage as storage_screen
@@ -42,6 +43,7 @@ from console.widgets.confirm import ConfirmationModal
 from console.widgets.password_modal import PasswordModal, ShownPassword
 from console.widgets.snippet_modal import SnippetModal
 from console.widgets.stage_modal import StageModal
+from console.widgets.transfer_import import ImportModal
 from console.widgets.virtual_table import VirtualTable
 from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
@@ -376,5 +378,44 @@ def test_access_password_shown_once(snap_compare: Any, snapshot_app: EdgeConsole
             login="docker login ecr.edge.test:31001 -u ci-runner --password-stdin",
         )))
         await settle(pilot)
+
+    assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
+
+
+# ---- Images: import --------------------------------------------------------------------------
+
+
+def test_images_import_preview(
+    snap_compare: Any, snapshot_app: EdgeConsoleApp, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The import dialog over the Images screen: a small fixed layout (imagebuilder's images
+    are byte for byte the same each run) picked in the tree under a home folder shown as ~,
+    and its preview: the two images, their sizes, none of their blobs here."""
+    home = tmp_path / "home"
+    usb = home / "usb"
+    write_oci_image(usb / "layout", ImageSpec(tag="v1"))
+    write_oci_index(usb / "layout", tag="multi")
+    (usb / "notes.txt").write_text("not an image\n")
+    monkeypatch.setenv("HOME", str(home))
+
+    async def ready(pilot: Pilot[Any]) -> None:
+        await pilot.press("3")
+        view = pilot.app.query_one(ImagesView)
+        await wait_for(pilot, lambda: view.table.total_count == 3)
+        view.transfer_folder = usb
+        await pilot.press("I")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ImportModal))
+        modal = pilot.app.screen
+        assert isinstance(modal, ImportModal)
+        tree = modal.query_one("#transfer-tree", DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        await pilot.press("down", "enter")  # opens the layout folder and previews it
+        layout = tree.root.children[0]
+        await wait_for(pilot, lambda: modal.plan is not None and len(layout.children) == 3)
+        await wait_for(pilot, lambda: not any(  # but the tree's loader, which lives with it
+            w.is_running and w.group != "_loader" for w in pilot.app.workers))
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
