@@ -77,7 +77,9 @@ def export_name(refs: Sequence[str]) -> str:
 
 
 def start_folder(view: TransferHost) -> Path:
-    return view.transfer_folder or Path.home()
+    """The folder last used, while it exists (a USB stick comes and goes), else home."""
+    folder = view.transfer_folder
+    return folder if folder is not None and folder.is_dir() else Path.home()
 
 
 def open_import(view: TransferHost) -> None:

@@ -123,6 +123,10 @@ async def test_import_a_layout_picked_in_the_tree(registry: Registry, tmp_path: 
     app = make_app(registry)
     async with app.run_test(size=(100, 30)) as pilot:
         await show_images(pilot, 0)
+        titles = [command.title for command in app.all_commands()]
+        assert "Images: Import images from an OCI layout (a folder or .tar) or a " \
+            "docker-archive, with a preview first" in titles
+        assert any(t.startswith("Images: Export the highlighted repository") for t in titles)
         modal = await open_import_dialog(pilot, layout.parent)
         tree = modal.query_one("#transfer-tree", DirectoryTree)
         await wait_for(pilot, lambda: len(tree.root.children) == 1, what="the tree")
