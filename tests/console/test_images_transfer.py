@@ -322,3 +322,28 @@ async def test_overwrite_is_refused_without_the_checkbox(
         assert "manifest.json" in tar.getnames()  # a docker-archive (with an OCI index.json)
     plan = transfer.preview(registry, taken)
     assert [i.digest for i in plan.images] == [images["alpine:3.20"].digest]
+
+
+async def test_import_a_tar_chosen_as_a_file_in_the_tree(
+    registry: Registry, tmp_path: Path
+) -> None:
+    layout, digests = usb_stick(tmp_path)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    archive = stick / "release.tar"
+    with tarfile.open(archive, "w") as tar:
+        for child in sorted(layout.iterdir()):
+            tar.add(child, arcname=child.name)
+    app = make_app(registry)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await show_images(pilot, 0)
+        modal = await open_import_dialog(pilot, stick)
+        tree = modal.query_one("#transfer-tree", DirectoryTree)
+        await wait_for(pilot, lambda: len(tree.root.children) == 1, what="the tree")
+        await pilot.press("down", "enter")  # the file
+        await wait_for(pilot, lambda: modal.plan is not None, what="the preview")
+        assert modal.source == archive
+        assert {i.repository for i in modal.plan.images} == {"release"}  # named after the file
+        await pilot.click("#transfer-ok")
+        await wait_for(pilot, lambda: app.screen is not modal, timeout=60, what="the import")
+    assert {t.tag: t.digest for t in browse.tags(registry, "release")} == digests
