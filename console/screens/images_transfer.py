@@ -18,7 +18,6 @@ from console.widgets.transfer_import import ImportModal, ImportOutcome
 from registry_core import transfer
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
-from registry_core.transfer.exporter import resolve
 
 
 class TransferHost(Protocol):
@@ -56,7 +55,7 @@ class TransferJobs:
 
     def measure(self, refs: Sequence[str]) -> tuple[int, int]:
         """(images, bytes) the export of `refs` writes."""
-        images = resolve(self.registry, refs)
+        images = transfer.resolve(self.registry, refs)
         blobs = {d: s for image in images for d, s in image.blobs.items()}
         manifests = {d: len(m[0]) for image in images for d, m in image.manifests.items()}
         return len(images), sum(blobs.values()) + sum(manifests.values())

@@ -54,4 +54,5 @@ __all__ = [
     "import_images",
     "plan_export",
     "preview",
+    "resolve",
 ]
