@@ -25,6 +25,7 @@ from registry_core.transfer.exporter import (
     check_free_space,
     export_images,
     plan_export,
+    resolve,
 )
 from registry_core.transfer.importer import ImportedImage, ImportResult, import_images, preview
 from registry_core.transfer.model import Progress, ProgressCallback, StopCheck
