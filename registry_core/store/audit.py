@@ -17,25 +17,6 @@ from registry_core.store.base import Queries
 
 
 @dataclass(frozen=True)
-class AuditEntry:
-    """One row of `audit_log`."""
-
-    id: int
-    at: float
-    principal: str
-    principal_kind: str
-    address: str | None
-    action: str
-    repository: str | None
-    reference: str | None
-    result: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class NewAuditRow:
     """A row to insert (its id is the database's)."""
 
@@ -48,6 +29,16 @@ class NewAuditRow:
     reference: str | None
     result: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry(NewAuditRow):
+    """One row of `audit_log`."""
+
+    id: int = field(default=0, kw_only=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -71,9 +62,9 @@ _INSERT = ("INSERT INTO audit_log(at, principal, principal_kind, address, action
 
 
 def _entry(row: Any) -> AuditEntry:
-    values = list(row)
+    row_id, *values = row
     values[-1] = json.loads(values[-1] or "{}")
-    return AuditEntry(*values)
+    return AuditEntry(*values, id=row_id)
 
 
 def _values(row: NewAuditRow) -> tuple[Any, ...]:
