@@ -4,37 +4,33 @@ destination: the core writes beside it and renames at the end)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.reactive import reactive
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, RadioButton, RadioSet, Static
-from textual.worker import get_current_worker
 
 from console.widgets.format import size
 from console.widgets.transfer_picker import PathPicker
-from console.widgets.transfer_progress import ProgressRelay, TransferProgress
+from console.widgets.transfer_progress import (
+    State,
+    TransferModal,
+    TransferProgress,
+)
 from registry_core.errors import EdgeError
 from registry_core.transfer import (
     DOCKER_ARCHIVE,
     OCI,
     ExportResult,
-    Progress,
     ProgressCallback,
     StopCheck,
-    TransferCancelled,
 )
 
-State = Literal["picking", "exporting", "cancelling"]
 FORMATS: dict[str, tuple[str, str, str]] = {
     "fmt-oci": (OCI, "", "OCI layout folder"),
     "fmt-oci-tar": (OCI, ".tar", "OCI layout .tar"),
@@ -50,34 +46,11 @@ class ExportBackend(Protocol):
                    on_progress: ProgressCallback, should_stop: StopCheck) -> ExportResult: ...
 
 
-@dataclass(frozen=True)
-class ExportOutcome:
-    folder: Path
-    result: ExportResult | None = None
-    cancelled: bool = False
-    message: str = ""
-
-
 class Measured(Message):
     def __init__(self, text: str, error: str = "") -> None:
         super().__init__()
         self.text = text
         self.error = error
-
-
-class ExportProgressed(Message):
-    def __init__(self, progress: Progress) -> None:
-        super().__init__()
-        self.progress = progress
-
-
-class ExportEnded(Message):
-    def __init__(self, result: ExportResult | None, error: str = "",
-                 cancelled: bool = False) -> None:
-        super().__init__()
-        self.result = result
-        self.error = error
-        self.cancelled = cancelled
 
 
 def with_extension(path: Path, extension: str) -> Path:
@@ -86,7 +59,7 @@ def with_extension(path: Path, extension: str) -> Path:
     return path.with_name(name + extension) if name else path
 
 
-class ExportModal(ModalScreen[ExportOutcome | None]):
+class ExportModal(TransferModal[ExportResult]):
     """Dismisses with the outcome once an export ended (done or cancelled); None when closed
     before exporting."""
 
@@ -95,9 +68,8 @@ class ExportModal(ModalScreen[ExportOutcome | None]):
         Binding("escape,x", "cancel", "Cancel", id="transfer_export.cancel",
                 tooltip="close, or stop the export (nothing is left at the destination)"),
     ]
-
-    state: reactive[State] = reactive("picking", init=False)
-    error: reactive[str] = reactive("", init=False)
+    WORKING = "exporting"
+    STOPPING = "Stopping…"
 
     def __init__(self, backend: ExportBackend, refs: Sequence[str], start: Path,
                  name: str) -> None:
@@ -106,7 +78,6 @@ class ExportModal(ModalScreen[ExportOutcome | None]):
         self.refs = list(refs)
         self.start = start
         self.name_ = name
-        self.stop = threading.Event()
         self.destination: Path | None = None
 
     def compose(self) -> ComposeResult:
@@ -130,9 +101,6 @@ class ExportModal(ModalScreen[ExportOutcome | None]):
         self.query_one("#transfer-error").display = False
         self.query_one(TransferProgress).display = False
         self.measure()
-
-    def on_unmount(self) -> None:
-        self.stop.set()
 
     @property
     def picker(self) -> PathPicker:
@@ -168,11 +136,6 @@ class ExportModal(ModalScreen[ExportOutcome | None]):
         extension = FORMATS[self.format_id][1]
         self.picker.set_file_name(with_extension(self.picker.path, extension).name)
 
-    def watch_error(self, error: str) -> None:
-        line = self.query_one("#transfer-error", Static)
-        line.update(error)
-        line.display = bool(error)
-
     def watch_state(self, state: State) -> None:
         working = state != "picking"
         for selector in ("#transfer-picker", "#transfer-format", "#transfer-force",
@@ -195,57 +158,11 @@ class ExportModal(ModalScreen[ExportOutcome | None]):
             self.error = "Give the path to write (a folder and a name)."
             return
         self.destination = path
-        self.state = "exporting"
-        self.error = ""
-        self.query_one(TransferProgress).start(f"Exporting to {path}…")
-        self.query_one("#transfer-cancel", Button).focus()
+        self.begin(f"Exporting to {path}…")
         force = self.query_one("#transfer-force", Checkbox).value
         self.run_export(path, FORMATS[self.format_id][0], force)
 
     @work(thread=True, exclusive=True, group="transfer-export", exit_on_error=False)
     def run_export(self, destination: Path, format: str, force: bool) -> None:
-        worker = get_current_worker()
-        relay = ProgressRelay(lambda p: self.post_message(ExportProgressed(p)))
-
-        def should_stop() -> bool:
-            return self.stop.is_set() or worker.is_cancelled
-
-        try:
-            result = self.backend.run_export(self.refs, destination, format, force, relay,
-                                             should_stop)
-        except TransferCancelled as exc:
-            self.post_message(ExportEnded(None, str(exc), cancelled=True))
-        except (EdgeError, OSError) as exc:
-            self.post_message(ExportEnded(None, str(exc)))
-        else:
-            self.post_message(ExportEnded(result))
-
-    @on(ExportProgressed)
-    def _progressed(self, message: ExportProgressed) -> None:
-        if self.state == "exporting":
-            self.query_one(TransferProgress).show(message.progress)
-
-    @on(ExportEnded)
-    def _ended(self, message: ExportEnded) -> None:
-        if message.result is not None or message.cancelled:
-            self.dismiss(ExportOutcome(self.folder, message.result, message.cancelled,
-                                       message.error))
-            return
-        self.state = "picking"  # exists, no room, ...: said in one line, the dialog stays
-        self.query_one(TransferProgress).display = False
-        self.error = message.error
-
-    # ---- cancel ------------------------------------------------------------------------------
-
-    @on(Button.Pressed, "#transfer-cancel")
-    def _cancel_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.action_cancel()
-
-    def action_cancel(self) -> None:
-        if self.state == "exporting":
-            self.stop.set()
-            self.state = "cancelling"
-            self.query_one(TransferProgress).say("Stopping…")
-        elif self.state != "cancelling":
-            self.dismiss(None)
+        self.transfer(lambda on_progress, should_stop: self.backend.run_export(
+            self.refs, destination, format, force, on_progress, should_stop))

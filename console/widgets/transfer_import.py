@@ -9,10 +9,8 @@ the app stops it the same way: the stop check also reads the worker's cancellati
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Protocol
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -23,25 +21,23 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
-from textual.worker import get_current_worker
 
 from console.widgets.format import short_digest, size
 from console.widgets.transfer_picker import PathPicker
-from console.widgets.transfer_progress import ProgressRelay, TransferProgress
+from console.widgets.transfer_progress import (
+    State,
+    TransferModal,
+    TransferProgress,
+)
 from registry_core.errors import EdgeError
 from registry_core.transfer import (
     ImportPlan,
     ImportResult,
     NamingError,
-    Progress,
     ProgressCallback,
     StopCheck,
-    TransferCancelled,
 )
-
-State = Literal["picking", "previewing", "importing", "cancelling"]
 
 
 class ImportBackend(Protocol):
@@ -49,16 +45,6 @@ class ImportBackend(Protocol):
 
     def run_import(self, path: Path, tag: str | None, on_progress: ProgressCallback,
                    should_stop: StopCheck) -> ImportResult: ...
-
-
-@dataclass(frozen=True)
-class ImportOutcome:
-    """How the dialog ended after an import started (None when closed before)."""
-
-    folder: Path
-    result: ImportResult | None = None
-    cancelled: bool = False
-    message: str = ""
 
 
 class Previewed(Message):
@@ -70,21 +56,6 @@ class Previewed(Message):
         self.plan = plan
         self.error = error
         self.unnamed = unnamed
-
-
-class Progressed(Message):
-    def __init__(self, progress: Progress) -> None:
-        super().__init__()
-        self.progress = progress
-
-
-class ImportEnded(Message):
-    def __init__(self, result: ImportResult | None, error: str = "",
-                 cancelled: bool = False) -> None:
-        super().__init__()
-        self.result = result
-        self.error = error
-        self.cancelled = cancelled
 
 
 def plan_table(plan: ImportPlan) -> RenderableType:
@@ -110,7 +81,7 @@ def plan_table(plan: ImportPlan) -> RenderableType:
     return Group(table, summary)
 
 
-class ImportModal(ModalScreen[ImportOutcome | None]):
+class ImportModal(TransferModal[ImportResult]):
     """Dismisses with the outcome once an import ended (done or cancelled); None when closed
     before importing."""
 
@@ -119,10 +90,10 @@ class ImportModal(ModalScreen[ImportOutcome | None]):
         Binding("escape,x", "cancel", "Cancel", id="transfer_import.cancel",
                 tooltip="close, or stop the import at the next blob (nothing stored)"),
     ]
+    WORKING = "importing"
+    STOPPING = "Stopping at the next blob…"
 
-    state: reactive[State] = reactive("picking", init=False)
     plan: reactive[ImportPlan | None] = reactive(None, init=False)
-    error: reactive[str] = reactive("", init=False)
 
     def __init__(self, backend: ImportBackend, start: Path) -> None:
         super().__init__()
@@ -130,9 +101,6 @@ class ImportModal(ModalScreen[ImportOutcome | None]):
         self.start = start
         self.source: Path | None = None
         self.tag: str | None = None
-        self.stop = threading.Event()
-        self.progress_count = 0
-        """Progress messages shown (tests read it)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="transfer-dialog"):
@@ -156,9 +124,6 @@ class ImportModal(ModalScreen[ImportOutcome | None]):
         self.query_one("#transfer-tag-row").display = False
         self.query_one("#transfer-error").display = False
         self.query_one(TransferProgress).display = False
-
-    def on_unmount(self) -> None:
-        self.stop.set()  # the app quits, or the dialog goes: the worker stops at a chunk
 
     @property
     def folder(self) -> Path:
@@ -219,11 +184,6 @@ class ImportModal(ModalScreen[ImportOutcome | None]):
             preview.update(Text(f"{self.source}: nothing to import." if self.source else ""))
         self.query_one("#transfer-ok", Button).disabled = plan is None
 
-    def watch_error(self, error: str) -> None:
-        line = self.query_one("#transfer-error", Static)
-        line.update(error)
-        line.display = bool(error)
-
     def watch_state(self, state: State) -> None:
         working = state in ("importing", "cancelling")
         self.query_one(PathPicker).disabled = working
@@ -242,56 +202,10 @@ class ImportModal(ModalScreen[ImportOutcome | None]):
     def action_start(self) -> None:
         if self.plan is None or self.source is None or self.state != "picking":
             return
-        self.state = "importing"
-        self.error = ""
-        self.query_one(TransferProgress).start(f"Importing from {self.source}…")
-        self.query_one("#transfer-cancel", Button).focus()
+        self.begin(f"Importing from {self.source}…")
         self.run_import(self.source, self.tag)
 
     @work(thread=True, exclusive=True, group="transfer-import", exit_on_error=False)
     def run_import(self, source: Path, tag: str | None) -> None:
-        worker = get_current_worker()
-        relay = ProgressRelay(lambda p: self.post_message(Progressed(p)))
-
-        def should_stop() -> bool:
-            return self.stop.is_set() or worker.is_cancelled
-
-        try:
-            result = self.backend.run_import(source, tag, relay, should_stop)
-        except TransferCancelled as exc:
-            self.post_message(ImportEnded(None, str(exc), cancelled=True))
-        except (EdgeError, OSError) as exc:
-            self.post_message(ImportEnded(None, str(exc)))
-        else:
-            self.post_message(ImportEnded(result))
-
-    @on(Progressed)
-    def _progressed(self, message: Progressed) -> None:
-        self.progress_count += 1
-        if self.state == "importing":  # else the line says it is stopping
-            self.query_one(TransferProgress).show(message.progress)
-
-    @on(ImportEnded)
-    def _ended(self, message: ImportEnded) -> None:
-        if message.result is not None or message.cancelled:
-            self.dismiss(ImportOutcome(self.folder, message.result, message.cancelled,
-                                       message.error))
-            return
-        self.state = "picking"  # a blob that did not match, a full disk: said, stay open
-        self.query_one(TransferProgress).display = False
-        self.error = message.error
-
-    # ---- cancel ------------------------------------------------------------------------------
-
-    @on(Button.Pressed, "#transfer-cancel")
-    def _cancel_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.action_cancel()
-
-    def action_cancel(self) -> None:
-        if self.state == "importing":
-            self.stop.set()
-            self.state = "cancelling"
-            self.query_one(TransferProgress).say("Stopping at the next blob…")
-        elif self.state != "cancelling":
-            self.dismiss(None)
+        self.transfer(lambda on_progress, should_stop: self.backend.run_import(
+            source, tag, on_progress, should_stop))
