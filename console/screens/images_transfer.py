@@ -5,19 +5,22 @@ toasts at the end."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from textual.app import App
 
 from console.context import ConsoleContext
 from console.widgets.format import size
-from console.widgets.transfer_export import ExportModal, ExportOutcome
-from console.widgets.transfer_import import ImportModal, ImportOutcome
+from console.widgets.transfer_export import ExportModal
+from console.widgets.transfer_import import ImportModal
+from console.widgets.transfer_progress import TransferOutcome
 from registry_core import transfer
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
+
+ResultT = TypeVar("ResultT")
 
 
 class TransferHost(Protocol):
@@ -81,19 +84,29 @@ def start_folder(view: TransferHost) -> Path:
     return folder if folder is not None and folder.is_dir() else Path.home()
 
 
-def open_import(view: TransferHost) -> None:
-    def done(outcome: ImportOutcome | None) -> None:
+def when_done(view: TransferHost, verb: str, summary: Callable[[ResultT], str],
+              changed: bool) -> Callable[[TransferOutcome[ResultT] | None], None]:
+    """What runs when a dialog closes: the folder kept, a toast (`Imported`, `Export
+    cancelled`), the screens told when content changed."""
+
+    def done(outcome: TransferOutcome[ResultT] | None) -> None:
         if outcome is None:
             return
         view.transfer_folder = outcome.folder
         if outcome.cancelled:
-            view.edge.notify(outcome.message, title="Import cancelled", severity="warning")
+            view.edge.notify(outcome.message, title=f"{verb} cancelled", severity="warning")
         elif outcome.result is not None:
-            view.edge.notify(import_summary(outcome.result), title="Imported", timeout=8,
+            view.edge.notify(summary(outcome.result), title=f"{verb}ed", timeout=8,
                              markup=False)
-            view.edge.content_changed()
+            if changed:
+                view.edge.content_changed()
 
-    view.app.push_screen(ImportModal(view.transfer_backend(), start_folder(view)), done)
+    return done
+
+
+def open_import(view: TransferHost) -> None:
+    view.app.push_screen(ImportModal(view.transfer_backend(), start_folder(view)),
+                         when_done(view, "Import", import_summary, changed=True))
 
 
 def open_export(view: TransferHost) -> None:
@@ -101,19 +114,9 @@ def open_export(view: TransferHost) -> None:
     if not refs:
         view.edge.notify("Highlight a repository or a tag to export.", severity="warning")
         return
-
-    def done(outcome: ExportOutcome | None) -> None:
-        if outcome is None:
-            return
-        view.transfer_folder = outcome.folder
-        if outcome.cancelled:
-            view.edge.notify(outcome.message, title="Export cancelled", severity="warning")
-        elif outcome.result is not None:
-            view.edge.notify(export_summary(outcome.result), title="Exported", timeout=8,
-                             markup=False)
-
     view.app.push_screen(
-        ExportModal(view.transfer_backend(), refs, start_folder(view), export_name(refs)), done
+        ExportModal(view.transfer_backend(), refs, start_folder(view), export_name(refs)),
+        when_done(view, "Export", export_summary, changed=False),
     )
 
 
