@@ -15,7 +15,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from console_helpers import Image, make_app, open_tags, wait_for
 from imagebuilder import ImageSpec, base_layer, write_oci_image, write_oci_index
@@ -34,6 +34,7 @@ from registry_core.identity import CONSOLE
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 
+ModalT = TypeVar("ModalT", ImportModal, ExportModal)
 HOLD_LIMIT = 60.0
 """Hang guard of the held import: let go after this long whatever happens."""
 
@@ -83,22 +84,32 @@ async def show_images(pilot: Pilot[Any], repositories: int) -> ImagesView:
     return view
 
 
-async def open_import_dialog(pilot: Pilot[Any], folder: Path) -> ImportModal:
+async def open_dialog(pilot: Pilot[Any], folder: Path, key: str, kind: type[ModalT]) -> ModalT:
+    """Press `key` on the Images screen with the dialogs starting in `folder`."""
     view = pilot.app.query_one(ImagesView)
     view.transfer_folder = folder
-    await pilot.press("I")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ImportModal), what="dialog")
+    await pilot.press(key)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind), what="dialog")
     modal = pilot.app.screen
-    assert isinstance(modal, ImportModal)
+    assert isinstance(modal, kind)
     return modal
 
 
-async def choose(pilot: Pilot[Any], modal: ImportModal, path: Path) -> None:
-    """Type the path in the dialog's field and press enter: the preview runs."""
+async def open_import_dialog(pilot: Pilot[Any], folder: Path) -> ImportModal:
+    return await open_dialog(pilot, folder, "I", ImportModal)
+
+
+async def enter_path(pilot: Pilot[Any], modal: ImportModal | ExportModal, path: Path) -> None:
+    """Type the path in the dialog's field and press enter."""
     field = modal.query_one("#transfer-path", Input)
     field.focus()
     field.value = str(path)
     await pilot.press("enter")
+
+
+async def choose(pilot: Pilot[Any], modal: ImportModal, path: Path) -> None:
+    """Choose `path` in the import dialog: the preview runs."""
+    await enter_path(pilot, modal, path)
     await wait_for(pilot, lambda: modal.state == "picking" and modal.source == path,
                    what="the preview")
 
@@ -250,20 +261,11 @@ async def test_quitting_during_an_import_stops_it(registry: Registry, tmp_path: 
 
 
 async def export_dialog(pilot: Pilot[Any], folder: Path) -> ExportModal:
-    view = pilot.app.query_one(ImagesView)
-    view.transfer_folder = folder
-    await pilot.press("e")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportModal), what="dialog")
-    modal = pilot.app.screen
-    assert isinstance(modal, ExportModal)
-    return modal
+    return await open_dialog(pilot, folder, "e", ExportModal)
 
 
 async def export_to(pilot: Pilot[Any], modal: ExportModal, path: Path) -> None:
-    field = modal.query_one("#transfer-path", Input)
-    field.focus()
-    field.value = str(path)
-    await pilot.press("enter")
+    await enter_path(pilot, modal, path)
     await wait_for(pilot, lambda: pilot.app.screen is not modal
                    or (modal.state == "picking" and bool(error_line(modal))),
                    timeout=60, what="the export")
