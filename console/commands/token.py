@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from console.cli_support import emit, open_registry
 from registry_core.access.scopes import ACTIONS, parse_scopes
 from registry_core.access.tokens import IssuedPassword, PasswordInfo, TokenAdmin, TokenInfo
 from registry_core.identity import CONSOLE
-from registry_core.registry import Registry
 
+T = TypeVar("T")
 SCOPE_HELP = (
     "PATTERN:ACTION[,ACTION...]; PATTERN is a repository, NAME/* (every repository under "
     f"NAME) or * (all, and the registry-wide metrics/read); actions: {', '.join(ACTIONS)}"
@@ -63,28 +64,27 @@ def _expires_option(parser: argparse.ArgumentParser) -> None:
                         help="the password stops working after this many days (default: never)")
 
 
-def _admin(args: argparse.Namespace) -> tuple[Registry, TokenAdmin]:
+def _with_admin(args: argparse.Namespace, op: Callable[[TokenAdmin], T]) -> T:
+    """`op` on the data dir's tokens, the registry closed after."""
     registry = open_registry(args, create=True)
-    return registry, TokenAdmin(registry)
+    try:
+        return op(TokenAdmin(registry))
+    finally:
+        registry.close()
 
 
 def create_command(args: argparse.Namespace) -> int:
     rules = parse_scopes(args.scope)
-    registry, admin = _admin(args)
-    try:
-        issued = admin.create(args.name, rules, expires_days=args.expires, who=CONSOLE)
-    finally:
-        registry.close()
+    issued = _with_admin(
+        args, lambda admin: admin.create(args.name, rules, expires_days=args.expires, who=CONSOLE))
     emit(args, f"Token {issued.token.name} created.\n" + _issued_text(issued), issued.to_json())
     return 0
 
 
 def rotate_command(args: argparse.Namespace) -> int:
-    registry, admin = _admin(args)
-    try:
-        issued = admin.rotate(args.name, args.slot, expires_days=args.expires, who=CONSOLE)
-    finally:
-        registry.close()
+    issued = _with_admin(
+        args, lambda admin: admin.rotate(args.name, args.slot, expires_days=args.expires,
+                                         who=CONSOLE))
     other = 2 if issued.slot == 1 else 1
     kept = any(p.slot == other and not p.expired() for p in issued.token.passwords)
     text = (f"Password {issued.slot} of token {issued.token.name} replaced (the old one no "
@@ -95,44 +95,28 @@ def rotate_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    registry, admin = _admin(args)
-    try:
-        tokens = admin.list()
-    finally:
-        registry.close()
+    tokens = _with_admin(args, lambda admin: admin.list())
     lines = [_token_line(t) for t in tokens] or ["No client tokens."]
     emit(args, "\n".join(lines), {"tokens": [t.to_json() for t in tokens]})
     return 0
 
 
 def disable_command(args: argparse.Namespace) -> int:
-    registry, admin = _admin(args)
-    try:
-        token = admin.disable(args.name, who=CONSOLE)
-    finally:
-        registry.close()
+    token = _with_admin(args, lambda admin: admin.disable(args.name, who=CONSOLE))
     emit(args, f"Token {token.name} disabled: its passwords are refused until "
                "`token enable`.", {"token": token.to_json()})
     return 0
 
 
 def enable_command(args: argparse.Namespace) -> int:
-    registry, admin = _admin(args)
-    try:
-        token = admin.enable(args.name, who=CONSOLE)
-    finally:
-        registry.close()
+    token = _with_admin(args, lambda admin: admin.enable(args.name, who=CONSOLE))
     emit(args, f"Token {token.name} enabled: its current passwords work again.",
          {"token": token.to_json()})
     return 0
 
 
 def delete_command(args: argparse.Namespace) -> int:
-    registry, admin = _admin(args)
-    try:
-        token = admin.delete(args.name, who=CONSOLE)
-    finally:
-        registry.close()
+    token = _with_admin(args, lambda admin: admin.delete(args.name, who=CONSOLE))
     count = len(token.passwords)
     emit(args, f"Deleted token {token.name}: its {count} password(s) and its scope map "
                f"{token.scope_map.name} ({', '.join(token.scopes)}).",
