@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from console.cli_support import data_dir_of, emit
 from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,6 +46,8 @@ def web_settings(args: argparse.Namespace) -> WebSettings:
 
 
 def ensure_enabled(datadir: DataDir) -> None:
+    from registry_core.enablement import enable  # certificates: only when enabling
+
     if not datadir.is_enabled():
         print(f"First run: enabling the container registry in {datadir.root} ...", flush=True)
         enable(datadir, progress=lambda line: print(f"  {line}", flush=True))
