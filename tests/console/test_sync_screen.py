@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from test_cluster_screen import messages
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 
+from console.app import EdgeConsoleApp
 from console.screens.sync import SyncLive, SyncPicture, SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.stage_modal import StageModal
@@ -101,6 +103,22 @@ class Gate:
         return view
 
 
+async def quit_at_once(pilot: Pilot[Any], app: EdgeConsoleApp) -> None:
+    """Press q while a run is held: the app must be gone within QUIT_BOUND_SECONDS."""
+    async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
+        await pilot.press("q")
+        while app.return_code is None:
+            await asyncio.sleep(0.01)
+
+
+async def abandoned_ends(ended: Callable[[], bool], what: str) -> None:
+    """Poll until the run the app left behind has ended by itself (its gate let go)."""
+    deadline = time.monotonic() + GATE_SECONDS  # hang guard: the run ends by itself
+    while not ended():
+        assert time.monotonic() < deadline, f"the abandoned {what} never ended"
+        await asyncio.sleep(0.05)
+
+
 def shown(app_view: SyncView, widget_id: str) -> str:
     return str(app_view.query_one(widget_id, Static).content)
 
@@ -173,17 +191,11 @@ async def test_quit_cancels_a_run_without_waiting(site: Registry, on_parent: Ima
     try:
         async with app.run_test(size=SIZE) as pilot:
             await gate.start_held_run(pilot, site)
-            async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
-                await pilot.press("q")
-                while app.return_code is None:
-                    await asyncio.sleep(0.01)
+            await quit_at_once(pilot, app)
         assert not gate.release.is_set()
     finally:
         gate.close()
-    deadline = time.monotonic() + GATE_SECONDS  # hang guard: the run ends by itself
-    while site.store.sync_runs.running() is not None:
-        assert time.monotonic() < deadline, "the abandoned run never ended"
-        await asyncio.sleep(0.05)
+    await abandoned_ends(lambda: site.store.sync_runs.running() is None, "run")
     assert site.store.sync_runs.recent(1)[0].status == "cancelled"
 
 
@@ -291,6 +303,29 @@ async def open_stage_modal(pilot: Pilot[Any], refs: str, stage: str = "") -> Sta
     return modal
 
 
+@asynccontextmanager
+async def gated_sync(site: Registry) -> AsyncIterator[tuple[EdgeConsoleApp, Pilot[Any], SyncView,
+                                                             Gate]]:
+    """The app on the Sync screen, its next run held by a gate (let go at the end)."""
+    app = make_app(site)
+    gate = Gate()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_sync(pilot)
+            gate.subscribe(site)
+            yield app, pilot, view, gate
+    finally:
+        gate.close()
+
+
+async def stage_held(pilot: Pilot[Any], gate: Gate, refs: str, stage: str = "") -> StageModal:
+    """Stage `refs` from the dialog; returns once the stage's run is held at the gate."""
+    modal = await open_stage_modal(pilot, refs, stage=stage)
+    await pilot.click("#stage-ok")
+    await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
+    return modal
+
+
 def stage_rows(view: SyncView) -> dict[str, tuple[str, str, str]]:
     """Image -> (stage, status, check), as the staging table shows them."""
     table = view.stages_table
@@ -301,36 +336,26 @@ def stage_rows(view: SyncView) -> dict[str, tuple[str, str, str]]:
 async def test_stage_images_from_the_dialog_shows_each_image_move_to_staged(
     site: Registry, on_parent: Image
 ) -> None:
-    app = make_app(site)
-    gate = Gate()
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            view = await open_sync(pilot)
-            assert "No staged images" in shown(view, "#sync-stage-note")
-            gate.subscribe(site)
-            modal = await open_stage_modal(pilot, "shop/web:v1,\n shop/gone:1",
-                                           stage="release-7")
-            await pilot.click("#stage-ok")
-            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
-            assert not isinstance(app.screen, StageModal) and modal.is_attached is False
-            await wait_for(pilot, lambda: stage_rows(view) == {
-                "shop/web:v1": ("release-7", "downloading", "-"),
-                "shop/gone:1": ("release-7", "downloading", "-"),
-            }, what="both images downloading")
-            assert not app.query_one("#sync-cancel").disabled
-            with site.store.exclusive():  # what the core writes as an image moves on
-                web = site.store.stages.items("release-7")[0]
-                site.store.stages.set_status(web.id, "verifying")
-            await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "verifying",
-                           what="the table to follow the store while the stage runs")
-            gate.release.set()
-            await wait_for(pilot, lambda: not view.busy, what="the stage to end")
-            await wait_for(pilot, lambda: {k: v[1] for k, v in stage_rows(view).items()} == {
-                "shop/web:v1": "staged", "shop/gone:1": "failed"}, what="the outcome")
-            assert "1 of 2 staged" in messages(app)[-1]
-            assert "shop/gone:1" in messages(app)[-1]
-    finally:
-        gate.close()
+    async with gated_sync(site) as (app, pilot, view, gate):
+        assert "No staged images" in shown(view, "#sync-stage-note")
+        modal = await stage_held(pilot, gate, "shop/web:v1,\n shop/gone:1", stage="release-7")
+        assert not isinstance(app.screen, StageModal) and modal.is_attached is False
+        await wait_for(pilot, lambda: stage_rows(view) == {
+            "shop/web:v1": ("release-7", "downloading", "-"),
+            "shop/gone:1": ("release-7", "downloading", "-"),
+        }, what="both images downloading")
+        assert not app.query_one("#sync-cancel").disabled
+        with site.store.exclusive():  # what the core writes as an image moves on
+            web = site.store.stages.items("release-7")[0]
+            site.store.stages.set_status(web.id, "verifying")
+        await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "verifying",
+                       what="the table to follow the store while the stage runs")
+        gate.release.set()
+        await wait_for(pilot, lambda: not view.busy, what="the stage to end")
+        await wait_for(pilot, lambda: {k: v[1] for k, v in stage_rows(view).items()} == {
+            "shop/web:v1": "staged", "shop/gone:1": "failed"}, what="the outcome")
+        assert "1 of 2 staged" in messages(app)[-1]
+        assert "shop/gone:1" in messages(app)[-1]
     items = {i.repository: i for i in site.store.stages.items("release-7")}
     assert items["shop/web"].status == "staged" and items["shop/gone"].status == "failed"
     assert items["shop/web"].digest == on_parent.digest
@@ -346,20 +371,12 @@ async def test_quit_while_staging_does_not_wait(site: Registry, on_parent: Image
         async with app.run_test(size=SIZE) as pilot:
             await open_sync(pilot)
             gate.subscribe(site)
-            await open_stage_modal(pilot, "shop/web:v1")
-            await pilot.click("#stage-ok")
-            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
-            async with asyncio.timeout(QUIT_BOUND_SECONDS):  # the run is still held
-                await pilot.press("q")
-                while app.return_code is None:
-                    await asyncio.sleep(0.01)
+            await stage_held(pilot, gate, "shop/web:v1")
+            await quit_at_once(pilot, app)
         assert not gate.release.is_set()
     finally:
         gate.close()
-    deadline = time.monotonic() + GATE_SECONDS  # hang guard: the stage ends by itself
-    while site.store.stages.items()[0].status == "downloading":
-        assert time.monotonic() < deadline, "the abandoned stage never ended"
-        await asyncio.sleep(0.05)
+    await abandoned_ends(lambda: site.store.stages.items()[0].status != "downloading", "stage")
     item = site.store.stages.items()[0]
     assert item.status == "failed" and item.reason.endswith("cancelled")
 
@@ -454,23 +471,14 @@ async def test_check_readiness_with_the_parent_gone_says_unverified(
 async def test_cancel_while_staging_fails_the_images_not_yet_staged(
     site: Registry, on_parent: Image
 ) -> None:
-    app = make_app(site)
-    gate = Gate()
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            view = await open_sync(pilot)
-            gate.subscribe(site)
-            await open_stage_modal(pilot, "shop/web:v1")
-            await pilot.click("#stage-ok")
-            await wait_for(pilot, gate.held.is_set, what="the stage's run to start")
-            await pilot.press("x")
-            gate.release.set()
-            await wait_for(pilot, lambda: not view.busy, what="the stage to end")
-            await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "failed",
-                           what="the image failed")
-            assert any("0 of 1 staged" in m for m in messages(app)), messages(app)
-    finally:
-        gate.close()
+    async with gated_sync(site) as (app, pilot, view, gate):
+        await stage_held(pilot, gate, "shop/web:v1")
+        await pilot.press("x")
+        gate.release.set()
+        await wait_for(pilot, lambda: not view.busy, what="the stage to end")
+        await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "failed",
+                       what="the image failed")
+        assert any("0 of 1 staged" in m for m in messages(app)), messages(app)
     item = site.store.stages.items()[0]
     assert item.status == "failed" and item.reason.endswith("cancelled")
     assert staging.pinned_manifests(site) == set()
