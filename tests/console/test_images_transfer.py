@@ -224,15 +224,22 @@ async def test_a_single_unnamed_image_is_named_in_the_tag_field(
         ("1.0", str(built.digest))]
 
 
+async def start_held_import(pilot: Pilot[Any], registry: Registry,
+                            layout: Path) -> tuple[HeldJobs, ImportModal]:
+    """Import `layout` from the dialog with the jobs holding it after its first progress."""
+    view = await show_images(pilot, 0)
+    jobs = view.transfer_jobs = HeldJobs(registry)
+    modal = await open_import_dialog(pilot, layout.parent)
+    await choose(pilot, modal, layout)
+    await pilot.click("#transfer-ok")
+    return jobs, modal
+
+
 async def test_cancel_during_an_import_stores_nothing(registry: Registry, tmp_path: Path) -> None:
     layout, digests = usb_stick(tmp_path)
     app = make_app(registry)
     async with app.run_test(size=(100, 30)) as pilot:
-        view = await show_images(pilot, 0)
-        jobs = view.transfer_jobs = HeldJobs(registry)
-        modal = await open_import_dialog(pilot, layout.parent)
-        await choose(pilot, modal, layout)
-        await pilot.click("#transfer-ok")
+        jobs, modal = await start_held_import(pilot, registry, layout)
         await wait_for(pilot, lambda: jobs.holding.is_set() and modal.progress_count >= 1,
                        what="the first progress report")
         await pilot.press("escape")  # the focus is on Cancel: esc stops the import
@@ -248,11 +255,7 @@ async def test_quitting_during_an_import_stops_it(registry: Registry, tmp_path: 
     layout, _ = usb_stick(tmp_path)
     app = make_app(registry)
     async with app.run_test(size=(100, 30)) as pilot:
-        view = await show_images(pilot, 0)
-        jobs = view.transfer_jobs = HeldJobs(registry)
-        modal = await open_import_dialog(pilot, layout.parent)
-        await choose(pilot, modal, layout)
-        await pilot.click("#transfer-ok")
+        jobs, _ = await start_held_import(pilot, registry, layout)
         await wait_for(pilot, lambda: jobs.holding.is_set(), what="the import to be held")
         await pilot.press("q")
     assert jobs.ended.wait(HOLD_LIMIT / 2), "the import went on after the app quit"
