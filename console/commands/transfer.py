@@ -90,12 +90,19 @@ def _size(n: int) -> str:
     return str(humanize.naturalsize(n, binary=True))
 
 
-def _interruptible(work: Callable[[], T], stop: threading.Event, name: str) -> T:
+def _with_progress(job: Callable[[transfer.ProgressCallback, transfer.StopCheck], T],
+                   name: str) -> T:
+    """`job` with a progress bar on stderr; ctrl-c says so and stops it at the next chunk."""
+    stop, bar = threading.Event(), Bar(sys.stderr)
+
     def cancel() -> None:
         print("\ncancelling...", file=sys.stderr, flush=True)
         stop.set()
 
-    return run_interruptibly(work, cancel, name)
+    try:
+        return run_interruptibly(lambda: job(bar, stop.is_set), cancel, name)
+    finally:
+        bar.clear()
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -106,13 +113,9 @@ def run_import(args: argparse.Namespace) -> int:
                                     repository=args.repository)
             emit(args, plan_text(plan), plan.to_json())
             return 0
-        stop, bar = threading.Event(), Bar(sys.stderr)
-        try:
-            result = _interruptible(lambda: transfer.import_images(
-                registry, args.path, who=CONSOLE, tag=args.tag, repository=args.repository,
-                on_progress=bar, should_stop=stop.is_set), stop, "import-cli")
-        finally:
-            bar.clear()
+        result = _with_progress(lambda on_progress, should_stop: transfer.import_images(
+            registry, args.path, who=CONSOLE, tag=args.tag, repository=args.repository,
+            on_progress=on_progress, should_stop=should_stop), "import-cli")
         emit(args, import_text(result), result.to_json())
         return 0
     finally:
@@ -122,13 +125,9 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     registry = open_registry(args)
     try:
-        stop, bar = threading.Event(), Bar(sys.stderr)
-        try:
-            result = _interruptible(lambda: transfer.export_images(
-                registry, args.refs, args.path, format=args.format, force=args.force,
-                on_progress=bar, should_stop=stop.is_set), stop, "export-cli")
-        finally:
-            bar.clear()
+        result = _with_progress(lambda on_progress, should_stop: transfer.export_images(
+            registry, args.refs, args.path, format=args.format, force=args.force,
+            on_progress=on_progress, should_stop=should_stop), "export-cli")
         emit(args, export_text(result), result.to_json())
         return 0
     finally:
