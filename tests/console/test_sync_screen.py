@@ -326,6 +326,15 @@ async def stage_held(pilot: Pilot[Any], gate: Gate, refs: str, stage: str = "") 
     return modal
 
 
+def stage_now(site: Registry, refs: list[tuple[str, str]]) -> None:
+    """Stage `refs` as release-7 through the core, before the app starts."""
+    runner = open_runner(site)
+    try:
+        staging.stage(site, runner, refs, "release-7")
+    finally:
+        runner.close()
+
+
 def stage_rows(view: SyncView) -> dict[str, tuple[str, str, str]]:
     """Image -> (stage, status, check), as the staging table shows them."""
     table = view.stages_table
@@ -426,11 +435,7 @@ async def test_bad_input_in_the_dialog_is_refused_and_nothing_is_staged(
 
 
 async def test_check_readiness_shows_ready_and_missing(site: Registry, on_parent: Image) -> None:
-    runner = open_runner(site)
-    try:
-        staging.stage(site, runner, [("shop/web", "v1"), ("shop/gone", "1")], "release-7")
-    finally:
-        runner.close()
+    stage_now(site, [("shop/web", "v1"), ("shop/gone", "1")])
     app = make_app(site)
     async with app.run_test(size=SIZE) as pilot:
         view = await open_sync(pilot)
@@ -448,11 +453,7 @@ async def test_check_readiness_shows_ready_and_missing(site: Registry, on_parent
 async def test_check_readiness_with_the_parent_gone_says_unverified(
     site: Registry, on_parent: Image, live_server: LiveServer
 ) -> None:
-    runner = open_runner(site)
-    try:
-        staging.stage(site, runner, [("shop/web", "v1")], "release-7")
-    finally:
-        runner.close()
+    stage_now(site, [("shop/web", "v1")])
     live_server.service.stop()  # the uplink is down: only what is here is known
     app = make_app(site)
     async with app.run_test(size=SIZE) as pilot:
@@ -487,11 +488,7 @@ async def test_cancel_while_staging_fails_the_images_not_yet_staged(
 async def test_release_asks_first_and_cancel_keeps_the_pins(
     site: Registry, on_parent: Image
 ) -> None:
-    runner = open_runner(site)
-    try:
-        staging.stage(site, runner, [("shop/web", "v1")], "release-7")
-    finally:
-        runner.close()
+    stage_now(site, [("shop/web", "v1")])
     pinned = {("shop/web", on_parent.digest)}
     assert staging.pinned_manifests(site) == pinned
     app = make_app(site)
