@@ -27,7 +27,7 @@ from imagebuilder import ImageSpec, write_oci_image, write_oci_index
 from test_cluster_screen import fixed_picture, unreachable_picture
 from test_sync_screen import fixed_sync, type_lines
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, DirectoryTree
+from textual.widgets import Button, Checkbox, DirectoryTree
 
 import console.screens.certificates as certificates_screen
 import console.screens.storage as storage_screen
@@ -316,6 +316,10 @@ def test_sync_stage_dialog(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> N
         await pilot.app.push_screen(modal)
         await type_lines(pilot, modal, "shop/web:2.1, shop/api:2.1\nshop/db")
         await pilot.click("#stage-ok")  # the focus leaves the text: no blinking cursor
+        await pilot.hover("#stage-cancel", offset=(-4, 0))  # the mouse off the buttons
+        button = modal.query_one("#stage-ok", Button)
+        # A pressed button looks pressed for a moment (Textual's -active effect): wait it out.
+        await wait_for(pilot, lambda: not button.has_class("-active"), what="the press effect")
         await settle(pilot)
 
     assert snap_compare(snapshot_app, terminal_size=(80, 24), run_before=ready)
