@@ -74,7 +74,15 @@ def command_module(argv: Sequence[str]) -> str | None:
     return None
 
 
+def skip_httpx_cli() -> None:
+    """httpx imports its own command line (click, rich, pygments: a quarter of a second) when
+    those are installed, as they are here; this process never runs it. A None in sys.modules
+    makes that import fail, and httpx falls back to a stub `main`."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    skip_httpx_cli()
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_module(words))
     args = parser.parse_args(words)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from registry_core.atomic_file import write_atomic
 from registry_core.config import Config
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, EdgeError, NotEnabledError
@@ -51,27 +51,6 @@ class CertificateInfo:
     not_after: dt.datetime
     sha256_fingerprint: str
     serial: str
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a temp file created with `mode` beside `path`, then rename it over.
-
-    The mode is set on the empty file before any byte is written, so a private key is never
-    readable by others, not even for a moment. On failure the temp file is removed.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # the umask may have removed bits we want (0644 certs)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def create_ca(datadir: DataDir, common_name: str) -> None:

@@ -24,7 +24,7 @@ from registry_core.access.passwords import generate_password as generate_passwor
 from registry_core.access.passwords import hash_password as hash_password
 from registry_core.access.passwords import verify_password as verify_password
 from registry_core.access.token_check import UNKNOWN, WRONG_PASSWORD, TokenCheck, TokenVerdict
-from registry_core.certs import write_atomic
+from registry_core.atomic_file import write_atomic
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, EdgeError, NotEnabledError
 from registry_core.identity import Identity, admin

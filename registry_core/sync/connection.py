@@ -20,12 +20,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-
-from registry_core.certs import write_atomic
+from registry_core.atomic_file import write_atomic
 from registry_core.datadir import DataDir
 from registry_core.errors import SyncConfigError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 NAME = "ConnectedRegistryName"
 TOKEN = "SyncTokenName"
@@ -314,6 +316,8 @@ def decode_connection_bytes(data: bytes, source: str) -> str:
 
 def check_parent_ca(data: bytes, source: str) -> list[x509.Certificate]:
     """One or more PEM X.509 certificates (a bundle is fine), else a one-line error."""
+    from cryptography import x509  # ~40 ms to import; only `sync configure` needs it
+
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
