@@ -24,7 +24,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Container, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -39,6 +39,8 @@ PARALLEL_HASH_MIN = 256 << 10
 # Hashing a batch runs on this pool while the writer thread copies it to the file: both
 # release the GIL, so a batch costs max(hash, write) instead of their sum.
 _hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="blob-hash")
+# BlockWriter's writes run here, one behind the thread that receives the blocks.
+_write_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-write")
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,30 @@ def write_hashed(file: BinaryIO, hasher: Any, data: bytes | bytearray | memoryvi
         start_writeback(file.fileno(), offset, len(data))
     finally:
         hashed.result()
+
+
+class BlockWriter:
+    """Writes and hashes a stream's blocks one behind its reader: while block N goes to disk
+    (`write_hashed`, in a pool thread), block N+1 is received, so a block costs
+    max(receive, hash, write) instead of receive + max(hash, write). Blocks go down in
+    order; `wait()` returns once all are down, and raises what a write raised."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self._last: Future[None] | None = None
+
+    def write(self, hasher: Any, data: bytes, offset: int) -> None:
+        """Queue `data` (for `offset` of the file) behind the block in flight."""
+        self.wait()
+        if len(data) < PARALLEL_HASH_MIN:
+            write_hashed(self.file, hasher, data, offset)  # a thread hop would cost more
+        else:
+            self._last = _write_pool.submit(write_hashed, self.file, hasher, data, offset)
+
+    def wait(self) -> None:
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -42,7 +42,7 @@ from registry_core.reference import (
     parse_reference,
     validate_name,
 )
-from registry_core.store.blobs import write_hashed
+from registry_core.store.blobs import BlockWriter
 from registry_core.sync.errors import (
     ParentAuthFailed,
     ParentDenied,
@@ -539,7 +539,7 @@ class ParentClient:
 class _BlobFetch:
     """One blob into `target`: resumed from the bytes on disk, hashed as written."""
 
-    file: BinaryIO
+    writer: BlockWriter
 
     def __init__(self, wire: _Wire, url: str, scopes: Scopes, digest: Digest, target: Path,
                  size: int | None, progress: Callable[[int], None] | None) -> None:
@@ -558,26 +558,35 @@ class _BlobFetch:
     def run(self) -> int:
         self.from_disk = self._load()
         with self.target.open("ab", buffering=0) as file:
-            self.file = file
-            failures = 0
-            while True:
-                before = self.received
-                try:
-                    if not self._attempt():
-                        continue
-                except httpx.TransportError as exc:
-                    # A try that brought bytes does not count against the budget: a link
-                    # that drops often but moves on gets the blob in the end.
-                    failures = 1 if self.received > before else failures + 1
-                    self.wire.pause(failures, None,
-                                    self.wire.unreachable(_describe(exc), failures))
+            self.writer = BlockWriter(file)
+            try:
+                return self._until_verified()
+            finally:
+                # Leaving on another error: a block still in flight lands before the file
+                # closes (kept for a Range later); the first error is the one reported.
+                with contextlib.suppress(OSError):
+                    self.writer.wait()
+
+    def _until_verified(self) -> int:
+        failures = 0
+        while True:
+            before = self.received
+            try:
+                if not self._attempt():
                     continue
-                if self._verified():
-                    return self.received
-                if not self.from_disk:
-                    self.target.unlink(missing_ok=True)
-                    raise self._mismatch()
-                self._truncate()  # the earlier bytes were the fault, perhaps: once from zero
+            except httpx.TransportError as exc:
+                # A try that brought bytes does not count against the budget: a link
+                # that drops often but moves on gets the blob in the end.
+                failures = 1 if self.received > before else failures + 1
+                self.wire.pause(failures, None,
+                                self.wire.unreachable(_describe(exc), failures))
+                continue
+            if self._verified():
+                return self.received
+            if not self.from_disk:
+                self.target.unlink(missing_ok=True)
+                raise self._mismatch()
+            self._truncate()  # the earlier bytes were the fault, perhaps: once from zero
 
     def _load(self) -> bool:
         """Hash the bytes a cut attempt left in `target`; True when there are some."""
@@ -654,16 +663,18 @@ class _BlobFetch:
         if self.pending:
             block = b"".join(self.pending)
             self.pending, self.pending_bytes = [], 0
-            write_hashed(self.file, self.hasher, block, self.have - len(block))
+            self.writer.write(self.hasher, block, self.have - len(block))
 
     def _truncate(self) -> None:
         self.pending, self.pending_bytes = [], 0
-        self.file.truncate(0)
+        self.writer.wait()
+        self.writer.file.truncate(0)
         self.hasher, self.have, self.from_disk = self.digest.hasher(), 0, False
 
     def _verified(self) -> bool:
         self._store()
-        os.fsync(self.file.fileno())
+        self.writer.wait()
+        os.fsync(self.writer.file.fileno())
         return self.hasher.hexdigest() == self.digest.hex
 
     def _mismatch(self) -> ParentProtocolError:
