@@ -18,6 +18,8 @@ from parents import Parent
 from support import Endpoint, LiveServer, put_on_parent
 from test_sync_engine import site
 
+from console.commands.sync import run_summary
+from console.screens.sync import pushed_note
 from registry_core.events import BlobCommitted, Event
 from registry_core.registry import Registry
 from registry_core.sync.client import UPLOAD_CHUNK, ParentClient
@@ -130,6 +132,10 @@ def test_layers_the_edge_parent_has_elsewhere_are_mounted_not_uploaded(
 
     assert up.status == "succeeded", up.errors
     assert up.manifests_pushed == 3
+    assert (up.details["blobs_uploaded"], up.details["blobs_mounted"]) == (
+        len(blob_digests(fresh)), len(blob_digests(app)) + len(blob_digests(fresh)))
+    assert up.details["bytes_uploaded"] == sum(
+        b.size for m in fresh.manifests for b in (m.config, *m.layers))
     assert parent.get_manifest("shop/app", "v1").digest == app.digest
     assert parent.get_manifest("shop/two", "v1").digest == fresh.digest
     how = {(e.repository, e.digest): e.mounted_from for e in committed}
@@ -161,6 +167,13 @@ def test_layers_the_reference_parent_has_elsewhere_are_mounted_not_uploaded(
 
     assert up.status == "succeeded", up.errors
     assert up.manifests_pushed == 1
+    assert (up.details["blobs_uploaded"], up.details["bytes_uploaded"]) == (0, 0)
+    assert up.details["blobs_mounted"] == len(blob_digests(app))
+    assert (f"Pushed up 1 manifests, 0 blobs uploaded (0 Bytes), "
+            f"{len(blob_digests(app))} mounted.") in run_summary(up)
+    toast = pushed_note(up)  # the Sync screen's end-of-run toast
+    assert toast.startswith("; 1 manifests pushed up (0 blobs uploaded")
+    assert toast.endswith(f"; {len(blob_digests(app))} mounted)")
     layer = app.manifests[0].layers[0]
     assert parent_blob_digest(reference_parent, "mount/app", str(layer.digest)) == str(
         layer.digest)

@@ -175,8 +175,20 @@ def run_summary(record: SyncRunRecord) -> str:
         f"in {record.repositories} repositories; copied {record.manifests_copied} manifests, "
         f"{record.blobs_copied} blobs ({humanize.naturalsize(record.bytes_copied, binary=True)})."
     ]
+    if record.manifests_pushed:
+        lines.append(f"Pushed up {pushed_text(record)}.")
     lines += [f"  error: {e}" for e in record.errors]
     return "\n".join(lines)
+
+
+def pushed_text(record: SyncRunRecord) -> str:
+    """ReadWrite: the manifests sent up, the blobs uploaded and those the parent mounted
+    from another of its repositories (no bytes on the uplink)."""
+    details = record.details
+    uploaded = int(details.get("blobs_uploaded", 0))
+    size = humanize.naturalsize(int(details.get("bytes_uploaded", 0)), binary=True)
+    return (f"{record.manifests_pushed} manifests, {uploaded} blobs uploaded ({size}), "
+            f"{int(details.get('blobs_mounted', 0))} mounted")
 
 
 # ---- text ------------------------------------------------------------------------------------

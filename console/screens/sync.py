@@ -154,6 +154,17 @@ def run_once(runner: SyncRunner) -> SyncRunRecord:
         runner.close()
 
 
+def pushed_note(record: SyncRunRecord) -> str:
+    """ReadWrite: what went up, for the end-of-run toast ("" when nothing did)."""
+    if not record.manifests_pushed:
+        return ""
+    details = record.details
+    return (f"; {record.manifests_pushed:,} manifests pushed up "
+            f"({int(details.get('blobs_uploaded', 0)):,} blobs uploaded, "
+            f"{size(int(details.get('bytes_uploaded', 0)))}; "
+            f"{int(details.get('blobs_mounted', 0)):,} mounted)")
+
+
 class SyncView(StagingMixin, View):
     tab_id = "sync"
     tab_title = "Sync"
@@ -451,7 +462,8 @@ class SyncView(StagingMixin, View):
             severity = "error"
         self.edge.notify(
             f"Run #{record.id} {record.status}: {record.manifests_copied:,} manifests, "
-            f"{record.blobs_copied:,} blobs, {size(record.bytes_copied)} copied.",
+            f"{record.blobs_copied:,} blobs, {size(record.bytes_copied)} copied"
+            f"{pushed_note(record)}.",
             title="Sync", severity=severity, timeout=8,
         )
         self.load()

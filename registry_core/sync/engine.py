@@ -32,7 +32,7 @@ from registry_core.registry import Registry
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
 from registry_core.sync.errors import ParentNotFound
 from registry_core.sync.group_commit import GroupCommit
-from registry_core.sync.push import push_up
+from registry_core.sync.push import Pushed, push_up
 from registry_core.sync.reconcile import decide
 
 log = logging.getLogger("edge_registry.sync")
@@ -97,9 +97,18 @@ class PassReport:
     blobs_copied: int = 0
     bytes_copied: int = 0
     manifests_pushed: int = 0
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    blobs_mounted: int = 0
     errors: list[str] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     stopped: bool = False
+
+    def add_pushed(self, pushed: Pushed) -> None:
+        self.manifests_pushed += pushed.manifests
+        self.blobs_uploaded += pushed.blobs_uploaded
+        self.bytes_uploaded += pushed.bytes_uploaded
+        self.blobs_mounted += pushed.blobs_mounted
 
 
 @dataclass
@@ -207,7 +216,7 @@ class SyncPass:
             elif way == "push" and local is not None:
                 pushed = push_up(self.registry, self.parent, repository, tag, local)
                 with self._lock:
-                    self.report.manifests_pushed += pushed
+                    self.report.add_pushed(pushed)
             agreed = self._local_digest(repository, tag)
             if agreed is not None and way != "none":
                 with self.registry.store.exclusive():

@@ -5,6 +5,7 @@ them, else uploaded), then index children, then the tagged manifest."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -39,24 +40,39 @@ class MountParent(PushParent, Protocol):
     def holders(self, digest: str) -> list[str]: ...
 
 
+@dataclass
+class Pushed:
+    """What went up for one tag: blobs the parent had already are in neither count."""
+
+    manifests: int = 0
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    blobs_mounted: int = 0
+
+
 def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
-            digest: str) -> int:
-    """Send `repository:tag` (= `digest` here) to the parent; the manifests sent."""
+            digest: str) -> Pushed:
+    """Send `repository:tag` (= `digest` here) to the parent."""
     manifests = _bottom_up(registry, repository, digest)
     blobs: dict[str, int] = {}
     for _, media_type, body in manifests:
         for blob in parse_manifest(body, media_type).blob_descriptors():
             blobs[str(blob.digest)] = blob.size
+    pushed = Pushed(manifests=len(manifests))
     for blob_digest, size in blobs.items():
         if parent.blob_exists(repository, blob_digest):
             continue
-        if not _mounted(registry, parent, repository, blob_digest):
+        if _mounted(registry, parent, repository, blob_digest):
+            pushed.blobs_mounted += 1
+        else:
             parent.push_blob(repository, blob_digest, _local_file(registry, blob_digest), size)
+            pushed.blobs_uploaded += 1
+            pushed.bytes_uploaded += size
     for child_digest, media_type, body in manifests[:-1]:
         parent.put_manifest(repository, child_digest, body, media_type)
     _, media_type, body = manifests[-1]
     parent.put_manifest(repository, tag, body, media_type)
-    return len(manifests)
+    return pushed
 
 
 def mount_sources(registry: Registry, parent: MountParent, repository: str,

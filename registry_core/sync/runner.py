@@ -136,7 +136,10 @@ class SyncRunner:
         record.manifests_pushed = report.manifests_pushed
         record.conflicts = list(report.conflicts)
         record.details.update(tags_checked=report.tags_checked,
-                              tags_changed=report.tags_changed)
+                              tags_changed=report.tags_changed,
+                              blobs_uploaded=report.blobs_uploaded,
+                              bytes_uploaded=report.bytes_uploaded,
+                              blobs_mounted=report.blobs_mounted)
 
     def _emit(self, kind: type, record: SyncRunRecord, report: PassReport | None,
               **extra: object) -> None:
