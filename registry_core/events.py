@@ -172,8 +172,28 @@ class SyncStarted(SyncEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RepositoryProgress:
+    """One repository of a running sync, so far."""
+
+    repository: str
+    state: str
+    """'waiting' (not listed yet), 'syncing', 'done' or 'failed'."""
+    tags_total: int = 0
+    """Tags in scope on the parent (0 until listed)."""
+    tags_checked: int = 0
+    tags_changed: int = 0
+    manifests_copied: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyncProgress(SyncEvent):
-    """A repository began, a tag was copied, or blob bytes arrived (at most a few a second)."""
+    """A repository began or ended, a tag was copied, or blob bytes arrived (at most a few a
+    second). `repositories`: each repository of the run so far, in the order they began."""
+
+    repositories: tuple[RepositoryProgress, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
