@@ -342,6 +342,16 @@ class ParentClient:
                  traceback: TracebackType | None) -> None:
         self.close()
 
+    @property
+    def referrers_api(self) -> bool | None:
+        """Whether the parent has the referrers API (None: not learned yet)."""
+        return self._referrers_api
+
+    @referrers_api.setter
+    def referrers_api(self, known: bool | None) -> None:
+        """What an earlier run learned (saves asking a parent that lacks the API again)."""
+        self._referrers_api = known
+
     def ping(self) -> None:
         """GET /v2/ with the credentials; raises the ParentError that says what is wrong."""
         answer = self._wire.call(_Call("GET", "/v2/", ()))
