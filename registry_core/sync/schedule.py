@@ -3,69 +3,36 @@
 A window opens at each time the cron names and lasts the duration; windows that overlap or
 touch make one. `* * * * *` means continuously: always inside a window. The cron is read in
 the appliance's local time, like `[gc] schedule`. Pure functions over epoch seconds; this
-module imports nothing of the registry but its errors (config.py checks `[sync]` with it).
+module imports nothing of the registry but its errors and durations (config.py checks `[sync]`
+with it).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from registry_core.errors import SyncConfigError
+from registry_core.durations import format_duration, parse_duration
+from registry_core.errors import ConfigError, SyncConfigError
 
 CONTINUOUS = "* * * * *"
 MAX_MERGED = 1440
 """Windows chained back to back beyond this many (a day of minutes) count as continuous."""
 
-_DURATION = re.compile(
-    r"P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?)"
-)
-_YEAR_OR_MONTH = re.compile(r"P[^T]*[YM]")
-"""Y, or M before the T (months, not minutes)."""
-_UNITS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
-
 
 def parse_window(text: str) -> float:
-    """Seconds in an ISO-8601 duration such as PT3H, PT30M, P1D, P1DT2H30M or PT1H30M15S
-    (weeks alone, as P2W, too; a decimal fraction on the seconds only). Years and months are
-    refused (their length varies), as are negative, zero and malformed durations."""
-    shown = text.strip()[:60]
-    value = shown.upper()
-    if value.startswith("-"):
-        raise SyncConfigError(f"sync window {shown!r} is negative")
-    match = _DURATION.fullmatch(value)
-    if match is None or value in ("P", "PT") or value.endswith("T"):
-        raise SyncConfigError(_window_problem(shown, value))
-    seconds = sum(float(amount.replace(",", ".")) * _UNITS[unit]
-                  for unit, amount in match.groupdict().items() if amount is not None)
-    if seconds <= 0:
-        raise SyncConfigError(f"sync window {shown!r} must be longer than zero")
-    return seconds
-
-
-def _window_problem(shown: str, value: str) -> str:
-    if _YEAR_OR_MONTH.match(value):
-        return (f"sync window {shown!r}: years and months have no fixed length; "
-                "use days (P30D) or hours")
-    hint = " (a time range is not a duration)" if ":" in value else ""
-    return (f"sync window {shown!r} is not an ISO-8601 duration such as PT3H, PT30M, P1D "
-            f"or P1DT2H30M{hint}")
+    """Seconds in the sync window `text`, an ISO-8601 duration (`durations.parse_duration`);
+    SyncConfigError naming the "sync window" otherwise."""
+    try:
+        return parse_duration(text, "sync window")
+    except ConfigError as exc:
+        raise SyncConfigError(str(exc)) from None
 
 
 def format_window(seconds: float) -> str:
     """The canonical ISO-8601 form of a window (P1DT2H30M)."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    frac = seconds - whole
-    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
-    if secs or frac:
-        time += f"{secs + frac:g}S"
-    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+    return format_duration(seconds)
 
 
 def check_cron(text: str) -> str:
