@@ -29,14 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from registry_core import durations
 from registry_core.config import AuditConfig
 from registry_core.datadir import DataDir
-from registry_core.errors import ConfigError, StorageFull, StoreBusy, StoreError, SyncConfigError
+from registry_core.errors import ConfigError, StorageFull, StoreBusy, StoreError
 from registry_core.events import AccessChanged, AccessDenied, EventBus, LoginFailed, Subscription
 from registry_core.identity import CONSOLE, GC, SYNC, Identity
 from registry_core.store import Store
 from registry_core.store.audit import AuditEntry, AuditFilter, NewAuditRow
-from registry_core.sync.schedule import parse_window
 
 __all__ = ["DENIED", "FAILED", "OK", "AuditEntry", "AuditFilter", "AuditLog"]
 
@@ -60,19 +60,16 @@ _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in `30m`, `1h`, `7d`, `2w` or an ISO-8601 duration (`PT3H`, `P1DT12H`);
-    ConfigError in one line otherwise."""
+    """Seconds in `30m`, `1h`, `7d`, `2w` or an ISO-8601 duration (`PT3H`, `P1DT12H`), as
+    `audit --since` takes them; ConfigError in one line naming `audit --since` otherwise."""
     value = text.strip().lower()
     match = _SHORT_DURATION.fullmatch(value)
     if match is not None and float(match.group(1)) > 0:
         return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if value.startswith("p"):
-        try:
-            return parse_window(value)
-        except SyncConfigError:
-            pass
-    raise ConfigError(f"{text.strip()[:60]!r} is not a duration such as 30m, 1h, 7d, 2w or "
-                      "PT3H")
+        return durations.parse_duration(text, "audit --since")
+    raise ConfigError(f"audit --since {text.strip()[:60]!r} is not a duration such as 30m, "
+                      "1h, 7d, 2w or PT3H")
 
 Key = tuple[str, str, str | None, str, str | None, str | None, str, str]
 """principal, kind, address, action, repository, reference, result, reason."""
