@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from console.cli_support import emit, fail, open_registry
+from registry_core.durations import parse_duration
 from registry_core.errors import EdgeError, NameInvalid
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.sync import staging
 from registry_core.sync.runner import SyncRunner, open_runner
-from registry_core.sync.schedule import parse_window
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -43,6 +43,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     pairs = staging.parse_refs(_listed(args))
+    expires = args.expires
+    expires_in = None if expires is None else parse_duration(expires, "stage --expires")
     registry = open_registry(args, create=True)
     try:
         if args.release:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return _check(args, registry, pairs)
         if not pairs:
             raise NameInvalid("name the images to stage (REPO:TAG ... or --file F)")
-        return _stage(args, registry, pairs)
+        return _stage(args, registry, pairs, expires_in)
     finally:
         registry.close()
 
@@ -67,9 +69,9 @@ def _listed(args: argparse.Namespace) -> list[str]:
     return refs
 
 
-def _stage(args: argparse.Namespace, registry: Registry,
-           pairs: list[tuple[str, str]]) -> int:
-    expires = None if args.expires is None else time.time() + parse_window(args.expires)
+def _stage(args: argparse.Namespace, registry: Registry, pairs: list[tuple[str, str]],
+           expires_in: float | None) -> int:
+    expires = None if expires_in is None else time.time() + expires_in
     runner = open_runner(registry)
     try:
         record, items = staging.stage(registry, runner, pairs, args.stage, expires)

@@ -14,8 +14,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from registry_core.durations import parse_duration
 from registry_core.errors import EdgeError
-from registry_core.sync.schedule import parse_window
 from registry_core.sync.staging import parse_refs
 
 STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -46,10 +46,9 @@ def read_request(refs: str, stage: str, expires: str) -> StageRequest:
     expires_in = None
     if expires.strip():
         try:
-            expires_in = parse_window(expires)
-        except EdgeError:
-            raise ValueError(f"expiry {expires.strip()[:40]!r}: an ISO 8601 duration such as "
-                             "P2D or PT12H (empty: until released)") from None
+            expires_in = parse_duration(expires, "stage expiry")
+        except EdgeError as exc:
+            raise ValueError(str(exc)) from None
     return StageRequest(list(dict.fromkeys(pairs)), name, expires_in)
 
 
