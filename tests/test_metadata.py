@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -34,14 +35,24 @@ def test_a_live_thread_keeps_its_connection(tmp_path: Path) -> None:
         ready.set()
         done.wait(10)
         seen.append(db.conn)
+        try:
+            seen.append(db.conn.execute("SELECT 1").fetchone()[0])
+        except sqlite3.Error as exc:  # closed under it: said by the assert below
+            seen.append(exc)
 
     t = threading.Thread(target=work)
     t.start()
-    ready.wait(10)
-    for _ in range(5):
-        threading.Thread(target=lambda: db.conn.execute("SELECT 1")).start()
-    db.conn.execute("SELECT 1")
-    done.set()
-    t.join()
-    assert seen[0] is seen[1]
+    try:
+        assert ready.wait(10)
+        ended = [threading.Thread(target=lambda: db.conn.execute("SELECT 1")) for _ in range(5)]
+        for e in ended:
+            e.start()
+        for e in ended:
+            e.join()
+        db.conn.execute("SELECT 1")  # prunes the ended threads' connections, not the live one
+        assert db.open_connections() == 2  # the live thread's and this one's
+    finally:
+        done.set()
+        t.join()
+    assert seen[0] is seen[1] and seen[2] == 1
     db.close()
