@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import humanize
 
@@ -22,12 +25,16 @@ from console.cli_support import (
     fail,
     open_registry,
     run_interruptibly,
-    wants_json,
 )
 from registry_core.config import SYNC_MODES
 from registry_core.errors import SyncConfigError
-from registry_core.events import SyncFinished
-from registry_core.registry import Registry
+from registry_core.events import (
+    RepositoryProgress,
+    Subscription,
+    SyncEvent,
+    SyncFinished,
+    SyncProgress,
+)
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.connection import (
     ConnectionString,
@@ -36,8 +43,12 @@ from registry_core.sync.connection import (
     read_connection_text,
 )
 from registry_core.sync.runner import SyncRunner, open_runner
+from registry_core.sync.schedule import SyncSchedule
 from registry_core.sync.settings import SyncSettings, configure, load_settings
 from registry_core.sync.status import SyncStatus, read_status
+
+WINDOW_CLOSED_EXIT = 3
+"""`sync run` outside the sync window: nothing ran (1 is a run that failed or was cancelled)."""
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -51,10 +62,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     status = actions.add_parser("status", parents=[common],
                                 help="state, mode, parent, last sync, next run")
     status.set_defaults(handler=status_command)
-    run = actions.add_parser("run", parents=[common],
-                             help="one sync now (within the window, if one is open)")
+    run = actions.add_parser(
+        "run", parents=[common], help="one sync now (within the window, if one is open)",
+        description="One sync now, with its progress on standard error. Outside the sync "
+                    f"window nothing runs and the exit status is {WINDOW_CLOSED_EXIT} "
+                    "(--ignore-window syncs anyway); a run that fails or is cancelled exits "
+                    "1.")
     run.add_argument("--ignore-window", action="store_true",
-                     help="run to the end even outside the sync window")
+                     help="sync now and to the end, even outside the sync window")
     run.set_defaults(handler=run_command)
 
 
@@ -125,12 +140,20 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """One pass now; ctrl-c cancels it at the next blob boundary."""
+    """One pass now; ctrl-c cancels it at the next blob boundary. Outside the window, says
+    when the next one opens and exits WINDOW_CLOSED_EXIT without running."""
     registry = open_registry(args, create=True)
     try:
         runner = open_runner(registry)
-        until = None if args.ignore_window else _window_end(registry)
-        record = _run_interruptibly(runner, until, quiet=wants_json(args))
+        until = None
+        if not args.ignore_window:
+            schedule = load_settings(registry.datadir, registry.config).schedule
+            end = schedule.window_end(time.time())
+            if end is None:
+                runner.close()
+                return _window_closed(schedule, time.time())
+            until = None if end == math.inf else end
+        record = _run_interruptibly(runner, until)
     finally:
         registry.close()
     emit(args, run_summary(record), record.to_json())
@@ -140,45 +163,188 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _window_end(registry: Registry) -> float | None:
-    """The open window's end; outside every window, the run stops at once ('stopped')."""
-    end = load_settings(registry.datadir, registry.config).schedule.window_end(time.time())
-    if end is None:
-        return time.time()
-    return None if end == math.inf else end
+def _window_closed(schedule: SyncSchedule, now: float) -> int:
+    opens = schedule.next_start(now)
+    print(f"edge-console: the sync window is closed (the next opens at "
+          f"{_local_hm(opens, now)}, in {_span(opens - now)}); --ignore-window syncs now",
+          file=sys.stderr)
+    return WINDOW_CLOSED_EXIT
 
 
-def _run_interruptibly(runner: SyncRunner, until: float | None, quiet: bool) -> SyncRunRecord:
-    progress = None if quiet else runner.registry.events.subscribe(_say, SyncFinished)
+def _local_hm(at: float, now: float) -> str:
+    """`02:00 local`, with the date when that is not today."""
+    moment, today = time.localtime(at), time.localtime(now)
+    day = "" if moment[:3] == today[:3] else time.strftime("%Y-%m-%d ", moment)
+    return f"{day}{time.strftime('%H:%M', moment)} local"
 
+
+def _span(seconds: float) -> str:
+    """`3 h 12 min`, `2 d 4 h`, `5 min`, `40 s`."""
+    whole = max(0, round(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+def _run_interruptibly(runner: SyncRunner, until: float | None) -> SyncRunRecord:
     def cancel() -> None:
         print("\ncancelling at the next blob boundary...", file=sys.stderr, flush=True)
         runner.cancel.set()
 
     try:
-        return run_interruptibly(lambda: runner.run("manual", until), cancel, "sync-cli")
+        with progress_on_stderr(runner):
+            return run_interruptibly(lambda: runner.run("manual", until), cancel, "sync-cli")
     finally:
-        if progress is not None:
-            progress.close()
         runner.close()
 
 
-def _say(event: SyncFinished) -> None:
-    print(f"sync run {event.run_id}: {event.status}", file=sys.stderr, flush=True)
+class ProgressPrinter:
+    """A sync's progress on standard error, from its events: a line for each repository as it
+    ends; on a terminal, also one line rewritten in place (the repository under way, bytes so
+    far). Nothing else: a log file gets one line a repository, however long the run."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.ended: set[str] = set()
+        self.last: tuple[RepositoryProgress, ...] = ()
+        self.status_shown = 0
+        """The width of the in-place line on the terminal (0: none shown)."""
+        self.lock = threading.Lock()  # events come from the run's threads
+
+    def __call__(self, event: SyncEvent) -> None:
+        with self.lock:
+            if isinstance(event, SyncProgress):
+                self.progress(event)
+            elif isinstance(event, SyncFinished):
+                self.finished(event)
+
+    def progress(self, event: SyncProgress) -> None:
+        if event.repositories:
+            self.last = event.repositories
+        for repository in event.repositories:
+            if repository.state in ("done", "failed") and \
+                    repository.repository not in self.ended:
+                self.ended.add(repository.repository)
+                self.say(repository_line(repository))
+        if self.tty:
+            self.show(status_line(event))
+
+    def finished(self, event: SyncFinished) -> None:
+        for repository in self.last:  # under way when the run ended (stopped, cancelled)
+            if repository.repository not in self.ended:
+                self.ended.add(repository.repository)
+                self.say(repository_line(repository, ended=event.status))
+        self.say(f"sync run {event.run_id}: {event.status}")
+
+    def say(self, line: str) -> None:
+        self.clear()
+        print(line, file=self.stream, flush=True)
+
+    def show(self, line: str) -> None:
+        self.clear()
+        self.stream.write(line)
+        self.stream.flush()
+        self.status_shown = len(line)
+
+    def clear(self) -> None:
+        if self.status_shown:
+            self.stream.write("\r" + " " * self.status_shown + "\r")
+            self.status_shown = 0
+
+
+@contextmanager
+def progress_on_stderr(runner: SyncRunner) -> Iterator[ProgressPrinter]:
+    """Print the runner's progress (ProgressPrinter) while the block runs."""
+    printer = ProgressPrinter(sys.stderr)
+    subscription: Subscription[SyncEvent] = runner.registry.events.subscribe(
+        printer, SyncProgress, SyncFinished)
+    try:
+        yield printer
+    finally:
+        subscription.close()
+        with printer.lock:
+            printer.clear()
+
+
+def repository_line(repository: RepositoryProgress, ended: str = "") -> str:
+    """`shop/web: done, 3 of 12 tags changed, 4 manifests, 7 blobs (41.0 MiB) copied`."""
+    state = repository.state if not ended else f"{ended} while {repository.state}"
+    tags = f"{repository.tags_changed} of {repository.tags_total or repository.tags_checked} " \
+           f"tags changed"
+    if repository.state == "waiting":
+        tags = "not started"
+    elif ended and repository.tags_total:
+        tags += f" ({repository.tags_checked} checked)"
+    copied = (f"{repository.manifests_copied} manifests, {repository.blobs_copied} blobs "
+              f"({humanize.naturalsize(repository.bytes_copied, binary=True)}) copied")
+    error = f": {repository.error}" if repository.error else ""
+    return f"{repository.repository}: {state}, {tags}, {copied}{error}"
+
+
+def status_line(event: SyncProgress) -> str:
+    """The in-place line: `run 12 · shop/web 3/12 tags · 2 of 5 repositories ended · 41 MiB`."""
+    parts = [f"sync run {event.run_id}"]
+    under_way = [r for r in event.repositories if r.state == "syncing"]
+    for repository in under_way[:2]:
+        total = f"/{repository.tags_total}" if repository.tags_total else ""
+        parts.append(f"{repository.repository} {repository.tags_checked}{total} tags")
+    if len(under_way) > 2:
+        parts.append(f"+{len(under_way) - 2} more")
+    if not event.repositories and event.repository:
+        parts.append(event.repository)
+    ended = sum(r.state in ("done", "failed") for r in event.repositories)
+    if event.repositories:
+        parts.append(f"{ended} of {len(event.repositories)} repositories ended")
+    parts.append(humanize.naturalsize(event.bytes_copied, binary=True))
+    return " · ".join(parts)[:160]
 
 
 def run_summary(record: SyncRunRecord) -> str:
     details = record.details
+    conflicts = f" with {plural(len(record.conflicts), 'conflict')}" if record.conflicts else ""
     lines = [
-        f"Sync run {record.id} {record.status} in {record.duration_seconds:.1f} s: "
+        f"Sync run {record.id} {record.status}{conflicts} in {record.duration_seconds:.1f} s: "
         f"{details.get('tags_changed', 0)} of {details.get('tags_checked', 0)} tags changed "
         f"in {record.repositories} repositories; copied {record.manifests_copied} manifests, "
         f"{record.blobs_copied} blobs ({humanize.naturalsize(record.bytes_copied, binary=True)})."
     ]
     if record.manifests_pushed:
         lines.append(f"Pushed up {pushed_text(record)}.")
+    if record.status == "stopped":
+        lines.append("The sync window closed: the rest comes in the next window.")
+    lines += [f"  conflict: {conflict_text(c)}" for c in record.conflicts]
     lines += [f"  error: {e}" for e in record.errors]
     return "\n".join(lines)
+
+
+def conflict_text(conflict: dict[str, Any]) -> str:
+    """`app:v1 moved here (sha256:abc…) and on the parent (sha256:def…): the parent's kept;
+    the local manifest stays by digest` (a ReadWrite tag moved on both sides)."""
+    kept = str(conflict.get("kept", "parent"))
+    text = (f"{conflict.get('repository', '?')}:{conflict.get('tag', '?')} moved here "
+            f"({short(conflict.get('local'))}) and on the parent "
+            f"({short(conflict.get('parent'))}): the {kept}'s kept")
+    if kept == "parent":
+        text += "; the local manifest stays by digest"
+    return text
+
+
+def short(digest: object) -> str:
+    text = str(digest or "")
+    if not text:
+        return "none"
+    algorithm, _, hexpart = text.partition(":")
+    return f"{algorithm}:{hexpart[:12]}…" if len(hexpart) > 12 else text
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def pushed_text(record: SyncRunRecord) -> str:

@@ -1,0 +1,104 @@
+"""`edge-console sync run` as a technician sees it, against a real parent (a second edge
+registry served over TLS in this process): progress on standard error that names each
+repository (stdout stays one JSON object with --json), ReadWrite conflicts said in the
+summary, and a run outside the sync window refused with when the next one opens."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from imagebuilder import ImageSpec, write_oci_image
+from support import LiveServer, free_port, put_on_parent
+from test_sync_reference import cli
+
+from console.commands.sync import WINDOW_CLOSED_EXIT
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.registry import Registry
+
+pytestmark = pytest.mark.socket
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> DataDir:
+    """An enabled data dir with its store (the connected registry), not configured yet."""
+    data = DataDir(tmp_path / "site")
+    enable(data, device_name="site", dns_domain="test", node_ip="127.0.0.1", port=free_port())
+    Registry(data).close()
+    return data
+
+
+def configure(site: DataDir, parent: LiveServer, *options: str) -> None:
+    text = (f"ConnectedRegistryName=site-01;SyncTokenName={parent.username};"
+            f"SyncTokenPassword={parent.password};"
+            f"ParentGatewayEndpoint=127.0.0.1:{parent.port};ParentEndpointProtocol=https\n")
+    result = cli(site, "sync", "configure", "--connection-string-file", "-", "--parent-ca",
+                 str(parent.cert_dir / "ca.crt"), "--repository", "shop/*", *options,
+                 stdin=text)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_read_write_conflict_is_said_in_the_summary(
+    live_server: LiveServer, site: DataDir, tmp_path: Path
+) -> None:
+    theirs = write_oci_image(tmp_path / "theirs", ImageSpec(tag="theirs"))
+    ours = write_oci_image(tmp_path / "ours", ImageSpec(tag="ours"))
+    put_on_parent(live_server.service.registry, "shop/app", theirs, "v1")
+    local = Registry(site)
+    try:
+        put_on_parent(local, "shop/app", ours, "v1")  # moved here, never agreed: a conflict
+    finally:
+        local.close()
+    configure(site, live_server, "--mode", "ReadWrite")
+
+    result = cli(site, "sync", "run")
+
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()
+    assert " succeeded with 1 conflict in " in summary[0]
+    ours_hex, theirs_hex = ours.digest.hex[:12], theirs.digest.hex[:12]
+    assert (f"  conflict: shop/app:v1 moved here (sha256:{ours_hex}…) and on the parent "
+            f"(sha256:{theirs_hex}…): the parent's kept; the local manifest stays by "
+            "digest") in summary
+
+
+def closed_schedule() -> str:
+    """A daily cron whose one-hour window opened about twelve hours ago: closed now, and for
+    hours either side of now."""
+    opens = time.localtime(time.time() + 12 * 3600)
+    return f"{opens.tm_min} {opens.tm_hour} * * *"
+
+
+def test_run_outside_the_window_says_when_it_opens_and_exits_non_zero(
+    live_server: LiveServer, site: DataDir, tmp_path: Path
+) -> None:
+    image = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/web", image, "v1")
+    configure(site, live_server, "--schedule", closed_schedule(), "--window", "PT1H")
+
+    refused = cli(site, "sync", "run", "--json")
+
+    assert refused.returncode == WINDOW_CLOSED_EXIT != 1
+    assert refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert "the sync window is closed (the next opens at " in line
+    assert " local, in 11 h " in line or " local, in 12 h " in line, line
+    assert line.endswith("; --ignore-window syncs now")
+    registry = Registry(site)
+    try:
+        assert registry.store.sync_runs.recent(5) == []  # nothing ran
+    finally:
+        registry.close()
+
+    forced = cli(site, "sync", "run", "--json", "--ignore-window")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["status"] == "succeeded"
+
+
+def test_help_says_the_exit_status_outside_the_window(site: DataDir) -> None:
+    result = cli(site, "sync", "run", "--help")
+    assert result.returncode == 0
+    assert f"exit status is {WINDOW_CLOSED_EXIT}" in " ".join(result.stdout.split())
