@@ -4,6 +4,11 @@ the next window resumes it). `* * * * *` syncs continuously: a pass each minute.
 
 The settings are read again before each pass, so `sync configure` applies without a restart.
 A run already under way (a `sync run` from the CLI) makes the scheduled one skip.
+
+A pass that fails (the uplink dropped at the window's start) is tried again in the same window
+after a backoff (30 s, doubling to 10 min); the cron's next start takes over after a success,
+or once the next try would fall past the window's end. The next try is kept in the failed
+run's details (`retry_at`), where `sync status` reads it.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 
 from registry_core.errors import EdgeError, SyncInProgressError
 from registry_core.registry import Registry
+from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.runner import SyncRunner, open_runner
 from registry_core.sync.settings import SyncNotConfigured, load_settings
 
@@ -22,17 +29,33 @@ log = logging.getLogger("edge_registry.sync")
 
 POLL_SECONDS = 30.0
 """Longest sleep between looks at the clock and the settings."""
+RETRY_FIRST = 30.0
+RETRY_LONGEST = 600.0
+"""Backoff between tries of a failed pass inside one window."""
+
+
+def retry_delay(failures: int, first: float = RETRY_FIRST,
+                longest: float = RETRY_LONGEST) -> float:
+    """The wait after the `failures`-th failed pass in a row: `first`, doubling, capped."""
+    return float(min(longest, first * 2.0 ** max(failures - 1, 0)))
 
 
 class SyncScheduler:
-    def __init__(self, registry: Registry, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, registry: Registry, poll_seconds: float = POLL_SECONDS, *,
+                 clock: Callable[[], float] = time.time, retry_first: float = RETRY_FIRST,
+                 retry_longest: float = RETRY_LONGEST) -> None:
         self.registry = registry
         self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.retry_first, self.retry_longest = retry_first, retry_longest
+        self._failures = 0
+        """Failed passes in a row in the current window."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: SyncRunner | None = None
         self.next_run: float | None = None
-        """When the next scheduled pass may start (None: not configured)."""
+        """When the next pass may start: the cron's next start, or the next try of a failed
+        pass (None: not configured)."""
 
     def start(self) -> None:
         if self._thread is not None:
@@ -55,10 +78,10 @@ class SyncScheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            now = time.time()
+            now = self.clock()
             if self.next_run is None or now >= self.next_run:
                 self._maybe_run(now)
-            wait = self.poll_seconds if self.next_run is None else self.next_run - time.time()
+            wait = self.poll_seconds if self.next_run is None else self.next_run - self.clock()
             self._stop.wait(max(0.0, min(wait, self.poll_seconds)))
 
     def _maybe_run(self, now: float) -> None:
@@ -75,19 +98,39 @@ class SyncScheduler:
         self.next_run = schedule.next_start(now)
         end = schedule.window_end(now)
         if not settings.enabled or end is None:
+            self._failures = 0
             return
-        self._run(None if end == math.inf else end)
+        failed, record = self._run(None if end == math.inf else end)
+        if not failed:
+            self._failures = 0
+            return
+        self._failures += 1
+        retry_at = self.clock() + retry_delay(self._failures, self.retry_first,
+                                              self.retry_longest)
+        if retry_at >= end:  # the window is over by then: the cron's next start
+            self._failures = 0
+            return
+        self.next_run = retry_at
+        log.info("scheduled sync failed; next try at %s", time.ctime(retry_at))
+        if record is not None:
+            record.details["retry_at"] = retry_at
+            with self.registry.store.exclusive():
+                self.registry.store.sync_runs.save(record)
 
-    def _run(self, until: float | None) -> None:
+    def _run(self, until: float | None) -> tuple[bool, SyncRunRecord | None]:
+        """One pass: whether it failed (to be tried again), and its record."""
         try:
             self._runner = open_runner(self.registry)
             record = self._runner.run("schedule", until)
             log.info("scheduled sync run %s %s: %d manifests, %d blobs", record.id,
                      record.status, record.manifests_copied, record.blobs_copied)
+            return record.status == "failed", record
         except SyncInProgressError as exc:
             log.info("scheduled sync skipped: %s", exc)
+            return False, None
         except EdgeError as exc:
             log.warning("scheduled sync: %s", exc)
+            return True, None
         finally:
             runner, self._runner = self._runner, None
             if runner is not None:

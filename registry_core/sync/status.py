@@ -20,6 +20,7 @@ from registry_core.store import Store
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.connection import load_connection, stored_parent_ca
 from registry_core.sync.runner import HEARTBEAT_STALE
+from registry_core.sync.schedule import SyncSchedule
 from registry_core.sync.settings import SyncSettings
 
 STATES = ("Online", "Offline", "Syncing", "Unhealthy", "NotConfigured")
@@ -133,11 +134,22 @@ def _status(sync: SyncConfig, settings: SyncSettings | None, store: Store | None
             running = store.sync_runs.running(now - HEARTBEAT_STALE)
             last_sync = store.sync_runs.last_success()
     scheduled = settings is not None and settings.enabled
+    last_run = next((r for r in recent if r.status != "running"), None)
     return SyncStatus(
         state=derive_state(settings is not None, running is not None, recent),
         sync=sync, settings=settings, last_sync=last_sync,
-        next_run=settings.schedule.next_start(now) if settings and scheduled else None,
+        next_run=next_attempt(settings.schedule, last_run, now)
+        if settings and scheduled else None,
         window_end=settings.schedule.window_end(now) if settings and scheduled else None,
         running=running,
-        last_run=next((r for r in recent if r.status != "running"), None),
+        last_run=last_run,
     )
+
+
+def next_attempt(schedule: SyncSchedule, last_run: SyncRunRecord | None, now: float) -> float:
+    """When the scheduler starts its next pass: the next try of a failed scheduled pass
+    (scheduler.py keeps it in the run's `retry_at`) while it is ahead, else the cron's."""
+    retry = last_run.details.get("retry_at") if last_run is not None else None
+    if isinstance(retry, int | float) and retry > now:
+        return float(retry)
+    return schedule.next_start(now)

@@ -1,0 +1,117 @@
+"""The sync scheduler against a real parent (a second edge registry over TLS) behind the
+cutting proxy: a scheduled pass that fails because the uplink is down at the window's start
+is tried again in the same window, `sync status` names that try as the next run, and once a
+try succeeds the cron's next start takes over again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from cutting_proxy import CuttingProxy
+from imagebuilder import ImageSpec, write_oci_image
+from support import LiveServer, free_port, put_on_parent
+
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
+from registry_core.registry import Registry
+from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.connection import parse_connection_string
+from registry_core.sync.scheduler import SyncScheduler, retry_delay
+from registry_core.sync.settings import configure, load_settings
+from registry_core.sync.status import read_status
+
+pytestmark = pytest.mark.socket
+
+T = TypeVar("T")
+HANG_GUARD = 120.0
+RETRY_FIRST = 3.0
+
+
+def eventually(find: Callable[[], T | None], what: str) -> T:
+    """The first non-None answer of `find`, polled; fails after the hang guard."""
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        found = find()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"still waiting for {what} after {HANG_GUARD:.0f} s")
+
+
+@pytest.fixture
+def link(live_server: LiveServer) -> Iterator[CuttingProxy]:
+    """The uplink to the parent, down to begin with."""
+    with CuttingProxy(("127.0.0.1", live_server.port)) as proxy:
+        proxy.down.set()
+        yield proxy
+
+
+@pytest.fixture
+def nightly_site(tmp_path: Path, live_server: LiveServer, link: CuttingProxy) -> Iterator[Registry]:
+    """A connected registry whose daily window (PT3H) opened this minute, reaching the parent
+    through `link`."""
+    datadir = DataDir(tmp_path / "site")
+    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    connection = parse_connection_string(
+        f"ConnectedRegistryName=edgesite1;SyncTokenName={live_server.username};"
+        f"SyncTokenPassword={live_server.password};"
+        f"ParentGatewayEndpoint={link.address};ParentEndpointProtocol=https")
+    opened = datetime.now().astimezone()
+    configure(datadir, connection=connection, parent_ca=live_server.cert_dir / "ca.crt",
+              repositories=["shop/*"], schedule=f"{opened.minute} {opened.hour} * * *",
+              window="PT3H")
+    registry = Registry(datadir)
+    yield registry
+    registry.close()
+
+
+def scheduled_runs(site: Registry) -> list[SyncRunRecord]:
+    """Finished scheduled runs, oldest first."""
+    with site.store.snapshot():
+        runs = site.store.sync_runs.recent(50)
+    return [r for r in reversed(runs) if r.trigger == "schedule" and r.status != "running"]
+
+
+def test_a_pass_failed_at_the_window_start_is_tried_again_in_the_window(
+    live_server: LiveServer, nightly_site: Registry, link: CuttingProxy, tmp_path: Path
+) -> None:
+    site = nightly_site
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/app", image, "v1")
+    schedule = load_settings(site.datadir).schedule
+    scheduler = SyncScheduler(site, poll_seconds=0.2, retry_first=RETRY_FIRST)
+    scheduler.start()
+    try:
+        failed = eventually(lambda: next(iter(scheduled_runs(site)), None), "a scheduled run")
+        assert failed.status == "failed", failed.errors
+        retry_at = failed.details["retry_at"]
+        assert failed.finished_at is not None
+        assert RETRY_FIRST <= retry_at - failed.finished_at < schedule.window_seconds
+        # The next try, not tomorrow's window, is what `sync status` shows.
+        shown = read_status(site.datadir, site.store, now=failed.finished_at)
+        assert shown.next_run == retry_at < schedule.next_start(failed.finished_at)
+
+        link.down.clear()  # the uplink is back
+        succeeded = eventually(
+            lambda: next((r for r in scheduled_runs(site) if r.status == "succeeded"), None),
+            "a scheduled run that succeeds")
+    finally:
+        scheduler.stop()
+    assert succeeded.started_at >= retry_at
+    assert site.get_manifest("shop/app", "v1").digest == image.digest
+    # After the success, the cron again: the window's next opening, tomorrow.
+    assert succeeded.finished_at is not None
+    tomorrow = schedule.next_start(succeeded.finished_at)
+    assert tomorrow - succeeded.finished_at > schedule.window_seconds
+    assert scheduler.next_run == tomorrow
+    assert read_status(site.datadir, site.store, now=succeeded.finished_at).next_run == tomorrow
+
+
+def test_the_backoff_doubles_from_30_seconds_to_10_minutes() -> None:
+    assert [retry_delay(n) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
