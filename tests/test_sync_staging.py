@@ -18,12 +18,14 @@ import pytest
 from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, free_port, put_on_parent, start_live_server
 
+from registry_core.access.audit import AuditFilter
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.errors import SyncInProgressError
 from registry_core.gc import GarbageCollector
-from registry_core.identity import CONSOLE
+from registry_core.identity import CONSOLE, Identity, admin
 from registry_core.registry import Registry
+from registry_core.store.stages import StageItem
 from registry_core.sync import staging
 from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.engine import Parent
@@ -70,7 +72,7 @@ def test_staged_images_are_pinned_through_a_gc_until_released(
     put_on_parent(live_server.service.registry, "shop/app", image, "v1")
     runner = open_runner(site)
     record, items = staging.stage(site, runner, [("shop/app", "v1"), ("shop/gone", "v9")],
-                                  "window-7")
+                                  "window-7", who=CONSOLE)
     runner.close()
     assert record.trigger == "stage"
     states = {(i.repository, i.tag): (i.status, i.digest) for i in items}
@@ -87,7 +89,7 @@ def test_staged_images_are_pinned_through_a_gc_until_released(
     refused = cli(site.datadir, "delete", f"shop/app@{image.digest}")
     assert refused.returncode == 1 and "pinned by the stage window-7" in refused.stderr
 
-    assert staging.release(site, "window-7") == 2
+    assert staging.release(site, "window-7", who=CONSOLE) == 2
     collector.run(grace_period=0, delete_untagged=True)
     collector.close()
     with pytest.raises(Exception, match="unknown"):
@@ -115,7 +117,7 @@ def test_a_stage_refused_by_a_run_under_way_leaves_nothing_downloading(
     try:
         assert entered.wait(60)
         with pytest.raises(SyncInProgressError):
-            staging.stage(site, second, [("shop/app", "v1")], "late")
+            staging.stage(site, second, [("shop/app", "v1")], "late", who=CONSOLE)
     finally:
         release.set()
         thread.join(60)
@@ -159,6 +161,122 @@ def test_the_readiness_check(live_server: LiveServer, site: Registry, tmp_path: 
     assert cli(data, "stage", "--release").returncode == 0
     bad = cli(data, "stage", "not a ref")
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1
+
+
+def stage_with(site: Registry, pairs: list[tuple[str, str]], name: str, who: Identity,
+               expires_at: float | None = None) -> list[StageItem]:
+    runner = open_runner(site)
+    try:
+        return staging.stage(site, runner, pairs, name, expires_at, who=who)[1]
+    finally:
+        runner.close()
+
+
+def audit_rows(site: Registry, action: str) -> list[tuple[str, str, str | None, str | None,
+                                                         str, str]]:
+    """(principal, kind, repository, tag, result, stage) of the action's rows, oldest first."""
+    rows = reversed(site.audit.query(AuditFilter(action=action)))
+    return [(r.principal, r.principal_kind, r.repository, r.reference, r.result,
+             r.detail["stage"]) for r in rows]
+
+
+def test_the_audit_log_names_who_staged_and_who_released(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    put_on_parent(live_server.service.registry, "shop/app",
+                  write_oci_image(tmp_path / "app", ImageSpec(tag="v1")), "v1")
+    technician = admin("technician-7")
+    stage_with(site, [("shop/app", "v1"), ("shop/gone", "v9")], "window-7", technician)
+    assert audit_rows(site, "stage.add") == [
+        ("technician-7", "admin", "shop/app", "v1", "ok", "window-7"),
+        ("technician-7", "admin", "shop/gone", "v9", "failed", "window-7"),
+    ]
+    assert audit_rows(site, "stage.release") == []
+    assert staging.release(site, "window-7", who=CONSOLE) == 2
+    assert audit_rows(site, "stage.release") == [
+        ("console", "system", "shop/app", "v1", "ok", "window-7"),
+        ("console", "system", "shop/gone", "v9", "ok", "window-7"),
+    ]
+    assert staging.release(site, "window-7", who=CONSOLE) == 0  # nothing: no row
+    assert len(audit_rows(site, "stage.release")) == 2
+
+
+def test_an_expired_stage_reads_expired_and_the_check_says_so(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """Expiry is read, not written: the same item is staged before its expiry and expired
+    after, pinned before and not after; the check says here-but-unpinned, and once a GC has
+    taken the image, missing with the reason."""
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/app", image, "v1")
+    expires_at = time.time() + 3600
+    (item,) = stage_with(site, [("shop/app", "v1")], "window-7", CONSOLE, expires_at)
+    assert item.status == "staged"
+    before, after = expires_at - 1, expires_at + 1
+    with site.store.snapshot():
+        assert [i.status for i in site.store.stages.items(at=before)] == ["staged"]
+        assert [i.status for i in site.store.stages.items(at=after)] == ["expired"]
+        assert site.store.stages.pinned(at=after) == set()
+    runner = open_runner(site)
+    try:
+        (ready,) = staging.check(site, [("shop/app", "v1")], runner, at=before)
+        (lapsed,) = staging.check(site, [("shop/app", "v1")], runner, at=after)
+    finally:
+        runner.close()
+    assert (ready.state, ready.stage_expired_at) == ("ready", None)
+    assert (lapsed.state, lapsed.ok, lapsed.stage_expired_at) == ("expired", True, expires_at)
+    assert lapsed.local_digest == lapsed.parent_digest == str(image.digest)
+    assert "here with the parent's digest" in lapsed.message
+    assert "stage expired" in lapsed.message and "no longer pinned" in lapsed.message
+
+    # Another stage that still pins it: the image is pinned, not expired.
+    stage_with(site, [("shop/app", "v1")], "window-8", CONSOLE)
+    (pinned,) = staging.check(site, [("shop/app", "v1")], None, at=after)
+    assert (pinned.state, pinned.stage_expired_at) == ("unverified", None)
+    staging.release(site, "window-8", who=CONSOLE)
+
+    # Past the expiry for real: the GC no longer keeps it, and the check says why it went.
+    (again,) = stage_with(site, [("shop/app", "v1")], "window-7", CONSOLE, time.time() - 1)
+    assert (again.id, again.status) == (item.id, "expired")  # the same item, renewed to then
+    site.untag("shop/app", "v1", who=CONSOLE)
+    collector = GarbageCollector(site)
+    collector.run(grace_period=0, delete_untagged=True)
+    collector.close()
+    (gone,) = staging.check(site, [("shop/app", "v1")], None)
+    assert (gone.state, gone.ok) == ("missing", False)
+    assert "stage expired" in gone.message
+
+
+def test_an_expired_stage_through_the_command_line(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """--check says expired (here, exit 0, with a warning), --json too; staging it again
+    renews it; the CLI's release is in the audit log as the console's."""
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/app", image, "v1")
+    expires_at = time.time() - 1
+    stage_with(site, [("shop/app", "v1")], "window-7", CONSOLE, expires_at)
+    data = site.datadir
+
+    checked = cli(data, "stage", "--check", "--stage", "window-7", "--json")
+    assert checked.returncode == 0, checked.stderr
+    (item,) = as_json(checked)["images"]
+    assert (item["state"], item["ok"], item["stage_expired_at"]) == ("expired", True, expires_at)
+    said = cli(data, "stage", "--check", "--stage", "window-7")
+    assert said.returncode == 0, said.stderr
+    line, _, verdict = said.stdout.strip().splitlines()
+    assert line.startswith("shop/app:v1  expired  here with the parent's digest; its stage "
+                           "expired ")
+    assert verdict == "ready, but 1 image is no longer pinned (its stage expired)"
+
+    renewed = cli(data, "stage", "shop/app:v1", "--stage", "window-7", "--json")
+    assert renewed.returncode == 0, renewed.stderr
+    (again,) = as_json(renewed)["items"]
+    assert (again["status"], again["expires_at"]) == ("staged", None)
+    assert cli(data, "stage", "--release", "--stage", "window-7").returncode == 0
+    assert audit_rows(site, "stage.release") == [
+        ("console", "system", "shop/app", "v1", "ok", "window-7")]
+    assert [r[0] for r in audit_rows(site, "stage.add")] == ["console", "console"]
 
 
 def test_a_read_only_site_refuses_pushes_to_what_it_syncs(

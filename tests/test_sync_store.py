@@ -336,13 +336,15 @@ def test_release_and_expiry_end_pins(store: Store) -> None:
     assert store.stages.pinned() == {("edge/app", d1), ("edge/app", d2)}  # expired: no pin
     assert store.stages.pinned(at=now() - 10) == {
         ("edge/app", d1), ("edge/app", d2), ("edge/db", d3)}
-    with store.exclusive():
-        assert store.stages.expire(now()) == 1
-        assert store.stages.expire(now()) == 0
+    # Expiry is read, not written: listed as expired until released, staged before.
     expired = store.stages.get(lapsed.id)
-    assert expired is not None and expired.released_at == lapsed.expires_at
-    assert [i.stage for i in store.stages.items()] == ["window", "window"]
+    assert expired is not None and expired.status == "expired" and not expired.pins(now())
+    assert expired.released_at is None
+    earlier = store.stages.get(lapsed.id, at=now() - 10)
+    assert earlier is not None and earlier.status == "staged" and earlier.pins(now() - 10)
+    assert [i.status for i in store.stages.items()] == ["expired", "staged", "staged"]
     with store.exclusive():
+        assert store.stages.release("soon") == 1
         assert store.stages.release("window") == 2
         assert store.stages.release("window") == 0
     assert store.stages.pinned() == set() and store.stages.items() == []

@@ -12,6 +12,7 @@ from typing import Any
 from console.cli_support import emit, fail, open_registry
 from registry_core.durations import parse_duration
 from registry_core.errors import EdgeError, NameInvalid
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.sync import staging
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     registry = open_registry(args, create=True)
     try:
         if args.release:
-            released = staging.release(registry, args.stage)
+            released = staging.release(registry, args.stage, who=CONSOLE)
             emit(args, f"Released {released} images of stage {args.stage}.",
                  {"stage": args.stage, "released": released})
             return 0
@@ -74,7 +75,8 @@ def _stage(args: argparse.Namespace, registry: Registry, pairs: list[tuple[str, 
     expires = None if expires_in is None else time.time() + expires_in
     runner = open_runner(registry)
     try:
-        record, items = staging.stage(registry, runner, pairs, args.stage, expires)
+        record, items = staging.stage(registry, runner, pairs, args.stage, expires,
+                                       who=CONSOLE)
     finally:
         runner.close()
     lines = [_item_line(i) for i in items]
@@ -98,10 +100,20 @@ def _check(args: argparse.Namespace, registry: Registry,
             runner.close()
     ready = all(r.ok for r in results) and bool(results)
     lines = [f"{r.repository}:{r.tag}  {r.state}  {r.message}".rstrip() for r in results]
-    lines.append("\nready" if ready else "\nNOT ready")
+    lines.append("\n" + _verdict(ready, results))
     emit(args, "\n".join(lines), {"stage": args.stage, "ready": ready,
                                   "images": [r.to_json() for r in results]})
     return 0 if ready else fail("not every image is here" if results else "nothing to check")
+
+
+def _verdict(ready: bool, results: list[staging.Readiness]) -> str:
+    expired = sum(r.state == "expired" for r in results)
+    if not ready:
+        return "NOT ready"
+    if expired:
+        return (f"ready, but {expired} image{'s are' if expired > 1 else ' is'} no longer "
+                "pinned (its stage expired)")
+    return "ready"
 
 
 def _runner_or_none(registry: Registry) -> SyncRunner | None:

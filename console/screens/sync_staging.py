@@ -35,6 +35,7 @@ from console.widgets.format import short_digest, when
 from console.widgets.stage_modal import StageModal, StageRequest
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError, SyncInProgressError
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
@@ -45,26 +46,33 @@ from registry_core.sync.staging import Readiness
 
 STAGE_POLL_SECONDS = 0.25
 """How often the staged items are read again while this pane pulls a stage."""
+EXPIRY_MARGIN_SECONDS = 0.05
+"""The read at a stage's expiry comes this much after it (a read at the very instant could
+still see the pin)."""
 STAGE_ROLES: dict[str, Role] = {
     "pending": "muted",
     "downloading": "primary",
     "verifying": "primary",
     "staged": "success",
+    "expired": "warning",
     "failed": "error",
 }
 READY_ROLES: dict[str, Role] = {
     "ready": "success",
     "unverified": "warning",
+    "expired": "warning",
     "outdated": "warning",
     "missing": "error",
 }
 STAGING_HELP = (
     "Staging pulls a deployment's images now, whatever the schedule, and pins them: GC\n"
     "and deletes leave them alone until the stage is released (or expires). Each image\n"
-    "goes pending, downloading, verifying, then staged or failed (the reason says why).\n"
+    "goes pending, downloading, verifying, then staged or failed (the reason says why);\n"
+    "past its stage's expiry a staged image shows expired: it is no longer pinned.\n"
     "A readiness check fills the Check column: ready (here with the parent's digest),\n"
-    "unverified (here; the parent could not confirm), outdated or missing. Release\n"
-    "acts on the stage of the row under the cursor and asks first."
+    "unverified (here; the parent could not confirm), expired (here, but its stage\n"
+    "expired: stage it again to pin it), outdated or missing. Release acts on the\n"
+    "stage of the row under the cursor and asks first."
 )
 STAGING_BINDINGS: list[BindingType] = [
     Binding("plus", "stage_images", "Stage", id="sync.stage", key_display="+",
@@ -108,7 +116,8 @@ def stage_once(registry: Registry, runner: SyncRunner,
     """Pull and pin the request's images (blocking); the pins' expiry counts from now."""
     expires_at = None if request.expires_in is None else time.time() + request.expires_in
     try:
-        return staging.stage(registry, runner, request.pairs, request.stage, expires_at)
+        return staging.stage(registry, runner, request.pairs, request.stage, expires_at,
+                             who=CONSOLE)
     finally:
         runner.close()
 
@@ -140,6 +149,9 @@ def readiness_summary(results: list[Readiness]) -> str:
     unverified = sum(r.state == "unverified" for r in results)
     if unverified:
         text += f"; {unverified} here but not confirmed by the parent"
+    expired = [f"{r.repository}:{r.tag}" for r in results if r.state == "expired"]
+    if expired:
+        text += f"; stage expired, no longer pinned: {', '.join(expired)}"
     return text
 
 
@@ -155,8 +167,8 @@ def release_body(stage: str, items: list[StageItem], at: float) -> str:
              "longer refused, and a garbage collection may collect what nothing else keeps."]
     lines += [f"  {i.repository}:{i.tag}  {short_digest(i.digest)}" for i in pinned]
     if others:
-        lines.append(f"\nAlso leaving the list, not staged (they pin nothing): "
-                     f"{images(len(others))}.")
+        lines.append(f"\nAlso leaving the list, pinning nothing (not staged, or their "
+                     f"stage expired): {images(len(others))}.")
         lines += [f"  {i.repository}:{i.tag}  {i.status}" for i in others]
     lines.append("\nThe images themselves stay here; only the pins and the list go.")
     return "\n".join(lines)
@@ -177,6 +189,8 @@ class StagingMixin(View):
         super().__init__(id=id)
         self._staging: Timer | None = None
         """Reads the staged items again while this pane pulls a stage."""
+        self._expiry: Timer | None = None
+        """Reads them again when the next stage expires (its images then show expired)."""
 
     # ---- what the host provides: its read of the data dir and its one run ----------------
 
@@ -246,6 +260,18 @@ class StagingMixin(View):
                           key=str(item.id))
         if 0 < row < len(items):  # a re-read (while staging) keeps the technician's row
             table.move_cursor(row=row, animate=False)
+        self.reload_at_expiry(items)
+
+    def reload_at_expiry(self, items: list[StageItem]) -> None:
+        """A read when the next of these pins expires (the store's clock, as the pins')."""
+        if self._expiry is not None:
+            self._expiry.stop()
+            self._expiry = None
+        now = time.time()
+        due = [i.expires_at for i in items
+               if i.status == "staged" and i.expires_at is not None and i.expires_at > now]
+        if due:
+            self._expiry = self.set_timer(min(due) - now + EXPIRY_MARGIN_SECONDS, self.reload)
 
     def check_cell(self, item: StageItem) -> tuple[Text, str]:
         """The Check column (the last readiness check) and, when not ready, why."""
@@ -397,7 +423,7 @@ class StagingMixin(View):
     @work(thread=True, group="sync-release", exit_on_error=False)
     def release(self, name: str) -> None:
         try:
-            released = staging.release(self.edge.registry, name)
+            released = staging.release(self.edge.registry, name, who=CONSOLE)
         except EdgeError as exc:
             self.post_message(StageReleased(name, 0, f"Not released: {exc}"))
             return

@@ -3,7 +3,9 @@
 An item goes pending -> downloading -> verifying -> staged, or failed with a reason. A staged
 item pins its (repository, digest) until the stage is released or the item expires; a pinned
 manifest is a root of the GC's mark (graph.py), so it, its children, layers and config stay.
-Writes belong inside `Store.exclusive()`.
+Expiry is not written anywhere: a staged item read after its `expires_at` reads as `expired`
+(SHOWN_STATUSES), so it is right the moment it expires, as the pins are; it stays listed until
+the stage is released. Writes belong inside `Store.exclusive()`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from registry_core.store.base import Queries
 from registry_core.store.metadata import now
 
 STATUSES = ("pending", "downloading", "verifying", "staged", "failed")
+"""What `set_status` writes."""
+SHOWN_STATUSES = (*STATUSES, "expired")
+"""What a read says: 'expired' is a staged item past its `expires_at`, not yet released."""
 
 ACTIVE_PIN = (
     "s.status = 'staged' AND s.released_at IS NULL "
@@ -51,9 +56,12 @@ class StageItem:
 
 
 _COLUMNS = (
-    "id, stage, repository, tag, digest, status, reason, created_at, updated_at, expires_at, "
-    "released_at"
+    "id, stage, repository, tag, digest, "
+    "CASE WHEN status = 'staged' AND released_at IS NULL AND expires_at IS NOT NULL "
+    "AND expires_at <= :now THEN 'expired' ELSE status END, "
+    "reason, created_at, updated_at, expires_at, released_at"
 )
+"""The item as read at `:now`: its status derived (SHOWN_STATUSES)."""
 
 
 def _item(row: Any) -> StageItem:
@@ -69,22 +77,24 @@ class Stages(Queries):
         t = now()
         row = self._conn.execute(
             "INSERT INTO stage_items(stage, repository, tag, status, created_at, updated_at, "
-            "expires_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5) "
+            "expires_at) VALUES (:stage, :repository, :tag, 'pending', :now, :now, :expires) "
             "ON CONFLICT(stage, repository, tag) WHERE released_at IS NULL "
             "DO UPDATE SET expires_at = excluded.expires_at, updated_at = excluded.updated_at "
             f"RETURNING {_COLUMNS}",
-            (stage, repository, tag, t, expires_at),
+            {"stage": stage, "repository": repository, "tag": tag, "now": t,
+             "expires": expires_at},
         ).fetchone()
         return _item(row)
 
-    def items(self, stage: str | None = None, *, released: bool = False) -> list[StageItem]:
-        """The items of one stage (or of every stage), oldest first; `released`: with the
-        released and expired-by-`expire` ones too."""
+    def items(self, stage: str | None = None, *, released: bool = False,
+              at: float | None = None) -> list[StageItem]:
+        """The items of one stage (or of every stage) as read at `at` (default: now), oldest
+        first; `released`: with the released ones too."""
         where: list[str] = []
-        params: list[str] = []
+        params: dict[str, Any] = {"now": now() if at is None else at}
         if stage is not None:
-            where.append("stage = ?")
-            params.append(stage)
+            where.append("stage = :stage")
+            params["stage"] = stage
         if not released:
             where.append("released_at IS NULL")
         sql = f"SELECT {_COLUMNS} FROM stage_items"
@@ -93,9 +103,10 @@ class Stages(Queries):
         rows = self._conn.execute(sql + " ORDER BY stage, id", params).fetchall()
         return [_item(r) for r in rows]
 
-    def get(self, item_id: int) -> StageItem | None:
+    def get(self, item_id: int, at: float | None = None) -> StageItem | None:
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM stage_items WHERE id = ?", (item_id,)
+            f"SELECT {_COLUMNS} FROM stage_items WHERE id = :id",
+            {"id": item_id, "now": now() if at is None else at},
         ).fetchone()
         return None if row is None else _item(row)
 
@@ -119,16 +130,6 @@ class Stages(Queries):
             "UPDATE stage_items SET released_at = ?, updated_at = ? "
             "WHERE stage = ? AND released_at IS NULL",
             (t, t, stage),
-        )
-        return int(cur.rowcount)
-
-    def expire(self, at: float) -> int:
-        """Release the items whose expiry is at or before `at` (released when they expired):
-        how many were."""
-        cur = self._conn.execute(
-            "UPDATE stage_items SET released_at = expires_at, updated_at = ? "
-            "WHERE released_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?",
-            (at, at),
         )
         return int(cur.rowcount)
 

@@ -2,17 +2,25 @@
 checked, and pinned (GC and deletes leave them alone) until the stage is released or expires.
 
 Each listed image goes pending -> downloading -> verifying -> staged, or failed with the
-reason. The readiness check says, for each, whether it is here with the parent's digest (or
-here, unverified, when the parent cannot be asked) and is 'ready' only when all are.
+reason; a staged image read after its stage's expiry reads 'expired' (the store derives it:
+no job has to run for it, and the pin ends at that moment too). It stays listed until the
+stage is released. The readiness check says, for each, whether it is here with the parent's
+digest (or here, unverified, when the parent cannot be asked, or here but no longer pinned
+because its stage expired) and is 'ready' only when all are here.
+
+Staging and releasing are recorded in the audit log (`stage.add` per image, with its outcome,
+in the transaction that settles it; `stage.release` per image released) under `who`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from registry_core.errors import EdgeError, NameInvalid
+from registry_core.identity import Identity
 from registry_core.reference import validate_name, validate_tag
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
@@ -29,14 +37,19 @@ class Readiness:
     tag: str
     state: str
     """'ready' (here with the parent's digest), 'unverified' (here; the parent could not be
-    asked), 'outdated' (here, but the parent has another digest), or 'missing'."""
+    asked), 'expired' (here, as ready or unverified would say, but its stage expired: no
+    longer pinned, a GC or a delete may take it), 'outdated' (here, but the parent has
+    another digest), or 'missing'."""
     local_digest: str | None
     parent_digest: str | None
     message: str = ""
+    stage_expired_at: float | None = None
+    """When the pin of its stage ended, if every stage that listed it has expired."""
 
     @property
     def ok(self) -> bool:
-        return self.state in ("ready", "unverified")
+        """Here (the check's exit status): an expired stage is a warning, not a miss."""
+        return self.state in ("ready", "unverified", "expired")
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -58,9 +71,10 @@ def parse_refs(refs: list[str]) -> list[tuple[str, str]]:
 
 def stage(
     registry: Registry, runner: SyncRunner, pairs: list[tuple[str, str]],
-    name: str = DEFAULT_STAGE, expires_at: float | None = None,
+    name: str = DEFAULT_STAGE, expires_at: float | None = None, *, who: Identity,
 ) -> tuple[SyncRunRecord, list[StageItem]]:
-    """Pull `pairs` from the parent now (one sync run, trigger 'stage') and pin them."""
+    """Pull `pairs` from the parent now (one sync run, trigger 'stage') and pin them; each
+    image's outcome is recorded in the audit log under `who`."""
     store = registry.store
     with store.exclusive():
         items = {(r, t): store.stages.add(name, r, t, expires_at) for r, t in pairs}
@@ -69,60 +83,109 @@ def stage(
 
     def done(repository: str, tag: str, digest: str | None, error: str) -> None:
         item = items[(repository, tag)]
+        if digest is None:
+            _settle(registry, item, who, "failed", reason=error)
+            return
         with store.exclusive():
-            if digest is None:
-                store.stages.set_status(item.id, "failed", reason=error)
-                return
             store.stages.set_status(item.id, "verifying", digest=digest)
-        _verify(registry, item, digest)
+        _verify(registry, item, digest, who)
 
     try:
         record = runner.run("stage", only=pairs, on_tag=done)
     except EdgeError as exc:  # refused (another run under way): nothing is downloading
-        _fail_unfinished(registry, list(items.values()), str(exc))
+        _fail_unfinished(registry, list(items.values()), str(exc), who)
         raise
     # A run stopped early leaves some untouched.
-    _fail_unfinished(registry, list(items.values()), f"sync run {record.id} {record.status}")
+    _fail_unfinished(registry, list(items.values()), f"sync run {record.id} {record.status}",
+                     who)
     with store.snapshot():
         return record, [i for i in store.stages.items(name) if (i.repository, i.tag) in items]
 
 
-def _fail_unfinished(registry: Registry, items: list[StageItem], reason: str) -> None:
+def _fail_unfinished(registry: Registry, items: list[StageItem], reason: str,
+                     who: Identity) -> None:
     store = registry.store
     with store.exclusive():
         for item in items:
             fresh = store.stages.get(item.id)
             if fresh is not None and fresh.status in ("pending", "downloading"):
-                store.stages.set_status(item.id, "failed", reason=reason)
+                _outcome(registry, item, who, "failed", reason=reason)
 
 
-def _verify(registry: Registry, item: StageItem, digest: str) -> None:
+def _verify(registry: Registry, item: StageItem, digest: str, who: Identity) -> None:
     """Staged only if the local tag holds the parent's digest and every blob is here."""
-    store = registry.store
     try:
         local = str(registry.get_manifest(item.repository, item.tag).digest)
     except EdgeError as exc:
         local, problem = "", str(exc)
     else:
         problem = "" if local == digest else f"here as {local}, the parent has {digest}"
-    with store.exclusive():
-        if problem:
-            store.stages.set_status(item.id, "failed", digest=digest, reason=problem)
-        else:
-            store.stages.set_status(item.id, "staged", digest=digest)
+    _settle(registry, item, who, "failed" if problem else "staged", digest, problem)
+
+
+def _settle(registry: Registry, item: StageItem, who: Identity, status: str,
+            digest: str | None = None, reason: str = "") -> None:
+    """The item's outcome and its audit row, in one transaction."""
+    with registry.store.exclusive():
+        _outcome(registry, item, who, status, digest, reason)
+
+
+def _outcome(registry: Registry, item: StageItem, who: Identity, status: str,
+             digest: str | None = None, reason: str = "") -> None:
+    """Inside the caller's write transaction: the item's outcome and its audit row."""
+    registry.store.stages.set_status(item.id, status, digest=digest, reason=reason)
+    registry.audit.record(
+        who, "stage.add", repository=item.repository, reference=item.tag,
+        result="ok" if status == "staged" else "failed",
+        detail={"stage": item.stage, "status": status, "digest": digest or item.digest,
+                "expires_at": item.expires_at, "reason": reason})
 
 
 def check(
     registry: Registry, pairs: list[tuple[str, str]], runner: SyncRunner | None,
+    at: float | None = None,
 ) -> list[Readiness]:
-    """Each image's readiness; `runner` None (or a parent that does not answer): only what is
-    here is known, said as 'unverified'."""
+    """Each image's readiness at `at` (default: now); `runner` None (or a parent that does
+    not answer): only what is here is known, said as 'unverified'."""
+    lapsed = expired_stages(registry, time.time() if at is None else at)
     parent, why = _parent(runner)
     try:
-        return [_readiness(registry, parent, why, r, t) for r, t in pairs]
+        return [_expiry(_readiness(registry, parent, why, r, t), lapsed.get((r, t)))
+                for r, t in pairs]
     finally:
         if parent is not None:
             parent.close()
+
+
+def expired_stages(registry: Registry, at: float) -> dict[tuple[str, str], float]:
+    """(repository, tag) -> when its stage expired, for the images listed by a stage that
+    is not released and pinned by none: every stage that lists it has expired at `at`."""
+    with registry.store.snapshot():
+        items = registry.store.stages.items(at=at)
+    live = {(i.repository, i.tag) for i in items if i.pins(at)}
+    lapsed: dict[tuple[str, str], float] = {}
+    for item in items:
+        key = (item.repository, item.tag)
+        if item.status == "expired" and key not in live and item.expires_at is not None:
+            lapsed[key] = max(item.expires_at, lapsed.get(key, item.expires_at))
+    return lapsed
+
+
+def _expiry(result: Readiness, expired_at: float | None) -> Readiness:
+    """The result said again for an image whose stage expired at `expired_at`."""
+    if expired_at is None:
+        return result
+    stamp = datetime.fromtimestamp(expired_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    state, message = result.state, result.message
+    if result.ok:
+        here = "here with the parent's digest" if state == "ready" else message
+        state, message = "expired", (
+            f"{here}; its stage expired {stamp}: no longer pinned, a GC or a delete may "
+            "take it (stage it again to pin it)")
+    else:
+        message = f"{message}; its stage expired {stamp}, nothing pinned it since"
+    return Readiness(result.repository, result.tag, state, result.local_digest,
+                     result.parent_digest, message, expired_at)
 
 
 def _parent(runner: SyncRunner | None) -> tuple[Parent | None, str]:
@@ -168,12 +231,14 @@ def pinned_manifests(registry: Registry) -> set[tuple[str, str]]:
         return registry.store.stages.pinned()
 
 
-def release(registry: Registry, name: str = DEFAULT_STAGE) -> int:
-    """Unpin the stage's images (a GC may then collect what nothing else keeps)."""
-    with registry.store.exclusive():
-        return registry.store.stages.release(name)
-
-
-def expire(registry: Registry, now: float | None = None) -> int:
-    with registry.store.exclusive():
-        return registry.store.stages.expire(time.time() if now is None else now)
+def release(registry: Registry, name: str = DEFAULT_STAGE, *, who: Identity) -> int:
+    """Unpin the stage's images and take them off the list (a GC may then collect what
+    nothing else keeps), each recorded in the audit log under `who`: how many."""
+    store = registry.store
+    with store.exclusive():
+        items = store.stages.items(name)
+        for item in items:
+            registry.audit.record(
+                who, "stage.release", repository=item.repository, reference=item.tag,
+                detail={"stage": name, "status": item.status, "digest": item.digest})
+        return store.stages.release(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from console_helpers import Image, make_app, open_tags, wait_for
 
 from console.widgets.confirm import ConfirmationModal
@@ -39,3 +41,23 @@ async def test_no_staged_column_without_pins(seeded: tuple[Registry, dict[str, I
     async with app.run_test(size=SIZE) as pilot:
         _view, table = await open_tags(pilot, 3, "library/alpine", 1)
         assert "Staged" not in [c.label for c in table.columns]
+
+
+async def test_an_expired_stage_marks_nothing_pinned(
+    seeded: tuple[Registry, dict[str, Image]]
+) -> None:
+    registry, images = seeded
+    with registry.store.exclusive():
+        item = registry.store.stages.add("window-7", "library/alpine", "3.20",
+                                         expires_at=time.time() - 1)
+        registry.store.stages.set_status(item.id, "staged", digest=images["alpine:3.20"].digest)
+    app = make_app(registry)
+    async with app.run_test(size=SIZE) as pilot:
+        _view, table = await open_tags(pilot, 3, "library/alpine", 1)
+        assert "Staged" not in [c.label for c in table.columns]
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+        modal = app.screen
+        assert isinstance(modal, ConfirmationModal)
+        assert "PINNED" not in modal.body and not modal.title_text.endswith("It is staged.")
+        await pilot.press("enter")  # Cancel has the focus

@@ -24,10 +24,12 @@ from console.app import EdgeConsoleApp
 from console.screens.sync import SyncLive, SyncPicture, SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.stage_modal import StageModal
+from registry_core.access.audit import AuditFilter
 from registry_core.config import SyncConfig
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.events import Subscription, SyncFinished, SyncProgress, SyncStarted
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
@@ -326,11 +328,12 @@ async def stage_held(pilot: Pilot[Any], gate: Gate, refs: str, stage: str = "") 
     return modal
 
 
-def stage_now(site: Registry, refs: list[tuple[str, str]]) -> None:
+def stage_now(site: Registry, refs: list[tuple[str, str]],
+              expires_at: float | None = None) -> None:
     """Stage `refs` as release-7 through the core, before the app starts."""
     runner = open_runner(site)
     try:
-        staging.stage(site, runner, refs, "release-7")
+        staging.stage(site, runner, refs, "release-7", expires_at, who=CONSOLE)
     finally:
         runner.close()
 
@@ -515,6 +518,55 @@ async def test_release_asks_first_and_cancel_keeps_the_pins(
     assert staging.pinned_manifests(site) == set()
     assert site.store.stages.items() == []
     assert str(site.get_manifest("shop/web", "v1").digest) == on_parent.digest  # still here
+
+
+async def test_an_expired_stage_shows_expired_checks_as_unpinned_and_releases(
+    site: Registry, on_parent: Image
+) -> None:
+    stage_now(site, [("shop/web", "v1")], expires_at=time.time() - 1)
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(stage_rows(view)) == 1, what="the staged list")
+        assert stage_rows(view)["shop/web:v1"] == ("release-7", "expired", "-")
+        await pilot.press("C")
+        await wait_for(pilot, lambda: not view.checking and bool(view.readiness),
+                       what="the check")
+        assert stage_rows(view)["shop/web:v1"][2] == "expired"
+        assert "no longer pinned" in str(view.stages_table.get_row_at(0)[6])
+        toast = list(app._notifications)[-1]
+        assert toast.severity == "warning"
+        assert toast.message == ("1 of 1 ready; stage expired, no longer pinned: shop/web:v1")
+
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
+        title = str(app.screen.query_one("#confirm-title", Static).content)
+        body = str(app.screen.query_one("#confirm-body", Static).content)
+        assert title == "Release the stage release-7? Pins lost: 0 images."
+        assert "shop/web:v1  expired" in body
+        await pilot.click("#confirm-ok")
+        await wait_for(pilot, lambda: not view.stages_table.display, what="the empty list")
+    (row,) = site.audit.query(AuditFilter(action="stage.release"))
+    assert (row.principal, row.repository, row.reference) == ("console", "shop/web", "v1")
+    assert row.detail["status"] == "expired"
+    added = site.audit.query(AuditFilter(action="stage.add"))
+    assert [(r.principal, r.result) for r in added] == [("console", "ok")]
+
+
+async def test_a_stage_shows_expired_the_moment_it_expires(
+    site: Registry, on_parent: Image
+) -> None:
+    """The screen reads the list again at the expiry, with nothing else changing."""
+    expires_at = time.time() + 3
+    stage_now(site, [("shop/web", "v1")], expires_at=expires_at)
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(stage_rows(view)) == 1, what="the staged list")
+        await wait_for(pilot, lambda: stage_rows(view)["shop/web:v1"][1] == "expired",
+                       what="the expiry to show", timeout=60)
+    assert time.time() >= expires_at
+    assert staging.pinned_manifests(site) == set()
 
 
 def _state(view: SyncView) -> str | None:
