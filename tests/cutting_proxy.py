@@ -6,13 +6,23 @@ with `cut_after` set, each connection is dropped once that many bytes have come 
 on it (a link that keeps failing mid-transfer); `cut_upstream_after` does the same for the bytes
 going up (an upload cut mid-body). `bytes_to_upstream` counts what went up: an upload shows
 there, a blob mounted by the parent does not.
+
+With `http=True` the link carries plain HTTP/1.1 (a parent served without TLS) and the proxy
+reads the requests going up, one after the other: each is recorded in `requests` (arrival
+time, method, path), and `answer_next(method, status, headers)` has the next request of that
+method answered by the proxy itself (its body read, then the connection closed), as a parent
+that is busy answers: the case a real parent does not produce on demand (429 or 503 with
+Retry-After in the middle of an upload). `cut_upstream_after` does not apply then.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
+import time
+from http import HTTPStatus
 from types import TracebackType
 
 from support import free_port
@@ -20,8 +30,13 @@ from support import free_port
 
 class CuttingProxy:
     def __init__(self, upstream: tuple[str, int], cut_after: int | None = None,
-                 cut_upstream_after: int | None = None) -> None:
+                 cut_upstream_after: int | None = None, http: bool = False) -> None:
         self.upstream = upstream
+        self.http = http
+        self.requests: list[tuple[float, str, str]] = []
+        """(time.monotonic() at arrival, method, path) of each request gone through or
+        answered here, in order (`http` only)."""
+        self._answers: list[tuple[str, bytes]] = []
         self.port = free_port()
         self.connections = 0
         """Connections accepted so far."""
@@ -51,6 +66,13 @@ class CuttingProxy:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def answer_next(self, method: str, status: int, headers: dict[str, str]) -> None:
+        """Answer the next `method` request here with `status` (an OCI error body) and
+        `headers`, instead of passing it up (`http` only); queued, one per request."""
+        assert self.http, "answer_next needs a plain HTTP link (http=True)"
+        with self._lock:
+            self._answers.append((method, _answer(status, headers)))
 
     def cut(self) -> int:
         """Drop every open connection (both sides see a reset); returns how many."""
@@ -90,9 +112,9 @@ class CuttingProxy:
                 self._open.update((client, server))
                 self.connections += 1
             limit, up_limit = self.cut_after, self.cut_upstream_after
-            threading.Thread(
-                target=self._pump, args=(client, server, False, up_limit), daemon=True
-            ).start()
+            up = (self._pump_requests, (client, server)) if self.http else (
+                self._pump, (client, server, False, up_limit))
+            threading.Thread(target=up[0], args=up[1], daemon=True).start()
             threading.Thread(
                 target=self._pump, args=(server, client, True, limit), daemon=True
             ).start()
@@ -123,6 +145,56 @@ class CuttingProxy:
             _close(source)
             _close(target)
 
+    def _pump_requests(self, client: socket.socket, server: socket.socket) -> None:
+        """Client to upstream, request by request: HTTP/1.1 without pipelining, bodies sized
+        by Content-Length (as the sync client sends them)."""
+        pending, body_left = b"", 0
+        answer: bytes | None = None
+        try:
+            while data := client.recv(65536):
+                pending += data
+                while pending:
+                    if body_left:
+                        part, pending = pending[:body_left], pending[body_left:]
+                        body_left -= len(part)
+                        if answer is None:
+                            self._up(server, part)
+                        elif not body_left:
+                            client.sendall(answer)
+                            return
+                        continue
+                    end = pending.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    head, pending = pending[:end + 4], pending[end + 4:]
+                    method, path, body_left = _request_head(head)
+                    answer = self._take_answer(method)
+                    with self._lock:
+                        self.requests.append((time.monotonic(), method, path))
+                    if answer is None:
+                        self._up(server, head)
+                    elif not body_left:
+                        client.sendall(answer)
+                        return
+        except OSError:
+            pass
+        finally:
+            _close(client)
+            _close(server)
+
+    def _up(self, server: socket.socket, data: bytes) -> None:
+        server.sendall(data)
+        with self._lock:
+            self.bytes_to_upstream += len(data)
+
+    def _take_answer(self, method: str) -> bytes | None:
+        with self._lock:
+            for index, (wanted, answer) in enumerate(self._answers):
+                if wanted == method:
+                    del self._answers[index]
+                    return answer
+        return None
+
     def _may_cut(self, downstream: bool) -> bool:
         """Whether a connection at its limit is dropped (counted against the budget)."""
         if downstream:
@@ -140,3 +212,27 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def _request_head(head: bytes) -> tuple[str, str, int]:
+    """(method, path, Content-Length) of a request's head."""
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return method, path.split("?", 1)[0], length
+
+
+def _answer(status: int, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 answer with an OCI error body, closing the connection."""
+    reason = HTTPStatus(status).phrase
+    code = {429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}.get(status, "UNKNOWN")
+    body = json.dumps({"errors": [{"code": code, "message": reason.lower()}]}).encode()
+    fields = {"Content-Type": "application/json", "Content-Length": str(len(body)),
+              "Docker-Distribution-Api-Version": "registry/2.0", "Connection": "close",
+              **headers}
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return f"HTTP/1.1 {status} {reason}\r\n{head}\r\n".encode("latin-1") + body

@@ -5,9 +5,12 @@ cutting proxy sits between the site and the parent and counts the bytes that go 
 
 from __future__ import annotations
 
+import dataclasses
+import email.utils
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,12 +18,16 @@ import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image
 from parents import Parent
-from support import Endpoint, LiveServer, put_on_parent
+from support import Endpoint, LiveServer, free_port, put_on_parent, start_live_server
 from test_sync_engine import site
 
 from console.commands.sync import run_summary
 from console.screens.sync import pushed_note
+from registry_core.config import load_config, save_config
+from registry_core.datadir import DataDir
+from registry_core.enablement import enable
 from registry_core.events import BlobCommitted, Event
+from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.sync.client import UPLOAD_CHUNK, ParentClient
 from registry_core.sync.engine import Scope
@@ -262,3 +269,58 @@ def test_a_cut_chunked_upload_with_token_auth(token_parent: Parent, tmp_path: Pa
         assert client.blob_exists("tokchunks/app", digest)
     assert proxy.upstream_cuts == 1
     assert requests_logged(token_parent, "PATCH", "/v2/tokchunks/app/blobs/uploads/", 202) >= 3
+
+
+# ---- a busy parent during an upload -----------------------------------------------------------
+
+
+@pytest.fixture
+def plain_parent(tmp_path: Path) -> Iterator[LiveServer]:
+    """A second edge registry served without TLS: the cutting proxy can read the requests on
+    the link to it (and answer one as a busy parent would)."""
+    datadir = DataDir(tmp_path / "plain-parent")
+    enable(datadir, device_name="parent", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    save_config(dataclasses.replace(load_config(datadir.config), tls=False), datadir.config)
+    server = start_live_server(datadir, tmp_path / "plain-certs")
+    yield server
+    server.service.close()
+
+
+def after(requests: list[tuple[float, str, str]], method: str, nth: int) -> tuple[float, float]:
+    """When the `nth` (0-based) `method` request arrived, and the request after it."""
+    seen = [i for i, (_, m, _) in enumerate(requests) if m == method]
+    index = seen[nth]
+    return requests[index][0], requests[index + 1][0]
+
+
+def test_retry_after_on_upload_chunks_is_honoured(plain_parent: LiveServer,
+                                                  tmp_path: Path) -> None:
+    chunk = 64 * 1024
+    big, small = os.urandom(chunk * 3 + 100), os.urandom(1000)
+    digests = {name: f"sha256:{hashlib.sha256(data).hexdigest()}"
+               for name, data in (("big", big), ("small", small))}
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "small").write_bytes(small)
+    with CuttingProxy(("127.0.0.1", plain_parent.port), http=True) as proxy:
+        proxy.answer_next("PATCH", 429, {"Retry-After": "2"})
+        asked_at = time.monotonic()  # the HTTP date below is whole seconds: 5 s at least
+        proxy.answer_next("PATCH", 503, {"Retry-After": email.utils.formatdate(
+            time.time() + 6, usegmt=True)})
+        with ParentClient(proxy.address, plain_parent.username, plain_parent.password,
+                          protocol="http", backoff=0.01, upload_chunk=chunk) as client:
+            client.push_blob("busy/app", digests["big"], tmp_path / "big", len(big))
+            proxy.answer_next("PUT", 429, {"Retry-After": "1"})  # a small blob: one PUT
+            client.push_blob("busy/app", digests["small"], tmp_path / "small", len(small))
+        requests = list(proxy.requests)
+    # Lower bounds only: the next request came no sooner than the parent asked.
+    refused, next_one = after(requests, "PATCH", 0)
+    assert next_one - refused >= 1.9
+    _, next_one = after(requests, "PATCH", 1)
+    assert next_one - asked_at >= 4.9
+    put_refused = [i for i, (_, m, _) in enumerate(requests) if m == "PUT"][-2]
+    assert requests[put_refused + 1][0] - requests[put_refused][0] >= 0.9
+    parent = plain_parent.service.registry
+    for name, data in (("big", big), ("small", small)):
+        path = parent.blob_store.local_path(parse_digest(digests[name]))
+        assert path is not None and path.read_bytes() == data

@@ -131,6 +131,8 @@ class _Call:
     content: Content = None
     redirects: bool = False
     retry: bool = True
+    """False: sent once; a 429 or 5xx answer goes back to the caller as it is (an upload
+    chunk: the upload decides where to go on from, after the Retry-After)."""
 
 
 class _Wire:
@@ -212,11 +214,11 @@ class _Wire:
                 retry_with = self.auth.challenged(response, call.scopes, sent)
                 reauthenticated = sent is not None
                 continue
-            if _transient(status):
+            if _transient(status) and call.retry:
                 failures += 1
                 wait = _retry_after(response.headers)
                 give_up = self._status_give_up(response, failures, wait)
-                self.pause(failures if call.retry else self.retries + 1, wait, give_up)
+                self.pause(failures, wait, give_up)
                 continue
             try:
                 return read(response)
@@ -697,11 +699,12 @@ class _BlobFetch:
 
 class _Interrupted(Exception):
     """An upload request that may be tried again: cut, 429 or 5xx, or a session that is
-    busy, out of step or gone."""
+    busy, out of step or gone. `retry_after`: the parent's Retry-After, in seconds."""
 
-    def __init__(self, give_up: ParentError) -> None:
+    def __init__(self, give_up: ParentError, retry_after: float | None = None) -> None:
         super().__init__(str(give_up))
         self.give_up = give_up
+        self.retry_after = retry_after
 
 
 class _BlobUpload:
@@ -741,7 +744,7 @@ class _BlobUpload:
                 # budget: a link that drops often but moves on gets the blob up in the end.
                 failures = 1 if self.offset > furthest else failures + 1
                 furthest = max(furthest, self.offset)
-                self.wire.pause(failures, None, interrupted.give_up)
+                self.wire.pause(failures, interrupted.retry_after, interrupted.give_up)
                 if not self._resume():
                     return
 
@@ -755,7 +758,7 @@ class _BlobUpload:
                 answer = self._send(put)
             except _Interrupted as interrupted:
                 failures += 1
-                self.wire.pause(failures, None, interrupted.give_up)
+                self.wire.pause(failures, interrupted.retry_after, interrupted.give_up)
                 continue
             self._expect(answer, (201,))
             return
@@ -839,29 +842,38 @@ class _BlobUpload:
                      content=content, retry=False)
 
     def _send(self, call: _Call) -> _Answer:
+        """The answer to a PATCH or PUT (sent once); _Interrupted when cut, or answered 429
+        or 5xx (with the parent's Retry-After, which the pause before the next try honours
+        as every other request's does)."""
         try:
-            return self.wire.call(call)
+            answer = self.wire.call(call)
         except ParentError as exc:
             if isinstance(exc, ParentUnreachable) or _transient(exc.status):
                 raise _Interrupted(exc) from exc
             raise
+        if _transient(answer.status):
+            wait = _retry_after(answer.headers)
+            later = f" (retry after {wait:.0f} s)" if wait and wait > MAX_RETRY_AFTER else ""
+            raise _Interrupted(self._error(answer, later), wait)
+        return answer
 
     def _expect(self, answer: _Answer, ok: tuple[int, ...]) -> None:
         if answer.status not in ok:
             raise self._error(answer)
 
-    def _error(self, answer: _Answer) -> ParentError:
+    def _error(self, answer: _Answer, note: str = "") -> ParentError:
         return status_error(self.wire.endpoint, answer.status, answer.body,
-                            f"upload of {self.digest} to {self.name}")
+                            f"upload of {self.digest} to {self.name}", note)
 
 
 # ---- module helpers ---------------------------------------------------------------------
 
 
-def status_error(endpoint: str, status: int, body: bytes, what: str) -> ParentError:
+def status_error(endpoint: str, status: int, body: bytes, what: str,
+                 note: str = "") -> ParentError:
     """The ParentError for an unexpected answer, with the parent's OCI error code."""
     code = _oci_code(body)
-    message = f"parent {endpoint}: {what}: answered {_status_text(status, body)}"
+    message = f"parent {endpoint}: {what}: answered {_status_text(status, body)}{note}"
     if status == 401:
         return ParentAuthFailed(message, status, code)
     if status == 403:
