@@ -61,6 +61,8 @@ class CuttingProxy:
         self._closed = False
         self.down = threading.Event()
         """While set, new connections are accepted and closed at once (the link is down)."""
+        self.refused = 0
+        """Connections accepted and closed at once while `down` (tries to reach the parent)."""
         threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
 
     @property
@@ -102,6 +104,8 @@ class CuttingProxy:
                 return
             if self.down.is_set():
                 _close(client)
+                with self._lock:
+                    self.refused += 1
                 continue
             try:
                 server = socket.create_connection(self.upstream)

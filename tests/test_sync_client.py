@@ -458,6 +458,23 @@ def test_closed_port_is_unreachable() -> None:
     assert "ConnectError" in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_quick_client_tries_once(reference_parent: Parent) -> None:
+    """The readiness check's client: a parent that is down costs one try, not the sync's
+    retries (5, with backoff: 8 to 15 s)."""
+    with CuttingProxy((reference_parent.host, reference_parent.port)) as link:
+        link.down.set()
+        quick = ParentClient.quick(link.address, reference_parent.username,
+                                   reference_parent.password, ca_file=reference_parent.ca_file)
+        with quick, pytest.raises(ParentUnreachable, match="gave up after 1 try"):
+            quick.head_manifest("quick/app", "v1")
+        assert link.refused == 1
+        link.down.clear()
+        with ParentClient.quick(link.address, reference_parent.username,
+                                reference_parent.password,
+                                ca_file=reference_parent.ca_file) as quick:
+            quick.ping()  # up again: the same client answers
+
+
 def test_an_untrusted_certificate_is_not_retried(reference_parent: Parent) -> None:
     client = ParentClient(reference_parent.address, "u", "p", retries=5, backoff=60)
     with client, pytest.raises(ParentUnreachable, match="TLS certificate not trusted"):

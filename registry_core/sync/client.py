@@ -71,6 +71,10 @@ MAX_LISTING_BYTES = 64 * 1024 * 1024
 """A catalog, tags or referrers page larger than this is not a registry's answer."""
 MAX_ERROR_BYTES = 64 * 1024
 MAX_BACKOFF = 30.0
+QUICK_CONNECT = 3.0
+QUICK_TIMEOUT = 15.0
+"""A quick client's connect timeout and its read (and write) timeout, in seconds: a question
+that must be answered now (a readiness check), one try each."""
 MAX_RETRY_AFTER = 300.0
 """A Retry-After longer than this gives up at once: the sync tries again at its next run."""
 GIVE_UP_UNREACHABLE = frozenset({429, 502, 503, 504})
@@ -139,7 +143,8 @@ class _Wire:
     """One httpx.Client to the parent with the authorizer and the retry policy."""
 
     def __init__(self, endpoint: str, username: str, password: str, *, ca_file: Path | None,
-                 protocol: str, retries: int, backoff: float, timeout: float) -> None:
+                 protocol: str, retries: int, backoff: float, timeout: float,
+                 connect_timeout: float) -> None:
         self.endpoint = endpoint
         self.retries = max(retries, 0)
         self.backoff = backoff
@@ -147,7 +152,7 @@ class _Wire:
         self.http = httpx.Client(
             base_url=f"{protocol}://{endpoint}",
             verify=_tls_context(endpoint, ca_file),
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
             headers={"User-Agent": USER_AGENT},
         )
@@ -314,7 +319,7 @@ class ParentClient:
 
     def __init__(self, endpoint: str, username: str, password: str, *,
                  ca_file: Path | None = None, protocol: str = "https", retries: int = 5,
-                 backoff: float = 0.5, timeout: float = 30.0,
+                 backoff: float = 0.5, timeout: float = 30.0, connect_timeout: float | None = None,
                  page_size: int = PAGE_SIZE, upload_chunk: int = UPLOAD_CHUNK) -> None:
         if protocol not in ("https", "http"):
             raise ParentError(f"parent protocol must be https or http, not {protocol!r}")
@@ -326,11 +331,21 @@ class ParentClient:
         """Tags of each repository as last listed: a referrers tag not among them is not
         asked for (one request less per image from a parent without the referrers API)."""
         self._wire = _Wire(endpoint, username, password, ca_file=ca_file, protocol=protocol,
-                           retries=retries, backoff=backoff, timeout=timeout)
+                           retries=retries, backoff=backoff, timeout=timeout,
+                           connect_timeout=timeout if connect_timeout is None else connect_timeout)
         self.upload_chunk = max(upload_chunk, 1)
         self._holders: dict[str, list[str]] = {}
         """Blob digest -> repositories of the parent seen holding it, the latest last."""
         self._holders_lock = threading.Lock()
+
+    @classmethod
+    def quick(cls, endpoint: str, username: str, password: str, *,
+              ca_file: Path | None = None, protocol: str = "https") -> ParentClient:
+        """A client for a question that must be answered now (stage --check): one try per
+        request, QUICK_CONNECT seconds to connect and QUICK_TIMEOUT to answer; a parent that
+        is down says so in seconds, not after the sync's retries."""
+        return cls(endpoint, username, password, ca_file=ca_file, protocol=protocol,
+                   retries=0, timeout=QUICK_TIMEOUT, connect_timeout=QUICK_CONNECT)
 
     def close(self) -> None:
         """Close the connections; a backoff wait in another thread ends with
