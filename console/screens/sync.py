@@ -32,7 +32,14 @@ from console.theme import Role
 from console.widgets.cluster_link import Abandoned, abandonable
 from console.widgets.format import ago, duration, size, when
 from registry_core.errors import EdgeError, SyncInProgressError
-from registry_core.events import Subscription, SyncEvent, SyncFinished, SyncStarted
+from registry_core.events import (
+    RepositoryProgress,
+    Subscription,
+    SyncEvent,
+    SyncFinished,
+    SyncProgress,
+    SyncStarted,
+)
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.runner import SyncRunner, open_runner
@@ -58,6 +65,12 @@ RUN_ROLES: dict[str, Role] = {
     "cancelled": "secondary",
     "failed": "error",
 }
+REPOSITORY_ROLES: dict[str, Role] = {
+    "waiting": "muted",
+    "syncing": "primary",
+    "done": "success",
+    "failed": "error",
+}
 
 
 @dataclass(frozen=True)
@@ -77,23 +90,36 @@ class SyncLive:
     """The run belongs to another process (cancelling it goes through its row)."""
     note: str = "No sync in progress."
     error: str = ""
+    repositories: tuple[RepositoryProgress, ...] = ()
+    """Each repository of the run so far (from its SyncProgress events; kept once it ends)."""
+    conflicts: int = 0
 
     @classmethod
-    def from_event(cls, event: SyncEvent) -> SyncLive:
+    def from_event(cls, event: SyncEvent, before: SyncLive | None = None) -> SyncLive:
+        """The run as `event` tells it; the repositories `before` knew of the same run stay
+        until an event names them again (SyncStarted and SyncFinished carry none)."""
         status, errors = "running", cast("tuple[str, ...]", ())
         if isinstance(event, SyncFinished):
             status, errors = event.status, event.errors
+        repositories = event.repositories if isinstance(event, SyncProgress) else ()
+        if not repositories and before is not None and before.run_id == event.run_id:
+            repositories = before.repositories
         return cls(
             event.run_id, status, event.repository, event.tags_checked, event.tags_changed,
             event.manifests_copied, event.blobs_copied, event.bytes_copied, errors,
+            repositories=repositories,
         )
 
     @classmethod
-    def from_record(cls, record: SyncRunRecord, *, elsewhere: bool = False) -> SyncLive:
+    def from_record(cls, record: SyncRunRecord, *, elsewhere: bool = False,
+                    before: SyncLive | None = None) -> SyncLive:
+        same = before is not None and before.run_id == record.id
         return cls(
             record.id, record.status, "", int(record.details.get("tags_checked", 0)),
             int(record.details.get("tags_changed", 0)), record.manifests_copied,
             record.blobs_copied, record.bytes_copied, tuple(record.errors), elsewhere,
+            repositories=before.repositories if same and before is not None else (),
+            conflicts=len(record.conflicts),
         )
 
     @property
@@ -165,6 +191,18 @@ def pushed_note(record: SyncRunRecord) -> str:
             f"{int(details.get('blobs_mounted', 0)):,} mounted)")
 
 
+def conflicts_note(record: SyncRunRecord) -> str:
+    """ReadWrite tags moved on both sides, for the end-of-run toast ("" when none)."""
+    if not record.conflicts:
+        return ""
+    return (f"; {plural(len(record.conflicts), 'conflict')}: the parent's tag kept, the local "
+            "manifest stays by digest")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 class SyncView(StagingMixin, View):
     tab_id = "sync"
     tab_title = "Sync"
@@ -182,6 +220,14 @@ class SyncView(StagingMixin, View):
                 tooltip="cancel the sync in progress (it stops at the next blob boundary)"),
         *STAGING_BINDINGS,
     ]
+
+    DEFAULT_CSS = """
+    #sync-repositories {
+        height: auto;
+        max-height: 12;
+        margin-top: 1;
+    }
+    """
 
     picture: reactive[SyncPicture | None] = reactive(None, init=False)
     """None until the data dir was first read."""
@@ -204,6 +250,10 @@ class SyncView(StagingMixin, View):
                              compact=True)
             yield Static("Reading the sync settings…", id="sync-connection")
             yield Static("No sync in progress.", id="sync-live")
+            repositories: DataTable[str | Text] = DataTable(
+                id="sync-repositories", cursor_type="none", zebra_stripes=False)
+            repositories.display = False  # shown once a run names its repositories
+            yield repositories
             yield Static("Run history", classes="section")
             history: DataTable[str | Text] = DataTable(id="sync-history", cursor_type="row")
             yield history
@@ -212,6 +262,10 @@ class SyncView(StagingMixin, View):
     @property
     def history_table(self) -> DataTable[str | Text]:
         return cast("DataTable[str | Text]", self.query_one("#sync-history", DataTable))
+
+    @property
+    def repositories_table(self) -> DataTable[str | Text]:
+        return cast("DataTable[str | Text]", self.query_one("#sync-repositories", DataTable))
 
     def main_widget(self) -> Widget | None:
         return self.query_one("#sync-run", Button)
@@ -224,6 +278,12 @@ class SyncView(StagingMixin, View):
                            ("Tags changed", "tags"), ("Manifests", "manifests"),
                            ("Blobs", "blobs"), ("Copied", "bytes"), ("Errors", "errors")):
             history.add_column(label, key=key)
+        repositories = self.repositories_table
+        for label, key in (("Repository", "repository"), ("State", "state"),
+                           ("Tags", "tags"), ("Changed", "changed"),
+                           ("Manifests", "manifests"), ("Blobs", "blobs"),
+                           ("Copied", "bytes"), ("Error", "error")):
+            repositories.add_column(label, key=key)
         self.add_stage_columns()
         self._events = self.edge.registry.events.subscribe(self._event, SyncEvent)
         self.load()
@@ -299,6 +359,7 @@ class SyncView(StagingMixin, View):
             widget.update(live.note)
         else:
             widget.update(self.live_text(live))
+        self.fill_repositories(live.repositories if live.run_id is not None else ())
 
     # ---- painting ----------------------------------------------------------------------------
 
@@ -360,16 +421,40 @@ class SyncView(StagingMixin, View):
             f"{live.manifests_copied:,} · blobs {live.blobs_copied:,} · "
         )
         text.append(size(live.bytes_copied), style=self.style("success", bold=True))
+        if live.conflicts:
+            text.append(f" · {plural(live.conflicts, 'conflict')} (the parent's kept)",
+                        style=self.style("warning", bold=True))
         if live.errors:
             more = f" (and {len(live.errors) - 1} more)" if len(live.errors) > 1 else ""
             text.append(f"\n{live.errors[0]}{more}", style=self.style("error"))
         return text
+
+    def fill_repositories(self, repositories: tuple[RepositoryProgress, ...]) -> None:
+        """One row a repository of the run shown, in the order they began."""
+        table = self.repositories_table
+        table.display = bool(repositories)
+        table.clear()
+        for repository in repositories:
+            total = f"/{repository.tags_total:,}" if repository.tags_total else ""
+            table.add_row(
+                repository.repository,
+                Text(repository.state,
+                     style=self.role_style(REPOSITORY_ROLES, repository.state)),
+                f"{repository.tags_checked:,}{total}", f"{repository.tags_changed:,}",
+                f"{repository.manifests_copied:,}", f"{repository.blobs_copied:,}",
+                size(repository.bytes_copied),
+                Text(repository.error, style=self.style("error")),
+                key=repository.repository,
+            )
 
     def fill_history(self, history: list[SyncRunRecord]) -> None:
         table = self.history_table
         table.clear()
         for record in history:
             status = Text(record.status, style=self.role_style(RUN_ROLES, record.status))
+            if record.conflicts:  # the run succeeded, but a tag went the parent's way
+                status.append(f" · {plural(len(record.conflicts), 'conflict')}",
+                              style=self.style("warning"))
             errors = Text(str(len(record.errors)), style=self.style("error")) \
                 if record.errors else Text("0")
             table.add_row(
@@ -443,7 +528,7 @@ class SyncView(StagingMixin, View):
     @on(SyncEventArrived)
     def _event_arrived(self, message: SyncEventArrived) -> None:
         event = message.event
-        self.live = SyncLive.from_event(event)
+        self.live = SyncLive.from_event(event, self.live)
         if isinstance(event, SyncStarted | SyncFinished):
             self.load()  # the state (Syncing), the history
 
@@ -456,14 +541,15 @@ class SyncView(StagingMixin, View):
         record = message.record
         if record is None:
             return
-        self.live = SyncLive.from_record(record)
-        severity: SeverityLevel = "information" if record.status == "succeeded" else "warning"
+        self.live = SyncLive.from_record(record, before=self.live)
+        clean = record.status == "succeeded" and not record.conflicts
+        severity: SeverityLevel = "information" if clean else "warning"
         if record.status == "failed":
             severity = "error"
         self.edge.notify(
             f"Run #{record.id} {record.status}: {record.manifests_copied:,} manifests, "
             f"{record.blobs_copied:,} blobs, {size(record.bytes_copied)} copied"
-            f"{pushed_note(record)}.",
+            f"{pushed_note(record)}{conflicts_note(record)}.",
             title="Sync", severity=severity, timeout=8,
         )
         self.load()

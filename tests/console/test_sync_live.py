@@ -1,0 +1,149 @@
+"""The Sync screen's live run, repository by repository (SyncProgress.repositories), and
+ReadWrite conflicts said in the history and the end-of-run toast; against a real parent (a
+second edge registry served over TLS in this process, as in test_sync_screen.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from console_helpers import make_app, settle, wait_for
+from imagebuilder import ImageSpec, write_oci_image
+from support import LiveServer, put_on_parent
+from test_snapshots import show_sync
+from test_snapshots import snapshot_app as snapshot_app  # the fixture: fixed data, no server
+from test_sync_screen import SIZE, fixed_sync, open_sync, shown
+from test_sync_screen import site as site  # the fixture: a connected registry of live_server
+from textual.pilot import Pilot
+
+from console.app import EdgeConsoleApp
+from registry_core.events import (
+    RepositoryProgress,
+    SyncFinished,
+    SyncProgress,
+    SyncStarted,
+)
+from registry_core.registry import Registry
+from registry_core.sync.settings import configure
+
+pytestmark = pytest.mark.socket
+
+
+def repository_rows(view: Any) -> dict[str, tuple[str, ...]]:
+    """The per-repository table: repository -> (state, tags, changed, manifests, blobs,
+    copied, error), as shown."""
+    table = view.repositories_table
+    if not table.display:
+        return {}
+    rows = (table.get_row_at(i) for i in range(table.row_count))
+    return {str(row[0]): tuple(str(cell) for cell in row[1:]) for row in rows}
+
+
+async def test_progress_events_show_each_repository_and_keep_them_at_the_end(
+    site: Registry,
+) -> None:
+    """The events as the runner's contract shapes them (emitted here, so that every state,
+    a failed repository among them, shows at once)."""
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        assert repository_rows(view) == {}  # no run: no table
+        site.events.emit(SyncStarted(identity="sync", run_id=9, trigger="schedule"))
+        repositories = (
+            RepositoryProgress(repository="shop/web", state="done", tags_total=12,
+                               tags_checked=12, tags_changed=3, manifests_copied=4,
+                               blobs_copied=7, bytes_copied=3 << 20),
+            RepositoryProgress(repository="shop/db", state="failed", tags_total=2,
+                               tags_checked=1, error="shop/db:15: parent unreachable"),
+            RepositoryProgress(repository="shop/api", state="syncing", tags_total=40,
+                               tags_checked=17, tags_changed=1, manifests_copied=1,
+                               blobs_copied=2, bytes_copied=5 << 10),
+            RepositoryProgress(repository="shop/cache", state="waiting"),
+        )
+        site.events.emit(SyncProgress(identity="sync", run_id=9, repository="shop/api",
+                                      tags_checked=30, tags_changed=4, manifests_copied=5,
+                                      blobs_copied=9, bytes_copied=(3 << 20) + (5 << 10),
+                                      repositories=repositories))
+        await wait_for(pilot, lambda: len(repository_rows(view)) == 4, what="the repositories")
+        await settle(pilot)  # the reload the start asked for keeps what the events said
+        rows = repository_rows(view)
+        assert list(rows) == ["shop/web", "shop/db", "shop/api", "shop/cache"]  # as they began
+        assert rows["shop/web"] == ("done", "12/12", "3", "4", "7", "3.0 MiB", "")
+        assert rows["shop/db"] == ("failed", "1/2", "0", "0", "0", "0 Bytes",
+                                   "shop/db:15: parent unreachable")
+        assert rows["shop/api"] == ("syncing", "17/40", "1", "1", "2", "5.0 KiB", "")
+        assert rows["shop/cache"] == ("waiting", "0", "0", "0", "0", "0 Bytes", "")
+        assert "Run #9 running · shop/api" in shown(view, "#sync-live")
+
+        site.events.emit(SyncFinished(identity="sync", run_id=9, status="failed",
+                                      errors=("shop/db:15: parent unreachable",)))
+        await wait_for(pilot, lambda: not view.live.running, what="the end")
+        assert repository_rows(view) == rows  # what each repository came to stays
+        site.events.emit(SyncStarted(identity="sync", run_id=10, trigger="schedule"))
+        await wait_for(pilot, lambda: view.live.run_id == 10, what="the next run")
+        assert repository_rows(view) == {}  # a new run starts with none
+
+
+@pytest.fixture
+def conflicted(site: Registry, live_server: LiveServer, tmp_path: Path) -> tuple[str, str]:
+    """shop/app:v1 on the parent and, another image, here, never synced: in ReadWrite, a
+    conflict (the parent's kept). Returns (the local digest, the parent's)."""
+    theirs = write_oci_image(tmp_path / "theirs", ImageSpec(tag="theirs"))
+    ours = write_oci_image(tmp_path / "ours", ImageSpec(tag="ours"))
+    configure(site.datadir, mode="ReadWrite")
+    put_on_parent(live_server.service.registry, "shop/app", theirs, "v1")
+    put_on_parent(site, "shop/app", ours, "v1")
+    return str(ours.digest), str(theirs.digest)
+
+
+async def test_a_read_write_conflict_shows_in_the_toast_history_and_live_line(
+    site: Registry, conflicted: tuple[str, str]
+) -> None:
+    ours, theirs = conflicted
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: not view.busy, what="the run to end")
+        record = site.store.sync_runs.recent(1)[0]
+        assert record.status == "succeeded" and len(record.conflicts) == 1, record.errors
+        toast = [n for n in app._notifications if n.title == "Sync"][-1]
+        assert toast.severity == "warning"
+        assert "1 conflict: the parent's tag kept" in toast.message
+        await wait_for(pilot, lambda: view.history_table.row_count == 1, what="the history")
+        assert str(view.history_table.get_row_at(0)[2]) == "succeeded · 1 conflict"
+        assert "1 conflict (the parent's kept)" in shown(view, "#sync-live")
+    assert str(site.get_manifest("shop/app", "v1").digest) == theirs
+    assert str(site.get_manifest("shop/app", ours).digest) == ours  # still here by digest
+
+
+
+async def show_live_run(pilot: Pilot[Any]) -> None:
+    """The fixed Sync screen with its run in progress told repository by repository, and a
+    past ReadWrite run with a conflict."""
+    view = await show_sync(pilot, fixed=True)
+    picture, live = fixed_sync()
+    mib = 1 << 20
+    live = dataclasses.replace(live, repositories=(
+        RepositoryProgress(repository="shop/web", state="done", tags_total=12,
+                           tags_checked=12, tags_changed=2, manifests_copied=2,
+                           blobs_copied=6, bytes_copied=40 * mib),
+        RepositoryProgress(repository="shop/db", state="failed", tags_total=3, tags_checked=1,
+                           error="shop/db:15: not found on the parent"),
+        RepositoryProgress(repository="shop/api", state="syncing", tags_total=8,
+                           tags_checked=5, tags_changed=1, blobs_copied=1,
+                           bytes_copied=1 * mib),
+        RepositoryProgress(repository="library/alpine", state="waiting"),
+    ))
+    conflicted = dataclasses.replace(picture.history[1], conflicts=[
+        {"repository": "shop/web", "tag": "2.1", "local": "sha256:" + "ab" * 32,
+         "parent": "sha256:" + "cd" * 32, "kept": "parent"}])
+    history = [picture.history[0], conflicted, *picture.history[2:]]
+    view.picture, view.live = dataclasses.replace(picture, history=history), live
+    await settle(pilot)
+
+
+def test_sync_live_repositories(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
+    assert snap_compare(snapshot_app, terminal_size=(120, 40), run_before=show_live_run)
