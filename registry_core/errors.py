@@ -120,6 +120,11 @@ class Denied(RegistryError):
     code, status, default_message = "DENIED", 403, "requested access to the resource is denied"
 
 
+class Pinned(Denied):
+    """A delete or untag refused because a stage pins what it would remove (sync/staging.py):
+    the message names the stage, when it was staged, when it expires and how to release it."""
+
+
 class Unsupported(RegistryError):
     code, status, default_message = "UNSUPPORTED", 400, "the operation is unsupported"
 

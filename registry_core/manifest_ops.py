@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from registry_core import pins
 from registry_core.access.audit import AuditLog
 from registry_core.blobs import Blobs
 from registry_core.errors import (
@@ -235,6 +236,7 @@ class ManifestOps:
                 untagged = self.store.catalog.delete_tag(repo_id, validate_tag(ref))
                 if untagged is None:
                     raise ManifestUnknown(detail={"name": name, "reference": reference})
+                pins.refuse_untag(self.store, name, ref)  # rolls the delete back
                 deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
                 self.audit.record(who, "tag.delete", repository=name, reference=ref,
                                   detail={"digest": untagged})
@@ -261,6 +263,7 @@ class ManifestOps:
                 f"{digest} is part of the index {parents[0].digest}; delete the index instead",
                 detail={"index": parents[0].digest},
             )
+        pins.refuse_delete(store, name, str(digest), store.catalog.tags_of(manifest_id))
         tags = store.catalog.delete_tags_of(manifest_id)
         store.manifests.delete(manifest_id)
         return DeletedManifest(name, digest, tuple(tags))

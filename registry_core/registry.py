@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from registry_core import space
+from registry_core import pins, space
 from registry_core.access.audit import AuditLog
 from registry_core.blobs import Blobs
 from registry_core.config import Config, load_config
@@ -25,6 +25,7 @@ from registry_core.reference import (
     Digest,
     as_digest,
     digest_bytes,
+    parse_reference,
     validate_name,
     validate_tag,
     verify_digest,
@@ -201,6 +202,11 @@ class Registry:
 
     def untag(self, name: str, tag: str, *, who: Identity) -> DeletedManifest:
         return self.manifests.delete(name, validate_tag(tag), who=who)
+
+    def refuse_if_pinned(self, name: str, reference: str) -> None:
+        """Raise Pinned when `delete_manifest` (a digest) or `untag` (a tag) would refuse
+        `reference` for a stage's pin: for a face that asks before it shows a preview."""
+        pins.check(self.store, validate_name(name), parse_reference(reference))
 
     def referrers(
         self, name: str, digest: Digest | str, artifact_type: str | None = None

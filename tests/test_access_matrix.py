@@ -146,3 +146,25 @@ async def test_each_route_needs_exactly_its_action(
     async with make_client(site.app, site.token("exact", *grant([needed]))) as c:
         reply = await call(c, site)
     assert reply.status_code == allowed, reply.text
+
+
+async def test_a_pinned_manifest_is_refused_even_with_the_delete_action(site: Site) -> None:
+    """Not an access rule: a token granted content/delete meets the stage's pin, a 403 DENIED
+    that names the stage (and no access denial), until the stage is released."""
+    denials: list[AccessDenied] = []
+    site.registry.events.subscribe(denials.append, AccessDenied)
+    store = site.registry.store
+    with store.exclusive():
+        item = store.stages.add("window-7", REPO, "v1")
+        store.stages.set_status(item.id, "staged", site.manifest)
+    async with make_client(site.app, site.token("deleter", *grant(["content/delete"]))) as c:
+        reply = await c.delete(f"/v2/{REPO}/manifests/{site.manifest}")
+        assert reply.status_code == 403, reply.text
+        (error,) = reply.json()["errors"]
+        assert error["code"] == "DENIED"
+        assert error["message"].startswith(f"{REPO}@{site.manifest} is pinned by the stage "
+                                           "window-7")
+        assert denials == []
+        with store.exclusive():
+            store.stages.release("window-7")
+        assert (await c.delete(f"/v2/{REPO}/manifests/{site.manifest}")).status_code == 202

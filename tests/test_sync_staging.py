@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, free_port, put_on_parent, start_live_server
+from test_gc import push_image, rand
 
 from registry_core.access.audit import AuditFilter
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
-from registry_core.errors import SyncInProgressError
+from registry_core.errors import Pinned, SyncInProgressError
 from registry_core.gc import GarbageCollector
 from registry_core.identity import CONSOLE, Identity, admin
 from registry_core.registry import Registry
@@ -79,8 +80,11 @@ def test_staged_images_are_pinned_through_a_gc_until_released(
     assert states[("shop/app", "v1")] == ("staged", str(image.digest))
     assert states[("shop/gone", "v9")][0] == "failed"
 
-    # Untagged here, then a GC at zero grace that deletes untagged manifests: kept, pinned.
-    site.untag("shop/app", "v1", who=CONSOLE)
+    # The staged tag cannot be removed; it moves on (as a sync moves it), leaving the staged
+    # manifest untagged, then a GC at zero grace that deletes untagged manifests: kept, pinned.
+    with pytest.raises(Pinned, match="shop/app:v1 is pinned by the stage window-7"):
+        site.untag("shop/app", "v1", who=CONSOLE)
+    push_image(site, "shop/app", "v1", [rand()])
     collector = GarbageCollector(site)
     collector.run(grace_period=0, delete_untagged=True)
     assert site.get_manifest("shop/app", str(image.digest)).read() == image.body

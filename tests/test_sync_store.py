@@ -372,9 +372,9 @@ def test_a_pinned_untagged_image_survives_gc_whole(registry: Registry) -> None:
     store = registry.store
     pinned = push_image(registry, "edge/app", "1.0", [rand(), rand()])
     loose = push_image(registry, "edge/app", "0.9", [rand()])
-    item = stage(store, "window", "edge/app", "1.0", pinned.digest)
-    registry.untag("edge/app", "1.0", who=CONSOLE)
+    registry.untag("edge/app", "1.0", who=CONSOLE)  # before the pin: a staged tag stays
     registry.untag("edge/app", "0.9", who=CONSOLE)
+    item = stage(store, "window", "edge/app", "1.0", pinned.digest)
     gc(registry)
     assert_whole(registry, pinned)
     assert not manifest_exists(registry, loose)  # the same GC collects what is not pinned
@@ -395,8 +395,8 @@ def test_a_pinned_index_keeps_its_children(registry: Registry) -> None:
     amd = push_image(registry, "tools/busy", None, [shared, rand()])
     arm = push_image(registry, "tools/busy", None, [shared, rand()])
     index = push_index(registry, "tools/busy", "stable", [(amd, "amd64"), (arm, "arm64")])
+    registry.untag("tools/busy", "stable", who=CONSOLE)  # before the pin: a staged tag stays
     stage(store, "window", "tools/busy", "stable", index.digest)
-    registry.untag("tools/busy", "stable", who=CONSOLE)
     gc(registry)
     assert_whole(registry, index)
     for child in (amd, arm):

@@ -4,7 +4,9 @@ As on the console's Images screen: a REPO:TAG names the manifest the tag points 
 manifest goes by digest with every tag on it; `--untag` removes only that tag. The preview
 (registry_core.preview: the tags that go, index children, referrers left dangling, the bytes
 a garbage collection then frees) is printed first; `--dry-run` stops there. A manifest that
-an index lists is refused (delete the index). The bytes come back with the next `gc`.
+an index lists is refused (delete the index), and so is a manifest or tag a stage pins (the
+core's refusal, asked before the preview; `--force` does not override it). The bytes come back
+with the next `gc`.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be deleted and the bytes freed; delete nothing")
     parser.add_argument("--force", action="store_true",
-                        help="delete even what workloads in the cluster use")
+                        help="delete even what workloads in the cluster use (never what a "
+                        "stage pins: release the stage first)")
     parser.set_defaults(handler=run)
 
 
@@ -131,10 +134,8 @@ def _delete(
     if not preview.allowed:
         raise Refused(f"{what} is part of the index {preview.blocked_by[0]}: "
                       "delete the index instead")
+    registry.refuse_if_pinned(repository, digest)  # what the delete itself refuses
     _refuse_if_used(args, preview.in_use_by, what)
-    if preview.pinned_by and not args.force:
-        raise Refused(f"{what} is pinned by the stage {', '.join(preview.pinned_by)}: release "
-                      "it (edge-console stage --release) or use --force")
     users = [u.to_json() for u in preview.in_use_by]
     payload: dict[str, Any] = {
         **preview.to_json(),
@@ -167,6 +168,7 @@ def _untag(
     digest: str,
 ) -> int:
     what = f"{repository}:{tag}"
+    registry.refuse_if_pinned(repository, tag)  # what the untag itself refuses
     in_use = cluster_in_use(args, registry, what)
     used = [] if in_use is None else in_use.users_of_tag(repository, tag)
     _refuse_if_used(args, used, what)
