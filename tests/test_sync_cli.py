@@ -5,6 +5,7 @@ summary, and a run outside the sync window refused with when the next one opens.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -14,9 +15,10 @@ from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, free_port, put_on_parent
 from test_sync_reference import cli
 
-from console.commands.sync import WINDOW_CLOSED_EXIT
+from console.commands.sync import WINDOW_CLOSED_EXIT, ProgressPrinter
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
+from registry_core.events import RepositoryProgress, SyncFinished, SyncProgress
 from registry_core.registry import Registry
 
 pytestmark = pytest.mark.socket
@@ -102,3 +104,68 @@ def test_help_says_the_exit_status_outside_the_window(site: DataDir) -> None:
     result = cli(site, "sync", "run", "--help")
     assert result.returncode == 0
     assert f"exit status is {WINDOW_CLOSED_EXIT}" in " ".join(result.stdout.split())
+
+
+class Terminal(io.StringIO):
+    """Standard error on a terminal (a stand-in: the real CLI's stderr is a pipe in these
+    tests); `screen()` is what stays visible once carriage returns overwrote their line."""
+
+    def isatty(self) -> bool:
+        return True
+
+    def screen(self) -> list[str]:
+        shown = []
+        for line in self.getvalue().split("\n"):
+            cells: list[str] = []
+            column = 0
+            for part in line.split("\r"):
+                cells[column:column + len(part)] = part
+                column = 0
+            shown.append("".join(cells).rstrip())
+        return shown
+
+
+def progress(run_id: int, *repositories: RepositoryProgress) -> SyncProgress:
+    return SyncProgress(identity="sync", run_id=run_id, repositories=repositories,
+                        bytes_copied=sum(r.bytes_copied for r in repositories))
+
+
+WEB = RepositoryProgress(repository="shop/web", state="syncing", tags_total=4, tags_checked=1)
+WEB_DONE = RepositoryProgress(repository="shop/web", state="done", tags_total=4,
+                              tags_checked=4, tags_changed=2, manifests_copied=2,
+                              blobs_copied=5, bytes_copied=3 << 20)
+DB = RepositoryProgress(repository="shop/db", state="syncing", tags_total=9, tags_checked=3,
+                        tags_changed=1, manifests_copied=1, blobs_copied=2,
+                        bytes_copied=1 << 20)
+
+
+def test_on_a_terminal_one_line_updates_in_place_and_each_ended_repository_stays() -> None:
+    terminal = Terminal()
+    printer = ProgressPrinter(terminal)
+    printer(progress(3, WEB))
+    assert terminal.screen() == ["sync run 3 · shop/web 1/4 tags · 0 of 1 repositories ended "
+                                 "· 0 Bytes"]
+    printer(progress(3, WEB_DONE, DB))
+    printer(progress(3, WEB_DONE, DB))  # the same again: said once
+    printer(SyncFinished(identity="sync", run_id=3, status="cancelled"))
+    printer.clear()
+    assert terminal.screen() == [
+        "shop/web: done, 2 of 4 tags changed, 2 manifests, 5 blobs (3.0 MiB) copied",
+        "shop/db: cancelled while syncing, 1 of 9 tags changed (3 checked), 1 manifest, "
+        "2 blobs (1.0 MiB) copied",
+        "sync run 3: cancelled",
+        "",
+    ]
+
+
+def test_into_a_file_only_a_line_per_repository_as_it_ends() -> None:
+    log = io.StringIO()
+    printer = ProgressPrinter(log)
+    for _ in range(50):  # bytes arriving: nothing to say yet
+        printer(progress(4, WEB))
+    printer(progress(4, WEB_DONE))
+    printer(SyncFinished(identity="sync", run_id=4, status="succeeded"))
+    assert log.getvalue().splitlines() == [
+        "shop/web: done, 2 of 4 tags changed, 2 manifests, 5 blobs (3.0 MiB) copied",
+        "sync run 4: succeeded",
+    ]

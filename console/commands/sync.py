@@ -281,7 +281,8 @@ def repository_line(repository: RepositoryProgress, ended: str = "") -> str:
         tags = "not started"
     elif ended and repository.tags_total:
         tags += f" ({repository.tags_checked} checked)"
-    copied = (f"{repository.manifests_copied} manifests, {repository.blobs_copied} blobs "
+    copied = (f"{plural(repository.manifests_copied, 'manifest')}, "
+              f"{plural(repository.blobs_copied, 'blob')} "
               f"({humanize.naturalsize(repository.bytes_copied, binary=True)}) copied")
     error = f": {repository.error}" if repository.error else ""
     return f"{repository.repository}: {state}, {tags}, {copied}{error}"
