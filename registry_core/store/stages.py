@@ -153,3 +153,13 @@ class Stages(Queries):
             {"repository": repository, "digest": digest, "now": now() if at is None else at},
         )
         return [str(r[0]) for r in rows]
+
+    def pins_in(self, repository: str, at: float | None = None) -> list[StageItem]:
+        """The items that pin in `repository` at `at` (default: now), by stage: what a delete
+        or an untag there must leave alone (registry_core/pins.py)."""
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM stage_items s WHERE s.repository = :repository "
+            f"AND s.digest IS NOT NULL AND {ACTIVE_PIN} ORDER BY s.stage, s.id",
+            {"repository": repository, "now": now() if at is None else at},
+        ).fetchall()
+        return [_item(r) for r in rows]
