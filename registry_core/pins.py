@@ -10,7 +10,6 @@ pinned content on its own (the pins are roots of its mark); this module is about
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
@@ -34,8 +33,8 @@ def check(store: Store, name: str, reference: Digest | str) -> None:
 
 
 def refuse_delete(store: Store, name: str, digest: str, tags: Collection[str]) -> None:
-    """Pinned when a stage pins `name@digest` or one of `tags`, its tags, that would go with
-    it."""
+    """Pinned when a stage pins `name@digest` or names one of `tags` (the manifest's tags,
+    which would go with it)."""
     items = _pins(store, name, lambda i: i.digest == digest or i.tag in tags)
     if items:
         first = items[0]
@@ -56,9 +55,7 @@ def refuse_untag(store: Store, name: str, tag: str) -> None:
 
 
 def _pins(store: Store, name: str, matches: Callable[[StageItem], bool]) -> list[StageItem]:
-    at = time.time()
-    return [i for i in store.stages.items()
-            if i.repository == name and i.pins(at) and matches(i)]
+    return [i for i in store.stages.pins_in(name) if matches(i)]
 
 
 def _refusal(what: str, items: list[StageItem], detail: dict[str, object]) -> Pinned:
