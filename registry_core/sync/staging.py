@@ -25,8 +25,10 @@ from registry_core.reference import validate_name, validate_tag
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
-from registry_core.sync.engine import Parent
+from registry_core.sync.client import ParentClient
+from registry_core.sync.errors import ParentUnreachable
 from registry_core.sync.runner import SyncRunner
+from registry_core.sync.settings import load_settings
 
 DEFAULT_STAGE = "default"
 
@@ -148,13 +150,12 @@ def check(
     """Each image's readiness at `at` (default: now); `runner` None (or a parent that does
     not answer): only what is here is known, said as 'unverified'."""
     lapsed = expired_stages(registry, time.time() if at is None else at)
-    parent, why = _parent(runner)
+    asker = _Asker(registry, runner)
     try:
-        return [_expiry(_readiness(registry, parent, why, r, t), lapsed.get((r, t)))
+        return [_expiry(_readiness(registry, asker, r, t), lapsed.get((r, t)))
                 for r, t in pairs]
     finally:
-        if parent is not None:
-            parent.close()
+        asker.close()
 
 
 def expired_stages(registry: Registry, at: float) -> dict[tuple[str, str], float]:
@@ -188,32 +189,54 @@ def _expiry(result: Readiness, expired_at: float | None) -> Readiness:
                      result.parent_digest, message, expired_at)
 
 
-def _parent(runner: SyncRunner | None) -> tuple[Parent | None, str]:
-    if runner is None:
-        return None, "sync is not configured"
-    try:
-        parent = runner.connect()
-    except EdgeError as exc:
-        return None, str(exc)
-    return parent, ""
+class _Asker:
+    """The parent's digests for the check, through a quick client (ParentClient.quick: one
+    try, short timeouts): a parent that is down answers nothing in seconds, during a
+    maintenance window, and once it is found unreachable the other images do not ask again."""
+
+    def __init__(self, registry: Registry, runner: SyncRunner | None) -> None:
+        self.parent: ParentClient | None = None
+        self.why = "sync is not configured"
+        if runner is None:
+            return
+        try:
+            settings = load_settings(registry.datadir, registry.config)
+            connection = settings.connection
+            self.parent = ParentClient.quick(
+                connection.parent_endpoint, connection.token_name, connection.token_password,
+                ca_file=settings.parent_ca, protocol=connection.protocol)
+        except EdgeError as exc:
+            self.why = str(exc)
+
+    def digest(self, repository: str, tag: str) -> tuple[bool, str | None, str]:
+        """(asked, the parent's digest or None, why it could not be asked)."""
+        if self.parent is None:
+            return False, None, self.why
+        try:
+            head = self.parent.head_manifest(repository, tag)
+        except ParentUnreachable as exc:
+            self.close()
+            self.why = str(exc)
+            return False, None, self.why
+        except EdgeError as exc:
+            return False, None, str(exc)
+        return True, None if head is None else head.digest, ""
+
+    def close(self) -> None:
+        parent, self.parent = self.parent, None
+        if parent is not None:
+            parent.close()
 
 
-def _readiness(registry: Registry, parent: Parent | None, why: str, repository: str,
-               tag: str) -> Readiness:
+def _readiness(registry: Registry, asker: _Asker, repository: str, tag: str) -> Readiness:
     try:
         local: str | None = str(registry.get_manifest(repository, tag).digest)
     except EdgeError:
         local = None
-    remote = None
-    if parent is not None:
-        try:
-            head = parent.head_manifest(repository, tag)
-            remote = None if head is None else head.digest
-        except EdgeError as exc:
-            parent, why = None, str(exc)
+    asked, remote, why = asker.digest(repository, tag)
     if local is None:
         return Readiness(repository, tag, "missing", None, remote, "not here")
-    if parent is None:
+    if not asked:
         return Readiness(repository, tag, "unverified", local, None,
                          f"here; the parent could not be asked: {why}")
     if remote is None:
