@@ -65,6 +65,11 @@ RUN_ROLES: dict[str, Role] = {
     "cancelled": "secondary",
     "failed": "error",
 }
+REPOSITORY_COLUMNS = (
+    ("Repository", "repository"), ("State", "state"), ("Tags", "tags"),
+    ("Changed", "changed"), ("Manifests", "manifests"), ("Blobs", "blobs"),
+    ("Copied", "bytes"), ("Error", "error"),
+)
 REPOSITORY_ROLES: dict[str, Role] = {
     "waiting": "muted",
     "syncing": "primary",
@@ -241,6 +246,8 @@ class SyncView(StagingMixin, View):
         self._runner: SyncRunner | None = None
         self._reads = 0
         """Reads of the data dir asked for; only the newest one's answer is shown."""
+        self._repositories_shown: tuple[RepositoryProgress, ...] | None = None
+        """What the per-repository table shows (None: unknown, repaint it whole)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="sync-scroll"):
@@ -279,10 +286,7 @@ class SyncView(StagingMixin, View):
                            ("Blobs", "blobs"), ("Copied", "bytes"), ("Errors", "errors")):
             history.add_column(label, key=key)
         repositories = self.repositories_table
-        for label, key in (("Repository", "repository"), ("State", "state"),
-                           ("Tags", "tags"), ("Changed", "changed"),
-                           ("Manifests", "manifests"), ("Blobs", "blobs"),
-                           ("Copied", "bytes"), ("Error", "error")):
+        for label, key in REPOSITORY_COLUMNS:
             repositories.add_column(label, key=key)
         self.add_stage_columns()
         self._events = self.edge.registry.events.subscribe(self._event, SyncEvent)
@@ -331,6 +335,7 @@ class SyncView(StagingMixin, View):
             self.live = SyncLive(note="No sync in progress.")
 
     def repaint(self) -> None:
+        self._repositories_shown = None  # the theme changed: every row again
         self.watch_picture()
         self.watch_live()
 
@@ -430,22 +435,32 @@ class SyncView(StagingMixin, View):
         return text
 
     def fill_repositories(self, repositories: tuple[RepositoryProgress, ...]) -> None:
-        """One row a repository of the run shown, in the order they began."""
+        """One row a repository of the run shown, in the order they began; a row changes in
+        place (events come a few a second, for as many repositories as the scope holds)."""
         table = self.repositories_table
         table.display = bool(repositories)
-        table.clear()
-        for repository in repositories:
-            total = f"/{repository.tags_total:,}" if repository.tags_total else ""
-            table.add_row(
-                repository.repository,
-                Text(repository.state,
-                     style=self.role_style(REPOSITORY_ROLES, repository.state)),
-                f"{repository.tags_checked:,}{total}", f"{repository.tags_changed:,}",
-                f"{repository.manifests_copied:,}", f"{repository.blobs_copied:,}",
-                size(repository.bytes_copied),
-                Text(repository.error, style=self.style("error")),
-                key=repository.repository,
-            )
+        shown = self._repositories_shown
+        self._repositories_shown = repositories
+        names = [r.repository for r in repositories]
+        if shown is None or [r.repository for r in shown] != names[:len(shown)]:
+            table.clear()
+            shown = ()
+        for index, repository in enumerate(repositories):
+            cells = self.repository_cells(repository)
+            if index >= len(shown):
+                table.add_row(repository.repository, *cells, key=repository.repository)
+            elif shown[index] != repository:
+                for column, cell in zip(REPOSITORY_COLUMNS[1:], cells, strict=True):
+                    table.update_cell(repository.repository, column[1], cell)
+
+    def repository_cells(self, repository: RepositoryProgress) -> tuple[str | Text, ...]:
+        total = f"/{repository.tags_total:,}" if repository.tags_total else ""
+        return (
+            Text(repository.state, style=self.role_style(REPOSITORY_ROLES, repository.state)),
+            f"{repository.tags_checked:,}{total}", f"{repository.tags_changed:,}",
+            f"{repository.manifests_copied:,}", f"{repository.blobs_copied:,}",
+            size(repository.bytes_copied), Text(repository.error, style=self.style("error")),
+        )
 
     def fill_history(self, history: list[SyncRunRecord]) -> None:
         table = self.history_table

@@ -77,6 +77,18 @@ async def test_progress_events_show_each_repository_and_keep_them_at_the_end(
         assert rows["shop/cache"] == ("waiting", "0", "0", "0", "0", "0 Bytes", "")
         assert "Run #9 running · shop/api" in shown(view, "#sync-live")
 
+        later = (*repositories[:2],
+                 dataclasses.replace(repositories[2], state="done", tags_checked=40),
+                 dataclasses.replace(repositories[3], state="syncing", tags_total=5),
+                 RepositoryProgress(repository="library/alpine", state="waiting"))
+        site.events.emit(SyncProgress(identity="sync", run_id=9, repository="shop/cache",
+                                      repositories=later))
+        await wait_for(pilot, lambda: len(repository_rows(view)) == 5, what="the next event")
+        rows = repository_rows(view)
+        assert list(rows) == ["shop/web", "shop/db", "shop/api", "shop/cache", "library/alpine"]
+        assert rows["shop/api"][:2] == ("done", "40/40")
+        assert rows["shop/cache"][:2] == ("syncing", "0/5")
+
         site.events.emit(SyncFinished(identity="sync", run_id=9, status="failed",
                                       errors=("shop/db:15: parent unreachable",)))
         await wait_for(pilot, lambda: not view.live.running, what="the end")
