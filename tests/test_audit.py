@@ -462,6 +462,10 @@ async def test_wrong_passwords_through_the_app_are_counted(
     registry: Registry, datadir: DataDir, credentials: tuple[str, str]
 ) -> None:
     app = make_app(registry, datadir)
+    registry.audit.flush()
+    # Identical rows gather until the flush below, however slow a loaded machine makes the
+    # 40 requests (with the 1 s interval, the row count would depend on the machine's speed).
+    registry.audit.queued.interval = 3600.0
     try:
         async with make_client(app, (credentials[0], "not the password")) as wrong:
             statuses = [(await wrong.get("/v2/")).status_code for _ in range(40)]
@@ -473,7 +477,7 @@ async def test_wrong_passwords_through_the_app_are_counted(
     assert {(r.principal, r.address, r.result) for r in rows} == {
         (credentials[0], "127.0.0.1", "failed")}
     assert sum(r.detail.get("count", 1) for r in rows) == 40
-    assert len(rows) <= 5
+    assert len(rows) == 1
 
 
 @pytest.mark.socket
