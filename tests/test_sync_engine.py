@@ -5,25 +5,32 @@ downloaded, a run stopped at the window's end, one run at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import ImageSpec, make_layer, write_oci_image, write_oci_index
 from support import LiveServer, free_port, put_on_parent
+from test_sync_client import push_referrer
 
+from registry_core import browse
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.errors import SyncInProgressError
-from registry_core.events import Event, SyncFinished, SyncStarted
+from registry_core.events import Event, SyncFinished, SyncProgress, SyncStarted
 from registry_core.registry import Registry
 from registry_core.sync.client import ParentClient
+from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.engine import Scope
 from registry_core.sync.reconcile import decide
 from registry_core.sync.runner import SyncRunner
+from registry_core.sync.settings import configure
+from registry_core.sync.status import read_status
 
 pytestmark = pytest.mark.socket
 
@@ -40,13 +47,14 @@ def site(tmp_path: Path) -> Iterator[Registry]:
 
 
 def runner(site: Registry, server: LiveServer, *repositories: str,
-           read_write: bool = False) -> SyncRunner:
+           read_write: bool = False, tags: tuple[str, ...] = (), parallel: int = 3,
+           clock: Callable[[], float] = time.time) -> SyncRunner:
     def connect() -> ParentClient:
         return ParentClient(f"127.0.0.1:{server.port}", server.username, server.password,
                             ca_file=server.cert_dir / "ca.crt")
 
-    return SyncRunner(site, connect, Scope(tuple(repositories)), parallel=3,
-                      read_write=read_write)
+    return SyncRunner(site, connect, Scope(tuple(repositories), tags), parallel=parallel,
+                      read_write=read_write, clock=clock)
 
 
 def test_a_run_copies_every_tag_with_its_digests_and_a_second_copies_nothing(
@@ -233,3 +241,136 @@ def test_read_write_pushes_up_and_the_parent_wins_a_conflict(
 def test_which_way_a_tag_goes(local: str | None, parent: str | None, base: str | None,
                               way: str) -> None:
     assert decide(local, parent, base) == way
+
+
+# ---- the state when the parent cannot be reached ----------------------------------------------
+
+
+def configure_parent(site: Registry, endpoint: str, repositories: list[str]) -> None:
+    """The connection string and scope `sync status` reads (the runs' parent is the test's)."""
+    configure(site.datadir, connection=parse_connection_string(
+        f"ConnectedRegistryName=edgesite1;SyncTokenName=synctoken;SyncTokenPassword=secret-pass;"
+        f"ParentGatewayEndpoint={endpoint};ParentEndpointProtocol=https"),
+        repositories=repositories)
+
+
+@pytest.mark.parametrize("how", ["named", "glob", "stage"])
+def test_a_parent_that_never_answers_reads_offline(site: Registry, how: str) -> None:
+    """Connection refused on every request: with named repositories each one's listing
+    fails on its own, yet the run as a whole never reached the parent."""
+    port = free_port()  # nothing listens there
+    configure_parent(site, f"127.0.0.1:{port}", ["app/*"] if how == "glob" else ["app", "db"])
+
+    def connect() -> ParentClient:
+        return ParentClient(f"127.0.0.1:{port}", "t", "p", retries=0)
+
+    scope = Scope(("app/*",) if how == "glob" else ("app", "db"))
+    sync = SyncRunner(site, connect, scope)
+    record = sync.run("stage", only=[("app", "v1"), ("db", "v1")]) if how == "stage" \
+        else sync.run()
+    sync.close()
+    assert record.status == "failed" and record.errors
+    assert record.details["parent_reachable"] is False
+    assert read_status(site.datadir, site.store).state == "Offline"
+
+
+def test_a_parent_that_answers_with_some_tags_missing_stays_online(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    put_on_parent(live_server.service.registry, "app", write_oci_image(tmp_path / "i"), "v1")
+    configure_parent(site, live_server.address, ["app"])
+    sync = runner(site, live_server, "app")
+    record = sync.run("stage", only=[("app", "v1"), ("app", "gone")])
+    sync.close()
+    assert record.status == "failed" and len(record.errors) == 1
+    assert record.details["parent_reachable"] is True
+    assert read_status(site.datadir, site.store).state == "Online"
+
+
+# ---- per-repository progress -----------------------------------------------------------------
+
+
+def test_progress_events_carry_each_repository_of_a_real_run(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    put_on_parent(parent, "shop/web", write_oci_index(tmp_path / "multi"), "v2")
+    put_on_parent(parent, "shop/web", write_oci_image(tmp_path / "a", ImageSpec(tag="a")), "v1")
+    put_on_parent(parent, "shop/db", write_oci_image(tmp_path / "b", ImageSpec(tag="b")), "v1")
+    seen: list[SyncProgress] = []
+    site.events.subscribe(seen.append, SyncProgress)
+    sync = runner(site, live_server, "shop/*")
+
+    record = sync.run()
+    sync.close()
+
+    assert record.status == "succeeded", record.errors
+    assert {e.run_id for e in seen} == {record.id}
+    assert {e.repository for e in seen} >= {"shop/db", "shop/web"}
+    last = {r.repository: r for r in seen[-1].repositories}
+    assert [r.repository for r in seen[-1].repositories] == ["shop/db", "shop/web"]
+    assert {n: (r.state, r.tags_total, r.tags_checked, r.tags_changed, r.error)
+            for n, r in last.items()} == {"shop/db": ("done", 1, 1, 1, ""),
+                                          "shop/web": ("done", 2, 2, 2, "")}
+    for name in ("manifests_copied", "blobs_copied", "bytes_copied"):
+        assert sum(getattr(r, name) for r in last.values()) == getattr(record, name), name
+    assert all(r.blobs_copied and r.bytes_copied and r.manifests_copied
+               for r in last.values())
+    # Each repository was seen syncing, and shop/web waiting while shop/db was.
+    states = [(r.repository, r.state) for e in seen for r in e.repositories]
+    assert ("shop/db", "syncing") in states and ("shop/web", "syncing") in states
+    assert ("shop/web", "waiting") in states
+
+
+# ---- referrers pushed after the image --------------------------------------------------------
+
+
+def test_a_referrer_pushed_after_its_image_arrives_in_the_next_run(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The parent (an edge registry) has the referrers API: an unchanged tag's referrers,
+    and its index children's, are asked for, and the new ones copied."""
+    parent = live_server.service.registry
+    multi = write_oci_index(tmp_path / "multi")
+    plain = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    put_on_parent(parent, "app", multi, "multi")
+    put_on_parent(parent, "app", plain, "v1")
+    first_child, second_child = (
+        dataclasses.replace(multi, media_type=c.media_type, digest=c.digest, size=c.size,
+                            body=c.body) for c in multi.manifests[:2])
+    client = ParentClient(live_server.address, live_server.username, live_server.password,
+                          ca_file=live_server.cert_dir / "ca.crt")
+    on_child = push_referrer(client, "app", first_child, tmp_path)
+    sync = runner(site, live_server, "app")
+
+    first = sync.run()
+    assert first.status == "succeeded", first.errors
+    assert first.details["referrers_api"] is True
+    assert site.get_manifest("app", on_child["digest"])  # an index child's, with the index
+
+    later = [push_referrer(client, "app", subject, tmp_path)["digest"]
+             for subject in (plain, second_child)]
+    client.close()
+    second = sync.run()
+    sync.close()
+    assert second.status == "succeeded", second.errors
+    assert (second.details["tags_changed"], second.manifests_copied) == (0, 2)
+    for digest in later:
+        assert str(site.get_manifest("app", digest).digest) == digest
+    assert site.store.sync_runs.recent(1)[0].details["referrers_api"] is True
+
+
+# ---- tag filters -----------------------------------------------------------------------------
+
+
+def test_a_tag_filter_limits_a_real_run(live_server: LiveServer, site: Registry,
+                                        tmp_path: Path) -> None:
+    image = write_oci_image(tmp_path / "i")
+    for tag in ("v1.0", "v1.1", "v10", "latest", "xv1.2"):
+        put_on_parent(live_server.service.registry, "app", image, tag)
+    sync = runner(site, live_server, "app", tags=(r"v1\..*", "latest"))
+    record = sync.run()
+    sync.close()
+    assert record.status == "succeeded", record.errors
+    assert record.details["tags_checked"] == 3
+    assert [t.tag for t in browse.tags(site, "app")] == ["latest", "v1.0", "v1.1"]

@@ -16,10 +16,14 @@ import pytest
 from imagebuilder import ImageSpec, write_oci_image, write_oci_index
 from parents import Parent
 from support import free_port, run_skopeo, start_live_server
+from test_sync_push import requests_logged
 
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.registry import Registry
+from registry_core.sync.client import ParentClient
+from registry_core.sync.engine import Scope
+from registry_core.sync.runner import SyncRunner
 
 pytestmark = [pytest.mark.socket, pytest.mark.skopeo]
 
@@ -125,4 +129,44 @@ def test_a_parent_with_token_auth(token_parent: Parent, skopeo: str, tmp_path: P
     try:
         assert registry.get_manifest("tokened/app", "v2").digest == image.digest
     finally:
+        registry.close()
+
+
+def test_a_parent_without_the_referrers_api_costs_no_request_for_unchanged_tags(
+    reference_parent: Parent, tmp_path: Path
+) -> None:
+    """Distribution 2.8 has no referrers API: the first run learns it (a 404) and keeps it in
+    its record; a run with nothing changed then costs one HEAD per tag and nothing else: no
+    manifest GET (the `sha256-<hex>` fallback tag is one). Distribution does not log a
+    request to a route it lacks, so the API request itself cannot be counted here; the
+    record says the run knew not to ask."""
+    parent = reference_parent
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    parent.push(f"oci:{image.path}:v1", "refs/app:v1")
+    parent.push(f"oci:{image.path}:v1", "refs/app:v2")
+    site = DataDir(tmp_path / "site")
+    enable(site, device_name="site", dns_domain="test", node_ip="127.0.0.1", port=free_port())
+    registry = Registry(site)
+
+    def connect() -> ParentClient:
+        return ParentClient(parent.address, parent.username, parent.password,
+                            ca_file=parent.ca_cert)
+
+    def manifest_requests() -> tuple[int, int]:
+        path = "/v2/refs/app/manifests/"
+        return requests_logged(parent, "HEAD", path), requests_logged(parent, "GET", path)
+
+    sync = SyncRunner(registry, connect, Scope(("refs/app",)))
+    try:
+        first = sync.run()
+        assert first.status == "succeeded", first.errors
+        assert first.details["referrers_api"] is False
+        heads, gets = manifest_requests()
+        second = sync.run()
+        assert second.status == "succeeded", second.errors
+        assert second.details["tags_changed"] == 0
+        assert second.details["referrers_api"] is False
+        assert manifest_requests() == (heads + 2, gets)
+    finally:
+        sync.close()
         registry.close()

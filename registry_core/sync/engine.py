@@ -2,11 +2,13 @@
 
 For every repository in scope: list the parent's tags (filtered), `HEAD` each one and compare
 its digest with the local tag; for a changed tag, fetch the manifest (an index with every
-child), its referrers, then every blob not stored here yet (from any repository), streamed
-to `<data dir>/sync/partial/` with the digest checked and resumed there after a cut; then one
-transaction (`registry.ingest`) makes it all visible with the tag. Between blobs the pass
-asks `should_stop` (the window closed, a cancel): it then stops at that blob boundary, and
-the partial files stay for the next run.
+child), its referrers (and its children's), then every blob not stored here yet (from any
+repository), streamed to `<data dir>/sync/partial/` with the digest checked and resumed there
+after a cut; then one transaction (`registry.ingest`) makes it all visible with the tag. An
+unchanged tag costs its `HEAD`, plus one referrers request per manifest where the parent has
+the referrers API (a referrer pushed since arrives; with the tag fallback it is a tag anyway).
+Between blobs the pass asks `should_stop` (the window closed, a cancel): it then stops at that
+blob boundary, and the partial files stay for the next run.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
-import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,11 +31,17 @@ from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
 from registry_core.manifests import Manifest, parse_manifest
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
+from registry_core.store.full import refused_when_full
 from registry_core.sync.client import Descriptor, FetchedManifest, ManifestHead
-from registry_core.sync.errors import ParentNotFound
+from registry_core.sync.errors import ParentError, ParentNotFound, ParentUnreachable
 from registry_core.sync.group_commit import GroupCommit
+from registry_core.sync.progress import RepositoryCounts
 from registry_core.sync.push import Pushed, push_up
 from registry_core.sync.reconcile import decide
+from registry_core.sync.scope import Scope, is_pattern
+
+__all__ = ["Parent", "PassReport", "Scope", "SyncPass", "SyncStopped", "TagGone",
+           "local_tags"]
 
 log = logging.getLogger("edge_registry.sync")
 T = TypeVar("T")
@@ -49,6 +57,9 @@ class TagGone(EdgeError):
 
 class Parent(Protocol):
     """What a pass asks of the parent registry (sync/client.py's ParentClient)."""
+
+    referrers_api: bool | None
+    """Whether the parent has the referrers API (None: not learned yet)."""
 
     def catalog(self) -> list[str]: ...
 
@@ -73,21 +84,6 @@ class Parent(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What to sync: repository names or glob patterns, and tag regexes (none: every tag)."""
-
-    repositories: tuple[str, ...]
-    tag_filters: tuple[str, ...] = ()
-
-    def wants_tag(self, tag: str) -> bool:
-        return not self.tag_filters or any(re.fullmatch(f, tag) for f in self.tag_filters)
-
-    @property
-    def needs_catalog(self) -> bool:
-        return any(_is_pattern(p) for p in self.repositories)
-
-
 @dataclass
 class PassReport:
     repositories: int = 0
@@ -103,12 +99,19 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     stopped: bool = False
+    parent_answered: bool = False
+    """The parent answered at least once (a listing, a manifest, even an error status):
+    False with errors means it was never reached (Offline, not failed tags)."""
 
     def add_pushed(self, pushed: Pushed) -> None:
         self.manifests_pushed += pushed.manifests
         self.blobs_uploaded += pushed.blobs_uploaded
         self.bytes_uploaded += pushed.bytes_uploaded
         self.blobs_mounted += pushed.blobs_mounted
+
+    @property
+    def parent_reachable(self) -> bool:
+        return self.parent_answered or not self.errors
 
 
 @dataclass
@@ -118,18 +121,19 @@ class _Image:
     repository: str
     tag: str
     manifests: list[FetchedManifest] = field(default_factory=list)
-    """Bottom-up: children, then the tagged manifest, then its referrers."""
+    """Bottom-up: children, then the tagged manifest, then the referrers."""
     blobs: dict[str, int] = field(default_factory=dict)
     """digest -> size, every blob the manifests reference."""
 
 
 class SyncPass:
-    """One pass over the scope; reusable state: none (make one per run)."""
+    """One pass over the scope; reusable state: none (make one per run). `progress(urgent)`
+    is told when the per-repository figures (`repositories`) changed."""
 
     def __init__(
         self, registry: Registry, parent: Parent, scope: Scope, *,
         parallel: int = 4, should_stop: Callable[[], bool] = lambda: False,
-        progress: Callable[[str, int], None] | None = None, read_write: bool = False,
+        progress: Callable[[bool], None] | None = None, read_write: bool = False,
     ) -> None:
         self.registry = registry
         self.read_write = read_write
@@ -137,19 +141,21 @@ class SyncPass:
         self.scope = scope
         self.parallel = max(1, parallel)
         self.should_stop = should_stop
-        self.progress = progress
         self.partial = registry.datadir.root / "sync" / "partial"
         self.report = PassReport()
+        self.repositories = RepositoryCounts(progress)
         self._lock = threading.Lock()
         self._commits = GroupCommit(registry.ingest, SYNC)
-        self._fetching: dict[str, Future[IngestBlob]] = {}
-        """Blobs being downloaded, for the images that share them."""
+        self._blobs = _Blobs(self)
+        self._manifests = _Manifests(registry, parent)
 
     def run(self) -> PassReport:
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._pools():
             try:
-                for repository in self.repositories():
+                names = self.in_scope()
+                self.repositories.waiting(names)
+                for repository in names:
                     self.report.repositories += 1
                     self._repository(repository)
             except SyncStopped:
@@ -162,7 +168,7 @@ class SyncPass:
         bound shared by all of them (`parallel` transfers at most)."""
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-tag") as tags, \
                 ThreadPoolExecutor(self.parallel, thread_name_prefix="sync-blob") as blobs:
-            self._tag_pool, self._blob_pool = tags, blobs
+            self._tag_pool, self._blobs.pool = tags, blobs
             yield
 
     def _each(self, items: list[T], work: Callable[[T], object]) -> None:
@@ -177,11 +183,12 @@ class SyncPass:
         if stopped:
             raise SyncStopped()
 
-    def repositories(self) -> list[str]:
-        names = [p for p in self.scope.repositories if not _is_pattern(p)]
+    def in_scope(self) -> list[str]:
+        names = self.scope.names
         if self.scope.needs_catalog:
-            patterns = [p for p in self.scope.repositories if _is_pattern(p)]
+            patterns = [p for p in self.scope.repositories if is_pattern(p)]
             found = self.parent.catalog()
+            self.report.parent_answered = True
             if self.read_write:  # a repository pushed here first goes up too
                 found += self.registry.catalog().items
             names += [r for r in found if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
@@ -191,15 +198,25 @@ class SyncPass:
         try:
             tags = [t for t in self.parent.tags(repository) if self.scope.wants_tag(t)]
         except EdgeError as exc:
+            self._answered(exc)
             self.report.errors.append(f"{repository}: {exc}")
+            self.repositories.end(repository, str(exc))
             return
+        self.report.parent_answered = True
+        self._tags(repository, tags)
+        self.repositories.end(repository)  # not when stopped: it resumes next run
+
+    def _tags(self, repository: str, tags: list[str]) -> None:
         if not self.read_write:
+            self.repositories.begin(repository, len(tags))
             self._each(sorted(tags), lambda tag: self._tag(repository, tag))
             return
         local = {t: d for t, d in local_tags(self.registry, repository).items()
                  if self.scope.wants_tag(t)}
         bases = self.registry.store.sync_tags.bases(repository)
-        self._each(sorted(set(tags) | set(local)), lambda tag: self._reconcile(
+        both = sorted(set(tags) | set(local))
+        self.repositories.begin(repository, len(both))
+        self._each(both, lambda tag: self._reconcile(
             repository, tag, local.get(tag), bases.get(tag), tag in tags))
 
     def _reconcile(self, repository: str, tag: str, local: str | None, base: str | None,
@@ -222,8 +239,8 @@ class SyncPass:
                 with self.registry.store.exclusive():
                     self.registry.store.sync_tags.agree(repository, tag, agreed)
         except EdgeError as exc:
-            with self._lock:
-                self.report.errors.append(f"{repository}:{tag}: {exc}")
+            self._answered(exc)
+            self._failed(repository, f"{repository}:{tag}: {exc}")
 
     def _conflict(self, repository: str, tag: str, local: str | None,
                   head: ManifestHead | None) -> None:
@@ -238,11 +255,21 @@ class SyncPass:
         """Copy these `repository:tag` now, whatever the scope (staging); `on_tag(repository,
         tag, digest, error)` after each: the parent's digest, or None and why not."""
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.report.repositories = len({r for r, _ in pairs})
+        left = Counter(r for r, _ in pairs)
+        self.report.repositories = len(left)
+        for repository, total in left.items():
+            self.repositories.begin(repository, total)
 
         def one(pair: tuple[str, str]) -> None:
-            digest, error = self._tag(*pair, gone_is_error=True)
-            on_tag(pair[0], pair[1], digest, error)
+            try:
+                digest, error = self._tag(*pair, gone_is_error=True)
+                on_tag(pair[0], pair[1], digest, error)
+            finally:
+                with self._lock:
+                    left[pair[0]] -= 1
+                    last = left[pair[0]] == 0
+                if last:
+                    self.repositories.end(pair[0])
 
         with self._pools():
             try:
@@ -255,20 +282,39 @@ class SyncPass:
              gone_is_error: bool = False) -> tuple[str | None, str]:
         """Copy one tag; (the parent's digest, '') or (None, what went wrong)."""
         self._stop_if_asked()
-        with self._lock:
-            self.report.tags_checked += 1
+        self.count(repository, tags_checked=1)
         try:
-            return self.copy(repository, tag), ""
+            digest = self.copy(repository, tag)
+            self.report.parent_answered = True
+            return digest, ""
         except TagGone as exc:  # the tag went between the list and now
+            self.report.parent_answered = True
             if not gone_is_error:
                 return None, ""
             error = str(exc)
         except EdgeError as exc:
+            self._answered(exc)
             error = str(exc)
             log.warning("sync %s:%s: %s", repository, tag, exc)
-        with self._lock:
-            self.report.errors.append(f"{repository}:{tag}: {error}")
+        self._failed(repository, f"{repository}:{tag}: {error}")
         return None, error
+
+    def _answered(self, exc: EdgeError) -> None:
+        """An error status from the parent is an answer; no answer at all is not."""
+        if isinstance(exc, ParentError) and not isinstance(exc, ParentUnreachable):
+            self.report.parent_answered = True
+
+    def _failed(self, repository: str, error: str) -> None:
+        with self._lock:
+            self.report.errors.append(error)
+        self.repositories.failed(repository, error)
+
+    def count(self, repository: str, tell: bool = False, **deltas: int) -> None:
+        """Add to the pass's counters and to the repository's."""
+        with self._lock:
+            for name, n in deltas.items():
+                setattr(self.report, name, getattr(self.report, name) + n)
+        self.repositories.add(repository, deltas, tell)
 
     def copy(self, repository: str, tag: str) -> str:
         """Make the local tag what the parent's is (if it differs); the parent's digest."""
@@ -285,43 +331,72 @@ class SyncPass:
             if head is None:
                 raise TagGone(f"{repository}:{tag} is not on the parent")
             if local == head.digest:
+                since = self._manifests.new_referrers(repository, tag, local)
+                if since is not None:
+                    self._commit(since, {})
                 return head.digest
             digest = head.digest
-        with self._lock:
-            self.report.tags_changed += 1
-        image = self._gather(repository, tag, digest, top)
-        blobs = self._download(image)
+        self.count(repository, tags_changed=1)
+        image = self._manifests.gather(repository, tag, digest, top)
+        self._commit(image, {tag: digest})
+        return digest
+
+    def _commit(self, image: _Image, tags: dict[str, str]) -> None:
+        blobs = self._blobs.download(image)
         self._stop_if_asked()
         result = self._commits.commit(IngestImage(
-            repository, blobs,
+            image.repository, blobs,
             [IngestManifest(m.body, m.media_type) for m in image.manifests],
-            {tag: parse_digest(digest)},
+            {t: parse_digest(d) for t, d in tags.items()},
         ))
-        with self._lock:
-            self.report.manifests_copied += result.created
+        self.count(image.repository, tell=True, manifests_copied=result.created)
         for blob in blobs:
             if blob.path is not None:
                 blob.path.unlink(missing_ok=True)  # left only if the blob was already there
-        return digest
 
-    def _local_digest(self, repository: str, tag: str) -> str | None:
-        try:
-            return str(self.registry.get_manifest(repository, tag).digest)
-        except EdgeError:
-            return None
+    def _local_digest(self, repository: str, reference: str) -> str | None:
+        return local_digest(self.registry, repository, reference)
 
-    # ---- gathering the manifests ---------------------------------------------------------------
+    def _stop_if_asked(self) -> None:
+        if self.should_stop():
+            raise SyncStopped()
 
-    def _gather(self, repository: str, tag: str, digest: str,
-                fetched: FetchedManifest | None) -> _Image:
+
+class _Manifests:
+    """The manifests of an image from the parent: an index with its children, then the
+    referrers of each, bottom-up as one commit wants them."""
+
+    def __init__(self, registry: Registry, parent: Parent) -> None:
+        self.registry = registry
+        self.parent = parent
+
+    def gather(self, repository: str, tag: str, digest: str,
+               fetched: FetchedManifest | None) -> _Image:
         image = _Image(repository, tag)
         top = self._add(image, fetched or self.parent.get_manifest(repository, digest))
-        for child in top.child_descriptors():
-            self._manifest(image, str(child.digest))
+        children = [str(child.digest) for child in top.child_descriptors()]
+        for child in children:
+            self._manifest(image, child)
         image.manifests.append(image.manifests.pop(0))  # the tagged one after its children
-        for referrer in self.parent.referrers(repository, digest):
-            self._manifest(image, referrer.digest)
+        for subject in (digest, *children):
+            for referrer in self.parent.referrers(repository, subject):
+                self._manifest(image, referrer.digest)
         return image
+
+    def new_referrers(self, repository: str, tag: str, digest: str) -> _Image | None:
+        """Referrers of an unchanged image (and of its children) pushed to the parent since;
+        asked only of a parent with the referrers API (with the tag fallback, a new
+        referrer is a new tag: its own sync brings it). None when there are none."""
+        if self.parent.referrers_api is not True:
+            return None
+        stored = self.registry.get_manifest(repository, digest)
+        top = parse_manifest(stored.read(), stored.media_type)
+        image = _Image(repository, tag)
+        for subject in (digest, *(str(c.digest) for c in top.child_descriptors())):
+            for referrer in self.parent.referrers(repository, subject):
+                if local_digest(self.registry, repository, referrer.digest) is None:
+                    self._manifest(image, referrer.digest)
+        return image if image.manifests else None
 
     def _manifest(self, image: _Image, digest: str) -> Manifest:
         return self._add(image, self.parent.get_manifest(image.repository, digest))
@@ -334,9 +409,21 @@ class SyncPass:
             image.blobs[str(blob.digest)] = blob.size
         return manifest
 
-    # ---- blobs ---------------------------------------------------------------------------------
 
-    def _download(self, image: _Image) -> list[IngestBlob]:
+class _Blobs:
+    """The blobs of a pass's images: each downloaded once, whichever images need it, at most
+    `parallel` at a time (the pass's blob pool), with the room for it checked first."""
+
+    pool: ThreadPoolExecutor
+
+    def __init__(self, sync: SyncPass) -> None:
+        self.sync = sync
+        self.registry = sync.registry
+        self._lock = threading.Lock()
+        self._fetching: dict[str, Future[IngestBlob]] = {}
+        """Blobs being downloaded, for the images that share them."""
+
+    def download(self, image: _Image) -> list[IngestBlob]:
         missing = {d: s for d, s in image.blobs.items() if not self.registry.has_blob(d)}
         present = [IngestBlob(parse_digest(d), s) for d, s in image.blobs.items()
                    if d not in missing]
@@ -345,30 +432,33 @@ class SyncPass:
         return present + [f.result() for f in futures]
 
     def _fetch(self, repository: str, digest: str, size: int) -> Future[IngestBlob]:
-        """One download per blob, whichever images need it; called with the lock held."""
+        """One download per blob; called with the lock held."""
         fetching = self._fetching.get(digest)
         if fetching is None or (fetching.done() and fetching.exception() is not None):
-            fetching = self._blob_pool.submit(self._blob, repository, digest, size)
+            fetching = self.pool.submit(self._blob, repository, digest, size)
             self._fetching[digest] = fetching
         return fetching
 
     def _blob(self, repository: str, digest: str, size: int) -> IngestBlob:
-        self._stop_if_asked()
-        target = self.partial / digest.replace(":", "-")
-        self.parent.fetch_blob(repository, digest, target, size, self._on_bytes)
-        with self._lock:
-            self.report.blobs_copied += 1
+        self.sync._stop_if_asked()
+        target = self.sync.partial / digest.replace(":", "-")
+        have = target.stat().st_size if target.exists() else 0
+        self.registry.check_room(max(0, size - have))  # InsufficientSpace: this tag fails
+
+        def arrived(count: int) -> None:
+            self.sync.count(repository, tell=True, bytes_copied=count)
+
+        with refused_when_full(f"downloading blob {digest}"):
+            self.sync.parent.fetch_blob(repository, digest, target, size, arrived)
+        self.sync.count(repository, blobs_copied=1)
         return IngestBlob(parse_digest(digest), size, target)
 
-    def _on_bytes(self, count: int) -> None:
-        with self._lock:
-            self.report.bytes_copied += count
-        if self.progress is not None:
-            self.progress("bytes", count)
 
-    def _stop_if_asked(self) -> None:
-        if self.should_stop():
-            raise SyncStopped()
+def local_digest(registry: Registry, repository: str, reference: str) -> str | None:
+    try:
+        return str(registry.get_manifest(repository, reference).digest)
+    except EdgeError:
+        return None
 
 
 def local_tags(registry: Registry, repository: str) -> dict[str, str]:
@@ -377,7 +467,3 @@ def local_tags(registry: Registry, repository: str) -> dict[str, str]:
         return {row.tag: row.digest for row in browse.tags(registry, repository)}
     except EdgeError:
         return {}
-
-
-def _is_pattern(text: str) -> bool:
-    return any(c in text for c in "*?[")

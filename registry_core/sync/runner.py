@@ -16,9 +16,11 @@ from registry_core.events import SyncFinished, SyncProgress, SyncStarted
 from registry_core.gc_lock import RunClaim
 from registry_core.identity import SYNC
 from registry_core.registry import Registry
+from registry_core.store.full import is_disk_full
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Parent, PassReport, Scope, SyncPass
+from registry_core.sync.errors import ParentError, ParentUnreachable
 from registry_core.sync.settings import SyncSettings, load_settings
 
 log = logging.getLogger("edge_registry.sync")
@@ -26,6 +28,9 @@ log = logging.getLogger("edge_registry.sync")
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_STALE = 30.0
 """A running row whose heartbeat is older than this belongs to a dead process."""
+PROGRESS_INTERVAL = 0.25
+"""Least time between two SyncProgress events for tags and bytes (a repository that begins or
+ends is always told)."""
 
 
 class SyncRunner:
@@ -46,6 +51,8 @@ class SyncRunner:
         self.claim = RunClaim(self.store, self.store.sync_runs, HEARTBEAT_INTERVAL,
                               HEARTBEAT_STALE, "sync-heartbeat")
         self.cancel = threading.Event()
+        self._progress_lock = threading.Lock()
+        self._progress_at = 0.0
 
     def run(
         self, trigger: str = "manual", until: float | None = None,
@@ -65,24 +72,24 @@ class SyncRunner:
         parent: Parent | None = None
         try:
             parent = self.connect()
+            parent.referrers_api = self._referrers_api()
             sync_pass = SyncPass(
                 self.registry, parent, self.scope, parallel=self.parallel,
                 should_stop=lambda: self._should_stop(until), read_write=self.read_write,
+                progress=lambda urgent: self._progress(record, sync_pass, urgent),
             )
             self.claim.beat(lambda: self._publish(record, sync_pass))
             if only is None:
                 report = sync_pass.run()
             else:
                 report = sync_pass.run_tags(only, on_tag or (lambda *_: None))
-            record.details["parent_reachable"] = True  # it answered; some tags may have failed
             self._fill(record, report)
-        except EdgeError as exc:
-            record.status = "failed"
-            record.errors.append(str(exc))
-            if sync_pass is not None:
-                self._fill_counts(record, sync_pass.report)
+        except (EdgeError, OSError) as exc:
+            self._failed(record, sync_pass, exc)
         finally:
             if parent is not None:
+                if parent.referrers_api is not None:
+                    record.details["referrers_api"] = parent.referrers_api
                 parent.close()
             record.finished_at = self.clock()
             if record.status == "running":
@@ -106,6 +113,27 @@ class SyncRunner:
                     "blobs_copied": record.blobs_copied, "bytes_copied": record.bytes_copied,
                     "manifests_pushed": record.manifests_pushed, "errors": record.errors[:5]})
 
+    def _failed(self, record: SyncRunRecord, sync_pass: SyncPass | None,
+                exc: EdgeError | OSError) -> None:
+        """The run ended early: why, in one line, and whether the parent was reached."""
+        record.status = "failed"
+        record.errors.append(str(exc) if isinstance(exc, EdgeError) else disk_error(exc))
+        answered = isinstance(exc, ParentError) and not isinstance(exc, ParentUnreachable)
+        if sync_pass is not None:
+            self._fill_counts(record, sync_pass.report)
+            answered = answered or sync_pass.report.parent_answered
+        record.details["parent_reachable"] = answered
+        if isinstance(exc, OSError):
+            log.error("sync run %s: %s", record.id, record.errors[-1])
+
+    def _referrers_api(self) -> bool | None:
+        """What the last run learned of the parent's referrers API (None: nothing)."""
+        for run in self.store.sync_runs.recent(3):
+            known = run.details.get("referrers_api")
+            if isinstance(known, bool):
+                return known
+        return None
+
     def _should_stop(self, until: float | None) -> bool:
         return self.cancel.is_set() or (until is not None and self.clock() >= until)
 
@@ -117,10 +145,31 @@ class SyncRunner:
             cancel = self.store.sync_runs.cancel_requested(record.id)
         if cancel:
             self.cancel.set()
-        self._emit(SyncProgress, record, sync_pass.report)
+        self._emit_progress(record, sync_pass)
+
+    def _progress(self, record: SyncRunRecord, sync_pass: SyncPass | None,
+                  urgent: bool) -> None:
+        """The pass's figures changed: an event now if urgent, else a few a second at most;
+        nothing at all when no one listens."""
+        if sync_pass is None or not self.registry.events.subscribers:
+            return
+        now = time.monotonic()
+        with self._progress_lock:
+            if not urgent and now - self._progress_at < PROGRESS_INTERVAL:
+                return
+            self._progress_at = now
+        self._emit_progress(record, sync_pass)
+
+    def _emit_progress(self, record: SyncRunRecord, sync_pass: SyncPass) -> None:
+        self._emit(SyncProgress, record, sync_pass.report,
+                   repository=sync_pass.repositories.current,
+                   repositories=sync_pass.repositories.snapshot())
 
     def _fill(self, record: SyncRunRecord, report: PassReport) -> None:
         self._fill_counts(record, report)
+        # Errors on some tags with the parent answering stay Online; no answer at all is
+        # Offline (status.py).
+        record.details["parent_reachable"] = report.parent_reachable
         record.errors.extend(report.errors)
         if report.stopped:
             record.status = "cancelled" if self.cancel.is_set() else "stopped"
@@ -161,9 +210,17 @@ def open_runner(registry: Registry, settings: SyncSettings | None = None) -> Syn
                             connection.token_password, ca_file=chosen.parent_ca,
                             protocol=connection.protocol)
 
-    scope = Scope(chosen.repositories, chosen.tag_filters)
-    return SyncRunner(registry, connect, scope, parallel=chosen.parallel_transfers,
+    return SyncRunner(registry, connect, chosen.scope, parallel=chosen.parallel_transfers,
                       read_write=chosen.read_write)
+
+
+def disk_error(exc: OSError) -> str:
+    """One line for a disk error: what the OS said, and where."""
+    where = f": {exc.filename}" if exc.filename else ""
+    line = f"disk: {exc.strerror or exc}{where}"
+    if is_disk_full(exc):
+        line += "; delete unused images and run a garbage collection to make room"
+    return line
 
 
 def _in_progress(other: SyncRunRecord) -> SyncInProgressError:

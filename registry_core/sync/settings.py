@@ -4,8 +4,6 @@ schedule and window, and the parent's CA. `configure` is what `sync configure` d
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from registry_core.config import (
     Config,
     SyncConfig,
     check_sync,
-    check_tag_filter,
     load_config,
     save_config,
 )
@@ -29,6 +26,7 @@ from registry_core.sync.connection import (
     stored_parent_ca,
 )
 from registry_core.sync.schedule import SyncSchedule
+from registry_core.sync.scope import Scope
 
 
 class SyncNotConfigured(SyncConfigError):
@@ -48,12 +46,11 @@ class SyncSettings:
     parallel_transfers: int
     enabled: bool
     parent_ca: Path | None
-    _tag_patterns: tuple[re.Pattern[str], ...] = dataclasses.field(
-        init=False, repr=False, compare=False)
+    scope: Scope = dataclasses.field(init=False, repr=False, compare=False)
+    """What the sync covers (sync/scope.py: the one implementation the engine uses too)."""
 
     def __post_init__(self) -> None:
-        patterns = tuple(check_tag_filter(t) for t in self.tag_filters)
-        object.__setattr__(self, "_tag_patterns", patterns)
+        object.__setattr__(self, "scope", Scope(self.repositories, self.tag_filters))
 
     @classmethod
     def build(cls, connection: ConnectionString, sync: SyncConfig,
@@ -72,13 +69,10 @@ class SyncSettings:
         return self.mode == "ReadWrite"
 
     def repository_in_scope(self, name: str) -> bool:
-        """A name listed, or matched by a pattern (`*` also matches '/': `app/*` is every
-        repository under app/)."""
-        return any(fnmatch.fnmatchcase(name, p) for p in self.repositories)
+        return self.scope.wants_repository(name)
 
     def tag_in_scope(self, tag: str) -> bool:
-        """Every tag when there is no filter, else a tag some filter matches whole."""
-        return not self._tag_patterns or any(p.fullmatch(tag) for p in self._tag_patterns)
+        return self.scope.wants_tag(tag)
 
     def to_json(self) -> dict[str, Any]:
         """The settings as `sync configure` and `sync status` print them (no password)."""
