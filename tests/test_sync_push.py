@@ -19,14 +19,17 @@ from cutting_proxy import CuttingProxy
 from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image
 from parents import Parent
 from support import Endpoint, LiveServer, free_port, put_on_parent, start_live_server
+from test_sync_engine import runner as engine_runner
 from test_sync_engine import site
 
 from console.commands.sync import run_summary
 from console.screens.sync import pushed_note
+from registry_core.access.audit import AuditFilter
 from registry_core.config import load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.events import BlobCommitted, Event
+from registry_core.identity import CONSOLE, SYNC
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.sync.client import UPLOAD_CHUNK, ParentClient
@@ -269,6 +272,51 @@ def test_a_cut_chunked_upload_with_token_auth(token_parent: Parent, tmp_path: Pa
         assert client.blob_exists("tokchunks/app", digest)
     assert proxy.upstream_cuts == 1
     assert requests_logged(token_parent, "PATCH", "/v2/tokchunks/app/blobs/uploads/", 202) >= 3
+
+
+# ---- tags deleted on the parent -------------------------------------------------------------
+
+
+def parent_tags(parent: Registry, repository: str) -> list[str]:
+    return list(parent.tags(repository).items)
+
+
+def test_a_tag_deleted_on_the_parent_is_untagged_here_not_pushed_back(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    one, two = (write_oci_image(tmp_path / n, ImageSpec(tag=n)) for n in ("one", "two"))
+    put_on_parent(parent, "shop/app", one, "v1")
+    put_on_parent(parent, "shop/app", one, "v2")
+    sync = engine_runner(site, live_server, "shop/*", read_write=True)
+    assert sync.run().status == "succeeded"  # v1 and v2 agreed on
+
+    # Both deleted on the parent; v2 moved here since, v1 did not.
+    parent.untag("shop/app", "v1", who=CONSOLE)
+    parent.untag("shop/app", "v2", who=CONSOLE)
+    put_on_parent(site, "shop/app", two, "v2")
+    after = sync.run()
+
+    assert after.status == "succeeded", after.errors
+    assert after.conflicts == [{"repository": "shop/app", "tag": "v1", "local": str(one.digest),
+                                "parent": "", "kept": "parent"}]
+    assert parent_tags(parent, "shop/app") == ["v2"]  # v1 stays deleted; v2 is the newer here
+    assert parent.get_manifest("shop/app", "v2").digest == two.digest
+    assert "v1" not in site.tags("shop/app").items
+    assert site.get_manifest("shop/app", str(one.digest)).read() == one.body  # by digest
+    untagged = site.audit.query(AuditFilter(action="tag.delete"))
+    assert [(e.principal, e.reference) for e in untagged] == [(SYNC.name, "v1")]
+
+    calm = sync.run()
+    assert (calm.manifests_pushed, calm.conflicts) == (0, [])
+    assert parent_tags(parent, "shop/app") == ["v2"]
+
+    # Tagged here again afterwards, the same digest is new: it goes up.
+    put_on_parent(site, "shop/app", one, "v1")
+    again = sync.run()
+    assert (again.manifests_pushed, again.conflicts) == (1, [])
+    assert parent.get_manifest("shop/app", "v1").digest == one.digest
+    sync.close()
 
 
 # ---- a busy parent during an upload -----------------------------------------------------------

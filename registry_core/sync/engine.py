@@ -37,7 +37,7 @@ from registry_core.sync.errors import ParentError, ParentNotFound, ParentUnreach
 from registry_core.sync.group_commit import GroupCommit
 from registry_core.sync.progress import RepositoryCounts
 from registry_core.sync.push import Pushed, push_up
-from registry_core.sync.reconcile import decide
+from registry_core.sync.reconcile import decide, drop
 from registry_core.sync.scope import Scope, is_pattern
 
 __all__ = ["Parent", "PassReport", "Scope", "SyncPass", "SyncStopped", "TagGone",
@@ -234,6 +234,11 @@ class SyncPass:
                 pushed = push_up(self.registry, self.parent, repository, tag, local)
                 with self._lock:
                     self.report.add_pushed(pushed)
+            elif way == "drop":  # deleted on the parent, unchanged here: untagged, agreed absent
+                dropped = drop(self.registry, repository, tag)
+                with self._lock:
+                    self.report.conflicts.append(dropped)
+                return
             agreed = self._local_digest(repository, tag)
             if agreed is not None and way != "none":
                 with self.registry.store.exclusive():

@@ -1,21 +1,46 @@
 """ReadWrite sync: which way a tag goes, from its digest here, on the parent, and where both
 sides last agreed (the base). The parent wins a tag moved on both sides; the local manifest
-stays reachable by digest, and the run names the conflict."""
+stays reachable by digest, and the run names the conflict.
+
+A tag gone from the parent that was agreed on and has not moved here since was deleted there
+(`drop`): the parent wins again. It is untagged here (the manifest stays by digest), the run
+names it in its conflicts with `parent` "" and `kept` "parent", and the base becomes ABSENT
+(both sides agree the tag is not there), so that the same digest tagged here again later is
+new and goes up. A tag gone from the parent that moved here since it was agreed goes up: the
+local change is the newer one.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-Way = Literal["same", "pull", "push", "conflict", "none"]
+from registry_core.identity import SYNC
+from registry_core.registry import Registry
+
+Way = Literal["same", "pull", "push", "conflict", "drop", "none"]
+ABSENT = ""
+"""The base of a tag both sides agree is not there (deleted on the parent, then here)."""
 
 
 def decide(local: str | None, parent: str | None, base: str | None) -> Way:
     if local == parent:
         return "none" if local is None else "same"
     if parent is None:
-        return "push"  # new here (or gone there: it goes up again; the parent may delete it)
+        if local == base:
+            return "drop"  # agreed, unchanged here since, deleted there
+        return "push"  # new here, or moved here since the parent deleted it
     if local is None or local == base:
         return "pull"  # new on the parent, or moved only there
     if parent == base:
         return "push"  # moved only here
     return "conflict"  # moved on both sides (or never agreed): the parent wins
+
+
+def drop(registry: Registry, repository: str, tag: str) -> dict[str, str]:
+    """Follow the parent's deletion of `repository:tag`: untag it here (as the sync), record
+    the agreement that it is absent; the run's conflict entry for it."""
+    deleted = registry.untag(repository, tag, who=SYNC)
+    with registry.store.exclusive():
+        registry.store.sync_tags.agree(repository, tag, ABSENT)
+    return {"repository": repository, "tag": tag, "local": str(deleted.digest),
+            "parent": "", "kept": "parent"}
