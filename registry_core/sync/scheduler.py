@@ -23,7 +23,7 @@ from registry_core.errors import EdgeError, SyncInProgressError
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.runner import SyncRunner, open_runner
-from registry_core.sync.settings import SyncNotConfigured, load_settings
+from registry_core.sync.settings import SyncNotConfigured, SyncSettings, load_settings
 
 log = logging.getLogger("edge_registry.sync")
 
@@ -80,9 +80,20 @@ class SyncScheduler:
         while not self._stop.is_set():
             now = self.clock()
             if self.next_run is None or now >= self.next_run:
-                self._maybe_run(now)
+                self._guarded(now)
             wait = self.poll_seconds if self.next_run is None else self.next_run - self.clock()
             self._stop.wait(max(0.0, min(wait, self.poll_seconds)))
+
+    def _guarded(self, now: float) -> None:
+        """One bad pass (an error the runner did not expect) never stops the schedule: it is
+        logged, and tried again after the backoff of a failed pass."""
+        try:
+            self._maybe_run(now)
+        except Exception:
+            log.exception("scheduled sync failed unexpectedly")
+            self._failures += 1
+            self.next_run = self.clock() + retry_delay(self._failures, self.retry_first,
+                                                       self.retry_longest)
 
     def _maybe_run(self, now: float) -> None:
         try:
@@ -100,7 +111,7 @@ class SyncScheduler:
         if not settings.enabled or end is None:
             self._failures = 0
             return
-        failed, record = self._run(None if end == math.inf else end)
+        failed, record = self._run(settings, None if end == math.inf else end)
         if not failed:
             self._failures = 0
             return
@@ -117,10 +128,12 @@ class SyncScheduler:
             with self.registry.store.exclusive():
                 self.registry.store.sync_runs.save(record)
 
-    def _run(self, until: float | None) -> tuple[bool, SyncRunRecord | None]:
-        """One pass: whether it failed (to be tried again), and its record."""
+    def _run(self, settings: SyncSettings,
+             until: float | None) -> tuple[bool, SyncRunRecord | None]:
+        """One pass with the settings just read (not the registry's config as it was when
+        it opened: a `sync configure` since applies): whether it failed, and its record."""
         try:
-            self._runner = open_runner(self.registry)
+            self._runner = open_runner(self.registry, settings)
             record = self._runner.run("schedule", until)
             log.info("scheduled sync run %s %s: %d manifests, %d blobs", record.id,
                      record.status, record.manifests_copied, record.blobs_copied)
