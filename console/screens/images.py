@@ -35,7 +35,7 @@ from console.widgets.format import ago, image_created, short_digest, size
 from console.widgets.virtual_table import Column, Row, VirtualTable
 from registry_core import browse
 from registry_core.browse import ManifestDetail
-from registry_core.errors import EdgeError
+from registry_core.errors import EdgeError, Pinned
 from registry_core.identity import CONSOLE
 from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.manifests import DOCKER_CONFIG, OCI_CONFIG
@@ -185,12 +185,6 @@ def delete_body(preview: DeletePreview, cluster_note: str = "") -> str:
         lines.append("")
     elif cluster_note:
         lines += [cluster_note, ""]
-    if preview.pinned_by:
-        lines += [
-            f"PINNED by the stage {', '.join(preview.pinned_by)}: staged for a deployment; "
-            "release the stage first (edge-console stage --release) unless you mean it.",
-            "",
-        ]
     if preview.tags:
         lines.append(f"Tags deleted with it ({len(preview.tags)}): {', '.join(preview.tags)}")
     else:
@@ -711,9 +705,13 @@ class ImagesView(View):
         except Exception as exc:  # the client library's surprise: say so, still ask
             in_use, note = None, f"{NOT_CHECKED}: {exc}"
         try:
+            self.edge.registry.refuse_if_pinned(target.repository, target.digest)
             preview = preview_delete(
                 self.edge.registry, target.repository, target.digest, in_use=in_use
             )
+        except Pinned as exc:  # staged: refused before any dialog, as the core would
+            self.post_message(ImagesFailed(str(exc)))
+            return
         except (EdgeError, OSError) as exc:
             self.post_message(
                 ImagesFailed(
@@ -741,8 +739,7 @@ class ImagesView(View):
         self.app.push_screen(
             ConfirmationModal(
                 f"Delete {preview.repository}@{short_digest(preview.digest)}?"
-                + (" The cluster uses it." if preview.in_use_by else "")
-                + (" It is staged." if preview.pinned_by else ""),
+                + (" The cluster uses it." if preview.in_use_by else ""),
                 delete_body(preview, message.cluster_note),
                 confirm_label="Delete",
             ),
@@ -765,6 +762,11 @@ class ImagesView(View):
         except Abandoned:
             return
         assert target.tag is not None
+        try:
+            self.edge.registry.refuse_if_pinned(target.repository, target.tag)
+        except EdgeError as exc:  # staged: refused before any dialog, as the core would
+            self.post_message(ImagesFailed(str(exc)))
+            return
         users = [] if in_use is None else in_use.users_of_tag(target.repository, target.tag)
         self.post_message(UntagReady(target, users, note))
 
