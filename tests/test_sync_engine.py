@@ -376,3 +376,44 @@ def test_a_tag_filter_limits_a_real_run(live_server: LiveServer, site: Registry,
     assert record.status == "succeeded", record.errors
     assert record.details["tags_checked"] == 3
     assert [t.tag for t in browse.tags(site, "app")] == ["latest", "v1.0", "v1.1"]
+
+
+# ---- a window that closes part-way -----------------------------------------------------------
+
+
+def test_a_window_closing_mid_run_stops_at_a_blob_boundary_and_the_next_run_resumes(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The window closes (the runner's clock, which the test moves, passes `until`) once the
+    first layer of the second image is down: the first image is committed, the second is
+    not, and its downloaded layer waits in sync/partial; the next run commits it without
+    fetching that layer again."""
+    parent = live_server.service.registry
+    small = write_oci_image(tmp_path / "small", ImageSpec(tag="a"))
+    big = write_oci_image(tmp_path / "big", ImageSpec(tag="b", layers=(
+        make_layer(os.urandom(2 << 20)), make_layer(os.urandom(2 << 20)))))
+    put_on_parent(parent, "app", small, "a")
+    put_on_parent(parent, "app", big, "b")
+    first_layer, second_layer = big.manifests[0].layers
+    partial = site.datadir.root / "sync" / "partial" / str(first_layer.digest).replace(":", "-")
+
+    def clock() -> float:
+        """Real time, an hour on once the first layer is whole in sync/partial."""
+        whole = partial.exists() and partial.stat().st_size == first_layer.size
+        return time.time() + (3600.0 if whole else 0.0)
+
+    sync = runner(site, live_server, "app", parallel=1, clock=clock)
+    stopped = sync.run(until=time.time() + 1800.0)
+    assert stopped.status == "stopped", stopped.errors
+    assert [t.tag for t in browse.tags(site, "app")] == ["a"]
+    assert partial.stat().st_size == first_layer.size
+    assert not site.has_blob(str(second_layer.digest))
+    assert stopped.bytes_copied == small.total_size + big.manifests[0].config.size \
+        + first_layer.size
+
+    resumed = sync.run()
+    sync.close()
+    assert resumed.status == "succeeded", resumed.errors
+    assert site.get_manifest("app", "b").digest == big.digest
+    assert resumed.bytes_copied == second_layer.size  # the first layer came once
+    assert not partial.exists()

@@ -7,14 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from imagebuilder import ImageSpec, write_oci_image, write_oci_index
-from parents import Parent
+from cutting_proxy import CuttingProxy
+from imagebuilder import ImageSpec, make_layer, write_oci_image, write_oci_index
+from parents import FileServer, Parent, start_reference
 from support import free_port, run_skopeo, start_live_server
 from test_sync_push import requests_logged
 
@@ -170,3 +174,86 @@ def test_a_parent_without_the_referrers_api_costs_no_request_for_unchanged_tags(
     finally:
         sync.close()
         registry.close()
+
+
+# ---- the bound on parallel transfers ---------------------------------------------------------
+
+
+class GetsUnderWay(CuttingProxy):
+    """In front of a plain-HTTP file server that answers one GET per connection (HTTP/1.0):
+    counts the GETs under way at once, each from its connection until the last byte of its
+    answer (by Content-Length), counted down before that byte is passed on, so that the
+    client cannot have begun its next GET yet."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.under_way = 0
+        self.most = 0
+        self._count_lock = threading.Lock()
+        super().__init__(upstream)
+
+    def _count(self, step: int) -> None:
+        with self._count_lock:
+            self.under_way += step
+            self.most = max(self.most, self.under_way)
+
+    def _pump(self, source: socket.socket, target: socket.socket, downstream: bool = False,
+              limit: int | None = None) -> None:
+        if not downstream:
+            super()._pump(source, target, downstream, limit)
+            return
+        self._count(1)
+        counted, head, left = False, b"", -1
+        try:
+            while data := source.recv(65536):
+                if left < 0:
+                    head += data
+                    if b"\r\n\r\n" not in head:
+                        continue
+                    headers, _, body = head.partition(b"\r\n\r\n")
+                    length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", headers)
+                    left, data = (int(length.group(1)) if length else 0) - len(body), head
+                else:
+                    left -= len(data)
+                if left <= 0 and not counted:
+                    counted = True
+                    self._count(-1)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if not counted:
+                self._count(-1)
+            source.close()
+            target.close()
+
+
+def test_at_most_parallel_blob_transfers_at_once(reference_parent: Parent,
+                                                 tmp_path: Path) -> None:
+    """Blob GETs redirected (distribution's redirect middleware) to a file server behind a
+    proxy that counts them: six blobs of two images, `parallel=2`: never more than two."""
+    layers = tuple(make_layer(os.urandom(1 << 20)) for _ in range(4))
+    for tag, chosen in (("v1", layers[:2]), ("v2", layers[2:])):
+        image = write_oci_image(tmp_path / tag, ImageSpec(tag=tag, layers=chosen))
+        reference_parent.push(f"oci:{image.path}:{tag}", f"wide/app:{tag}")
+    files = FileServer(reference_parent.storage)
+    site = DataDir(tmp_path / "site")
+    enable(site, device_name="site", dns_domain="test", node_ip="127.0.0.1", port=free_port())
+    registry = Registry(site)
+    try:
+        proxy = GetsUnderWay(("127.0.0.1", files.port))
+        with proxy, start_reference(tmp_path / "redirecting", redirect_to=f"http://{proxy.address}",
+                                storage=reference_parent.storage) as redirecting:
+
+            def connect() -> ParentClient:
+                return ParentClient(redirecting.address, redirecting.username,
+                                    redirecting.password, ca_file=redirecting.ca_cert)
+
+            sync = SyncRunner(registry, connect, Scope(("wide/app",)), parallel=2)
+            record = sync.run()
+            sync.close()
+    finally:
+        registry.close()
+        files.close()
+    assert record.status == "succeeded", record.errors
+    assert proxy.connections == record.blobs_copied == 6  # 4 layers and 2 configs
+    assert 1 <= proxy.most <= 2
