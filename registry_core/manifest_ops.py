@@ -225,25 +225,29 @@ class ManifestOps:
         created = data.get("created") if isinstance(data, dict) else None
         return created if isinstance(created, str) else None
 
-    def delete(self, name: str, reference: str, *, who: Identity) -> DeletedManifest:
-        """By digest: the manifest and every tag on it go. By tag: only that tag goes."""
+    def delete(self, name: str, reference: str, *, who: Identity,
+               override_pins: bool = False) -> DeletedManifest:
+        """By digest: the manifest and every tag on it go. By tag: only that tag goes. A
+        stage's pin refuses it (errors.Pinned) unless `override_pins` (the CLI's --force);
+        an overridden pin is named in the audit row."""
         validate_name(name)
         ref = parse_reference(reference)
         repo_id = repository_id(self.store, name, missing=ManifestUnknown)
         self.blobs.ballast.release_if_low()
+        guard = pins.overridden if override_pins else pins.enforced
         with self.store.exclusive():
             if not isinstance(ref, Digest):
                 untagged = self.store.catalog.delete_tag(repo_id, validate_tag(ref))
                 if untagged is None:
                     raise ManifestUnknown(detail={"name": name, "reference": reference})
-                pins.refuse_untag(self.store, name, ref)  # rolls the delete back
+                pin = guard(lambda: pins.refuse_untag(self.store, name, ref))  # rolls back
                 deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
                 self.audit.record(who, "tag.delete", repository=name, reference=ref,
-                                  detail={"digest": untagged})
+                                  detail={"digest": untagged, **pin})
             else:
-                deleted = self._delete_by_digest(repo_id, name, ref)
+                deleted, pin = self._delete_by_digest(repo_id, name, ref, guard)
                 self.audit.record(who, "manifest.delete", repository=name, reference=str(ref),
-                                  detail={"tags": list(deleted.tags)})
+                                  detail={"tags": list(deleted.tags), **pin})
         if isinstance(ref, Digest):
             self.events.emit(ManifestDeleted(identity=who.name, repository=name,
                                              digest=str(ref), tags=deleted.tags))
@@ -252,7 +256,8 @@ class ManifestOps:
                                       previous=str(deleted.digest)))
         return deleted
 
-    def _delete_by_digest(self, repo_id: int, name: str, digest: Digest) -> DeletedManifest:
+    def _delete_by_digest(self, repo_id: int, name: str, digest: Digest,
+                          guard: pins.Guard) -> tuple[DeletedManifest, dict[str, str]]:
         store = self.store
         manifest_id = store.manifests.id_of(repo_id, str(digest))
         if manifest_id is None:
@@ -263,10 +268,11 @@ class ManifestOps:
                 f"{digest} is part of the index {parents[0].digest}; delete the index instead",
                 detail={"index": parents[0].digest},
             )
-        pins.refuse_delete(store, name, str(digest), store.catalog.tags_of(manifest_id))
+        tags_of = store.catalog.tags_of(manifest_id)
+        pin = guard(lambda: pins.refuse_delete(store, name, str(digest), tags_of))
         tags = store.catalog.delete_tags_of(manifest_id)
         store.manifests.delete(manifest_id)
-        return DeletedManifest(name, digest, tuple(tags))
+        return DeletedManifest(name, digest, tuple(tags)), pin
 
     def referrers(
         self, name: str, digest: Digest | str, artifact_type: str | None = None

@@ -18,6 +18,23 @@ from registry_core.reference import Digest
 from registry_core.store import Store
 from registry_core.store.stages import StageItem
 
+Guard = Callable[[Callable[[], None]], dict[str, str]]
+"""Runs a refusal check (refuse_delete or refuse_untag): `enforced` lets its Pinned go up,
+`overridden` swallows it and returns it for the audit row."""
+
+
+def enforced(refuse: Callable[[], None]) -> dict[str, str]:
+    refuse()
+    return {}
+
+
+def overridden(refuse: Callable[[], None]) -> dict[str, str]:
+    try:
+        refuse()
+    except Pinned as exc:
+        return {"pin_overridden": str(exc)}
+    return {}
+
 
 def check(store: Store, name: str, reference: Digest | str) -> None:
     """Pinned when deleting `reference` (a digest, with its tags) or removing it (a tag) would

@@ -196,12 +196,15 @@ class Registry:
     ) -> PutManifestResult:
         return self.manifests.put(name, reference, body, content_type, who=who)
 
-    def delete_manifest(self, name: str, reference: str, *, who: Identity) -> DeletedManifest:
+    def delete_manifest(self, name: str, reference: str, *, who: Identity,
+                        override_pins: bool = False) -> DeletedManifest:
         """By digest: the manifest and every tag on it go. By tag: only that tag goes."""
-        return self.manifests.delete(name, reference, who=who)
+        return self.manifests.delete(name, reference, who=who, override_pins=override_pins)
 
-    def untag(self, name: str, tag: str, *, who: Identity) -> DeletedManifest:
-        return self.manifests.delete(name, validate_tag(tag), who=who)
+    def untag(self, name: str, tag: str, *, who: Identity,
+              override_pins: bool = False) -> DeletedManifest:
+        return self.manifests.delete(name, validate_tag(tag), who=who,
+                                     override_pins=override_pins)
 
     def refuse_if_pinned(self, name: str, reference: str) -> None:
         """Raise Pinned when `delete_manifest` (a digest) or `untag` (a tag) would refuse

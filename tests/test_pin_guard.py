@@ -4,6 +4,7 @@ operations (delete by digest, untag), the HTTP API over TLS (403 DENIED) and the
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from test_gc import Pushed, assert_pulls, push_image, rand
 from test_sync_store import stage
 
 from registry_core import browse
+from registry_core.access.audit import AuditFilter
 from registry_core.datadir import DataDir
 from registry_core.errors import Denied, ManifestUnknown, Pinned
 from registry_core.identity import CONSOLE
@@ -158,21 +160,40 @@ def test_http_delete_of_a_pinned_manifest_is_denied_until_released(
 # ---- the command line ---------------------------------------------------------------------
 
 
-def test_cli_untag_of_a_pinned_tag_fails_in_one_line(
+def test_cli_untag_of_a_pinned_tag_fails_in_one_line_unless_forced(
     datadir: DataDir, registry: Registry, web: Pushed, pin: StageItem
 ) -> None:
-    for extra in ([], ["--force"], ["--dry-run"], ["--json"]):
+    for extra in ([], ["--dry-run"], ["--json"]):
         result = cli(datadir.root, "delete", "--untag", "web:v1", *extra)
         assert_one_line_error(result, "web:v1 is pinned by the stage window-7",
                               "edge-console stage --release --stage window-7")
     assert tags(registry, "web") == {"v1", "latest"}
 
+    forced = cli(datadir.root, "delete", "--untag", "web:v1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "PINNED (deleted anyway: --force): web:v1 is pinned by the stage window-7" in (
+        forced.stdout)
+    assert tags(registry, "web") == {"latest"}
+    registry.audit.flush()
+    [row] = registry.audit.query(AuditFilter(action="tag.delete"), limit=10)
+    assert "web:v1 is pinned by the stage window-7" in row.detail["pin_overridden"]
 
-def test_cli_delete_of_a_pinned_manifest_fails_in_one_line_even_forced(
+
+def test_cli_delete_of_a_pinned_manifest_fails_in_one_line_unless_forced(
     datadir: DataDir, registry: Registry, web: Pushed, pin: StageItem
 ) -> None:
     for reference in (f"web@{web.digest}", "web:latest"):
-        result = cli(datadir.root, "delete", reference, "--force")
+        result = cli(datadir.root, "delete", reference)
         assert_one_line_error(result, f"web@{web.digest} is pinned by the stage window-7")
     assert tags(registry, "web") == {"v1", "latest"}
     assert_pulls(registry, web)
+
+    forced = cli(datadir.root, "delete", "web:latest", "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    shown = json.loads(forced.stdout)
+    assert shown["deleted"] is True
+    assert f"web@{web.digest} is pinned by the stage window-7" in shown["pin_overridden"]
+    assert tags(registry, "web") == set()
+    registry.audit.flush()
+    [row] = registry.audit.query(AuditFilter(action="manifest.delete"), limit=10)
+    assert row.detail["pin_overridden"] == shown["pin_overridden"]

@@ -5,8 +5,8 @@ manifest goes by digest with every tag on it; `--untag` removes only that tag. T
 (registry_core.preview: the tags that go, index children, referrers left dangling, the bytes
 a garbage collection then frees) is printed first; `--dry-run` stops there. A manifest that
 an index lists is refused (delete the index), and so is a manifest or tag a stage pins (the
-core's refusal, asked before the preview; `--force` does not override it). The bytes come back
-with the next `gc`.
+core's refusal, asked before the preview) unless `--force`: then the preview names the pin and
+the audit row records it. The bytes come back with the next `gc`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import humanize
 from console.cli_support import emit, open_registry, wants_json
 from console.widgets.format import short_digest, size
 from registry_core import browse
-from registry_core.errors import DigestInvalid, EdgeError, ManifestUnknown, NameInvalid, Unsupported
+from registry_core.errors import (
+    DigestInvalid,
+    EdgeError,
+    ManifestUnknown,
+    NameInvalid,
+    Pinned,
+    Unsupported,
+)
 from registry_core.identity import CONSOLE
 from registry_core.kube import ClusterError, ImageUse, InUse
 from registry_core.kube.cluster import in_use_if_configured
@@ -53,8 +60,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be deleted and the bytes freed; delete nothing")
     parser.add_argument("--force", action="store_true",
-                        help="delete even what workloads in the cluster use (never what a "
-                        "stage pins: release the stage first)")
+                        help="delete even what workloads in the cluster use or a stage pins "
+                        "(the pin is named in the audit log)")
     parser.set_defaults(handler=run)
 
 
@@ -134,7 +141,7 @@ def _delete(
     if not preview.allowed:
         raise Refused(f"{what} is part of the index {preview.blocked_by[0]}: "
                       "delete the index instead")
-    registry.refuse_if_pinned(repository, digest)  # what the delete itself refuses
+    pin = _pin(args, registry, repository, digest)
     _refuse_if_used(args, preview.in_use_by, what)
     users = [u.to_json() for u in preview.in_use_by]
     payload: dict[str, Any] = {
@@ -143,13 +150,16 @@ def _delete(
         "dry_run": bool(args.dry_run),
         "deleted": False,
     }
+    if pin:
+        payload["pin_overridden"] = pin
     if not wants_json(args):
-        print(preview_text(preview, users), flush=True)
+        print(preview_text(preview, users) + _pin_text(pin), flush=True)
     if args.dry_run:
         emit(args, "\nDry run: nothing was deleted.", payload)
         return 0
     try:
-        result = registry.delete_manifest(repository, digest, who=CONSOLE)
+        result = registry.delete_manifest(repository, digest, who=CONSOLE,
+                                          override_pins=args.force)
     except ManifestUnknown:
         raise ManifestUnknown(f"{what} was deleted meanwhile (a client or a GC)") from None
     payload.update(tags=list(result.tags), deleted=True)
@@ -168,7 +178,7 @@ def _untag(
     digest: str,
 ) -> int:
     what = f"{repository}:{tag}"
-    registry.refuse_if_pinned(repository, tag)  # what the untag itself refuses
+    pin = _pin(args, registry, repository, tag)
     in_use = cluster_in_use(args, registry, what)
     used = [] if in_use is None else in_use.users_of_tag(repository, tag)
     _refuse_if_used(args, used, what)
@@ -185,15 +195,34 @@ def _untag(
         "dry_run": bool(args.dry_run),
         "deleted": False,
     }
+    if pin:
+        payload["pin_overridden"] = pin
     if not wants_json(args):
-        print(untag_text(registry, repository, tag, digest, others, users), flush=True)
+        print(untag_text(registry, repository, tag, digest, others, users) + _pin_text(pin),
+              flush=True)
     if args.dry_run:
         emit(args, "\nDry run: nothing was deleted.", payload)
         return 0
-    registry.untag(repository, tag, who=CONSOLE)
+    registry.untag(repository, tag, who=CONSOLE, override_pins=args.force)
     payload["deleted"] = True
     emit(args, f"\nRemoved the tag {repository}:{tag}.", payload)
     return 0
+
+
+def _pin(args: argparse.Namespace, registry: Registry, repository: str, reference: str) -> str:
+    """What the delete itself would refuse for a stage's pin: raised, or with --force the
+    refusal's text to show and record ("" when nothing pins it)."""
+    try:
+        registry.refuse_if_pinned(repository, reference)
+    except Pinned as exc:
+        if not args.force:
+            raise
+        return str(exc)
+    return ""
+
+
+def _pin_text(pin: str) -> str:
+    return f"\nPINNED (deleted anyway: --force): {pin}" if pin else ""
 
 
 # ---- what the technician reads ----------------------------------------------------------------
