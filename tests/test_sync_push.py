@@ -21,6 +21,7 @@ from parents import Parent
 from support import Endpoint, LiveServer, free_port, put_on_parent, start_live_server
 from test_sync_engine import runner as engine_runner
 from test_sync_engine import site
+from test_sync_store import stage
 
 from console.commands.sync import run_summary
 from console.screens.sync import pushed_note
@@ -316,6 +317,33 @@ def test_a_tag_deleted_on_the_parent_is_untagged_here_not_pushed_back(
     again = sync.run()
     assert (again.manifests_pushed, again.conflicts) == (1, [])
     assert parent.get_manifest("shop/app", "v1").digest == one.digest
+    sync.close()
+
+
+def test_a_staged_tag_deleted_on_the_parent_stays_here_until_the_stage_is_released(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    one = write_oci_image(tmp_path / "one", ImageSpec(tag="one"))
+    put_on_parent(parent, "shop/app", one, "v1")
+    sync = engine_runner(site, live_server, "shop/*", read_write=True)
+    assert sync.run().status == "succeeded"
+    stage(site.store, "window-7", "shop/app", "v1", str(one.digest))
+
+    parent.untag("shop/app", "v1", who=CONSOLE)
+    kept = sync.run()
+    assert kept.status == "succeeded", kept.errors
+    [conflict] = kept.conflicts
+    assert (conflict["tag"], conflict["parent"], conflict["kept"]) == ("v1", "", "local")
+    assert "pinned by the stage window-7" in conflict["reason"]
+    assert site.get_manifest("shop/app", "v1").digest == one.digest
+    assert parent_tags(parent, "shop/app") == []  # not pushed back either
+
+    with site.store.exclusive():
+        site.store.stages.release("window-7")
+    released = sync.run()
+    assert [c["kept"] for c in released.conflicts] == ["parent"]
+    assert "v1" not in site.tags("shop/app").items
     sync.close()
 
 

@@ -7,13 +7,16 @@ A tag gone from the parent that was agreed on and has not moved here since was d
 names it in its conflicts with `parent` "" and `kept` "parent", and the base becomes ABSENT
 (both sides agree the tag is not there), so that the same digest tagged here again later is
 new and goes up. A tag gone from the parent that moved here since it was agreed goes up: the
-local change is the newer one.
+local change is the newer one. A tag a stage pins here stays while the stage holds it (the
+conflict says `kept` "local" and why); the base is left as it was, so the first run after the
+stage's release follows the deletion.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from registry_core.errors import Pinned
 from registry_core.identity import SYNC
 from registry_core.registry import Registry
 
@@ -39,7 +42,12 @@ def decide(local: str | None, parent: str | None, base: str | None) -> Way:
 def drop(registry: Registry, repository: str, tag: str) -> dict[str, str]:
     """Follow the parent's deletion of `repository:tag`: untag it here (as the sync), record
     the agreement that it is absent; the run's conflict entry for it."""
-    deleted = registry.untag(repository, tag, who=SYNC)
+    try:
+        deleted = registry.untag(repository, tag, who=SYNC)
+    except Pinned as exc:
+        local = str(registry.get_manifest(repository, tag).digest)
+        return {"repository": repository, "tag": tag, "local": local, "parent": "",
+                "kept": "local", "reason": str(exc)}
     with registry.store.exclusive():
         registry.store.sync_tags.agree(repository, tag, ABSENT)
     return {"repository": repository, "tag": tag, "local": str(deleted.digest),
