@@ -43,6 +43,48 @@ def configure(site: DataDir, parent: LiveServer, *options: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_run_names_each_repository_on_stderr_and_json_stays_alone_on_stdout(
+    live_server: LiveServer, site: DataDir, tmp_path: Path
+) -> None:
+    parent = live_server.service.registry
+    image = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    for repository in ("shop/web", "shop/db", "shop/cache"):
+        put_on_parent(parent, repository, image, "v1")
+    configure(site, live_server)
+
+    result = cli(site, "sync", "run", "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)  # one JSON object, nothing else
+    assert record["status"] == "succeeded", record["errors"]
+    lines = result.stderr.splitlines()
+    for repository in ("shop/web", "shop/db", "shop/cache"):
+        ended = [line for line in lines if line.startswith(f"{repository}: done")]
+        assert len(ended) == 1, result.stderr  # one line as it ends, not one per event
+        assert "1 of 1 tags changed" in ended[0]
+    assert lines[-1] == f"sync run {record['id']}: succeeded"
+    assert "\r" not in result.stderr  # not a terminal: no line rewritten in place
+
+
+def test_stage_names_each_repository_it_pulls_on_stderr(
+    live_server: LiveServer, site: DataDir, tmp_path: Path
+) -> None:
+    image = write_oci_image(tmp_path / "plain", ImageSpec(tag="v1"))
+    for repository in ("shop/web", "shop/db"):
+        put_on_parent(live_server.service.registry, repository, image, "v1")
+    configure(site, live_server)
+
+    result = cli(site, "stage", "shop/web:v1", "shop/db:v1", "--json")
+
+    assert result.returncode == 0, result.stderr
+    staged = json.loads(result.stdout)  # one JSON object, nothing else
+    assert [i["status"] for i in staged["items"]] == ["staged", "staged"]
+    lines = result.stderr.splitlines()
+    for repository in ("shop/web", "shop/db"):
+        assert [line for line in lines if line.startswith(f"{repository}: done, 1 of 1 tags")]
+    assert lines[-1] == f"sync run {staged['run']['id']}: succeeded"
+
+
 def test_a_read_write_conflict_is_said_in_the_summary(
     live_server: LiveServer, site: DataDir, tmp_path: Path
 ) -> None:

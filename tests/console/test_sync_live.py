@@ -5,22 +5,24 @@ second edge registry served over TLS in this process, as in test_sync_screen.py)
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import make_app, settle, wait_for
+from console_helpers import Image, make_app, push_image, settle, wait_for
 from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, put_on_parent
 from test_snapshots import show_sync
 from test_snapshots import snapshot_app as snapshot_app  # the fixture: fixed data, no server
-from test_sync_screen import SIZE, fixed_sync, open_sync, shown
+from test_sync_screen import GATE_SECONDS, SIZE, fixed_sync, open_sync, shown
 from test_sync_screen import site as site  # the fixture: a connected registry of live_server
 from textual.pilot import Pilot
 
 from console.app import EdgeConsoleApp
 from registry_core.events import (
     RepositoryProgress,
+    Subscription,
     SyncFinished,
     SyncProgress,
     SyncStarted,
@@ -98,6 +100,72 @@ async def test_progress_events_show_each_repository_and_keep_them_at_the_end(
         assert repository_rows(view) == {}  # a new run starts with none
 
 
+class HoldAtFirstEnd:
+    """Holds the run in the first SyncProgress that says a repository ended while another is
+    still to come, until the test lets it go: the screen is looked at mid-run."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.subscription: Subscription[SyncProgress] = registry.events.subscribe(
+            self._hold, SyncProgress)
+
+    def _hold(self, event: SyncProgress) -> None:
+        states = [r.state for r in event.repositories]
+        if self.held.is_set() or "done" not in states or states.count("done") == len(states):
+            return
+        self.held.set()
+        assert self.release.wait(GATE_SECONDS), "the test never released the run"
+
+    def close(self) -> None:
+        self.release.set()
+        self.subscription.close()
+
+
+@pytest.fixture
+def three_repositories(live_server: LiveServer) -> list[Image]:
+    parent = live_server.service.registry
+    return [push_image(parent, f"shop/{name}", ["v1", "v2"],
+                       [f"{name} layer ".encode() * 2000, f"{name} config ".encode() * 300])
+            for name in ("web", "db", "cache")]
+
+
+async def test_a_real_run_shows_each_repository_as_it_goes(
+    site: Registry, three_repositories: list[Image]
+) -> None:
+    app = make_app(site)
+    hold = None
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_sync(pilot)
+            hold = HoldAtFirstEnd(site)  # after the screen's own subscription: it hears first
+            await pilot.press("l")
+            await wait_for(pilot, hold.held.is_set, what="a repository to end")
+            await wait_for(pilot, lambda: "done" in [r[0] for r in repository_rows(
+                view).values()], what="the ended repository shown")
+            mid = repository_rows(view)
+            assert view.live.running
+            assert any(state != "done" for state, *_ in mid.values()), mid
+            hold.release.set()
+
+            await wait_for(pilot, lambda: not view.busy, what="the run to end")
+            record = site.store.sync_runs.recent(1)[0]
+            assert record.status == "succeeded", record.errors
+            await wait_for(pilot, lambda: len(repository_rows(view)) == 3 and all(
+                row[0] == "done" for row in repository_rows(view).values()),
+                           what="every repository done")
+            for image in three_repositories:
+                _, tags, changed, manifests, blobs, _, error = repository_rows(
+                    view)[image.repository]
+                assert (tags, changed, error) == ("2/2", "2", "")
+                assert (int(manifests), int(blobs)) == (1, len(image.blobs))
+            await wait_for(pilot, lambda: str(view.history_table.get_row_at(0)[2]) ==
+                           "succeeded", what="the history read again")
+    finally:
+        if hold is not None:
+            hold.close()
+
+
 @pytest.fixture
 def conflicted(site: Registry, live_server: LiveServer, tmp_path: Path) -> tuple[str, str]:
     """shop/app:v1 on the parent and, another image, here, never synced: in ReadWrite, a
@@ -124,8 +192,9 @@ async def test_a_read_write_conflict_shows_in_the_toast_history_and_live_line(
         toast = [n for n in app._notifications if n.title == "Sync"][-1]
         assert toast.severity == "warning"
         assert "1 conflict: the parent's tag kept" in toast.message
-        await wait_for(pilot, lambda: view.history_table.row_count == 1, what="the history")
-        assert str(view.history_table.get_row_at(0)[2]) == "succeeded · 1 conflict"
+        await wait_for(pilot, lambda: view.history_table.row_count == 1 and str(
+            view.history_table.get_row_at(0)[2]) == "succeeded · 1 conflict",
+                       what="the history read again")
         assert "1 conflict (the parent's kept)" in shown(view, "#sync-live")
     assert str(site.get_manifest("shop/app", "v1").digest) == theirs
     assert str(site.get_manifest("shop/app", ours).digest) == ours  # still here by digest
