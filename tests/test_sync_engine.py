@@ -281,12 +281,18 @@ def test_a_parent_that_answers_with_some_tags_missing_stays_online(
 ) -> None:
     put_on_parent(live_server.service.registry, "app", write_oci_image(tmp_path / "i"), "v1")
     configure_parent(site, live_server.address, ["app"])
+    seen: list[SyncProgress] = []
+    site.events.subscribe(seen.append, SyncProgress)
     sync = runner(site, live_server, "app")
     record = sync.run("stage", only=[("app", "v1"), ("app", "gone")])
     sync.close()
     assert record.status == "failed" and len(record.errors) == 1
     assert record.details["parent_reachable"] is True
     assert read_status(site.datadir, site.store).state == "Online"
+    [app] = seen[-1].repositories  # the repository says which tag failed, and why
+    assert (app.state, app.tags_total, app.tags_checked, app.tags_changed) == (
+        "failed", 2, 2, 1)
+    assert app.error == record.errors[0] and "app:gone" in app.error
 
 
 # ---- per-repository progress -----------------------------------------------------------------

@@ -128,7 +128,7 @@ class SyncRunner:
 
     def _referrers_api(self) -> bool | None:
         """What the last run learned of the parent's referrers API (None: nothing)."""
-        for run in self.store.sync_runs.recent(3):
+        for run in self.store.sync_runs.recent(10):
             known = run.details.get("referrers_api")
             if isinstance(known, bool):
                 return known
