@@ -211,3 +211,13 @@ def test_into_a_file_only_a_line_per_repository_as_it_ends() -> None:
         "shop/web: done, 2 of 4 tags changed, 2 manifests, 5 blobs (3.0 MiB) copied",
         "sync run 4: succeeded",
     ]
+
+
+def test_the_line_in_place_never_wraps() -> None:
+    """A wrapped line would leave its first part behind at each rewrite."""
+    terminal = Terminal()  # no size known: 80 columns
+    printer = ProgressPrinter(terminal)
+    long_name = "shop/" + "deep-path/" * 12 + "web"
+    printer(progress(6, RepositoryProgress(repository=long_name, state="syncing")))
+    [line] = terminal.screen()
+    assert line.startswith(f"sync run 6 · {long_name[:20]}") and len(line) == 79

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import threading
 import time
@@ -233,7 +234,7 @@ class ProgressPrinter:
                 self.ended.add(repository.repository)
                 self.say(repository_line(repository))
         if self.tty:
-            self.show(status_line(event))
+            self.show(status_line(event)[:self.columns() - 1])
 
     def finished(self, event: SyncFinished) -> None:
         for repository in self.last:  # under way when the run ended (stopped, cancelled)
@@ -241,6 +242,14 @@ class ProgressPrinter:
                 self.ended.add(repository.repository)
                 self.say(repository_line(repository, ended=event.status))
         self.say(f"sync run {event.run_id}: {event.status}")
+
+    def columns(self) -> int:
+        """The terminal's width: a longer line would wrap, and `\\r` not reach its start."""
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        return columns or 80  # a terminal that says no size (0) gets the usual width
 
     def say(self, line: str) -> None:
         self.clear()
@@ -303,7 +312,7 @@ def status_line(event: SyncProgress) -> str:
     if event.repositories:
         parts.append(f"{ended} of {len(event.repositories)} repositories ended")
     parts.append(humanize.naturalsize(event.bytes_copied, binary=True))
-    return " · ".join(parts)[:160]
+    return " · ".join(parts)
 
 
 def run_summary(record: SyncRunRecord) -> str:
