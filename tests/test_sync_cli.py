@@ -107,6 +107,9 @@ def test_a_read_write_conflict_is_said_in_the_summary(
     assert (f"  conflict: shop/app:v1 moved here (sha256:{ours_hex}…) and on the parent "
             f"(sha256:{theirs_hex}…): the parent's kept; the local manifest stays by "
             "digest") in summary
+    status = cli(site, "sync", "status").stdout
+    assert " succeeded with 1 conflict at " in status
+    assert f"    conflict: shop/app:v1 moved here (sha256:{ours_hex}…)" in status
 
 
 def closed_schedule() -> str:

@@ -403,8 +403,10 @@ def status_lines(status: SyncStatus) -> list[str]:
                      f"{_local(status.running.started_at)}")
     if status.last_run is not None:
         run = status.last_run
-        lines.append(f"  last run            run {run.id} {run.status} at "
+        conflicts = f" with {plural(len(run.conflicts), 'conflict')}" if run.conflicts else ""
+        lines.append(f"  last run            run {run.id} {run.status}{conflicts} at "
                      f"{_local(run.finished_at) or '-'}")
+        lines.extend(f"    conflict: {conflict_text(c)}" for c in run.conflicts[:5])
         lines.extend(f"    error: {e}" for e in run.errors[:5])
     return lines
 
