@@ -68,12 +68,15 @@ def test_a_blob_that_does_not_fit_fails_its_tag_before_filling_the_disk(
     before = free_bytes(root)
     sync = runner(small_site, live_server, "app")
     record = sync.run()
-    sync.close()
 
     assert record.status == "failed"
     assert len(record.errors) == 1 and record.errors[0].startswith("app:big: not enough space")
     assert [t.tag for t in browse.tags(small_site, "app")] == ["small"]
     assert free_bytes(root) > before - (4 << 20)  # the big layer never began to arrive
+    # Every tag of a run failing for want of room is not the parent being unreachable.
+    alone = sync.run("stage", only=[("app", "big")])
+    sync.close()
+    assert alone.status == "failed" and alone.details["parent_reachable"] is True
 
 
 @pytest.fixture

@@ -289,11 +289,8 @@ class SyncPass:
         self._stop_if_asked()
         self.count(repository, tags_checked=1)
         try:
-            digest = self.copy(repository, tag)
-            self.report.parent_answered = True
-            return digest, ""
+            return self.copy(repository, tag), ""
         except TagGone as exc:  # the tag went between the list and now
-            self.report.parent_answered = True
             if not gone_is_error:
                 return None, ""
             error = str(exc)
@@ -329,10 +326,12 @@ class SyncPass:
             try:
                 top = self.parent.get_manifest(repository, tag)
             except ParentNotFound:
+                self.report.parent_answered = True
                 raise TagGone(f"{repository}:{tag} is not on the parent") from None
             digest = top.digest
         else:
             head = self.parent.head_manifest(repository, tag)
+            self.report.parent_answered = True
             if head is None:
                 raise TagGone(f"{repository}:{tag} is not on the parent")
             if local == head.digest:
@@ -341,6 +340,7 @@ class SyncPass:
                     self._commit(since, {})
                 return head.digest
             digest = head.digest
+        self.report.parent_answered = True  # whatever fails next (the disk, say)
         self.count(repository, tags_changed=1)
         image = self._manifests.gather(repository, tag, digest, top)
         self._commit(image, {tag: digest})
