@@ -128,7 +128,9 @@ class SyncRunner:
 
     def _referrers_api(self) -> bool | None:
         """What the last run learned of the parent's referrers API (None: nothing)."""
-        for run in self.store.sync_runs.recent(10):
+        with self.store.snapshot():
+            runs = self.store.sync_runs.recent(10)
+        for run in runs:
             known = run.details.get("referrers_api")
             if isinstance(known, bool):
                 return known
