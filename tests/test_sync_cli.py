@@ -15,7 +15,7 @@ from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, free_port, put_on_parent
 from test_sync_reference import cli
 
-from console.commands.sync import WINDOW_CLOSED_EXIT, ProgressPrinter
+from console.commands.sync import WINDOW_CLOSED_EXIT, ProgressPrinter, conflict_text
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
 from registry_core.events import RepositoryProgress, SyncFinished, SyncProgress
@@ -224,3 +224,24 @@ def test_the_line_in_place_never_wraps() -> None:
     printer(progress(6, RepositoryProgress(repository=long_name, state="syncing")))
     [line] = terminal.screen()
     assert line.startswith(f"sync run 6 · {long_name[:20]}") and len(line) == 79
+
+
+@pytest.mark.parametrize(
+    ("conflict", "said"),
+    [
+        ({"repository": "app", "tag": "v1", "local": "sha256:" + "a" * 64,
+          "parent": "sha256:" + "d" * 64, "kept": "parent"},
+         "app:v1 moved here (sha256:aaaaaaaaaaaa…) and on the parent (sha256:dddddddddddd…): "
+         "the parent's kept; the local manifest stays by digest"),
+        ({"repository": "app", "tag": "v1", "local": "sha256:" + "a" * 64, "parent": "",
+          "kept": "parent"},
+         "app:v1 deleted on the parent: untagged here; sha256:aaaaaaaaaaaa… stays by digest"),
+        ({"repository": "app", "tag": "v1", "local": "sha256:" + "a" * 64, "parent": "",
+          "kept": "local", "reason": "pinned by stage release-7"},
+         "app:v1 deleted on the parent, kept here (sha256:aaaaaaaaaaaa…): pinned by stage "
+         "release-7"),
+    ],
+)
+def test_each_kind_of_conflict_reads_plainly(conflict: dict[str, str], said: str) -> None:
+    """The entries the run record holds (registry_core/sync/engine.py and reconcile.py)."""
+    assert conflict_text(conflict) == said

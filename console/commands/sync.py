@@ -334,15 +334,21 @@ def run_summary(record: SyncRunRecord) -> str:
 
 
 def conflict_text(conflict: dict[str, Any]) -> str:
-    """`app:v1 moved here (sha256:abc…) and on the parent (sha256:def…): the parent's kept;
-    the local manifest stays by digest` (a ReadWrite tag moved on both sides)."""
-    kept = str(conflict.get("kept", "parent"))
-    text = (f"{conflict.get('repository', '?')}:{conflict.get('tag', '?')} moved here "
-            f"({short(conflict.get('local'))}) and on the parent "
+    """One ReadWrite conflict as the run record names it: a tag moved on both sides (`app:v1
+    moved here (sha256:abc…) and on the parent (sha256:def…): the parent's kept; the local
+    manifest stays by digest`), or deleted on the parent (followed here, or kept, and why)."""
+    name = f"{conflict.get('repository', '?')}:{conflict.get('tag', '?')}"
+    local, kept = short(conflict.get("local")), str(conflict.get("kept", "parent"))
+    reason = f": {conflict['reason']}" if conflict.get("reason") else ""
+    if not conflict.get("parent"):
+        if kept == "local":
+            return f"{name} deleted on the parent, kept here ({local}){reason}"
+        return f"{name} deleted on the parent: untagged here; {local} stays by digest"
+    text = (f"{name} moved here ({local}) and on the parent "
             f"({short(conflict.get('parent'))}): the {kept}'s kept")
     if kept == "parent":
         text += "; the local manifest stays by digest"
-    return text
+    return text + reason
 
 
 def short(digest: object) -> str:

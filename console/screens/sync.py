@@ -197,11 +197,12 @@ def pushed_note(record: SyncRunRecord) -> str:
 
 
 def conflicts_note(record: SyncRunRecord) -> str:
-    """ReadWrite tags moved on both sides, for the end-of-run toast ("" when none)."""
+    """ReadWrite tags changed on both sides (moved, or deleted on the parent), for the
+    end-of-run toast ("" when none); `edge-console sync status` names each."""
     if not record.conflicts:
         return ""
-    return (f"; {plural(len(record.conflicts), 'conflict')}: the parent's tag kept, the local "
-            "manifest stays by digest")
+    return (f"; {plural(len(record.conflicts), 'conflict')} with the parent (a tag changed on "
+            "both sides)")
 
 
 def plural(count: int, noun: str) -> str:
@@ -427,7 +428,7 @@ class SyncView(StagingMixin, View):
         )
         text.append(size(live.bytes_copied), style=self.style("success", bold=True))
         if live.conflicts:
-            text.append(f" · {plural(live.conflicts, 'conflict')} (the parent's kept)",
+            text.append(f" · {plural(live.conflicts, 'conflict')} with the parent",
                         style=self.style("warning", bold=True))
         if live.errors:
             more = f" (and {len(live.errors) - 1} more)" if len(live.errors) > 1 else ""
@@ -467,7 +468,7 @@ class SyncView(StagingMixin, View):
         table.clear()
         for record in history:
             status = Text(record.status, style=self.role_style(RUN_ROLES, record.status))
-            if record.conflicts:  # the run succeeded, but a tag went the parent's way
+            if record.conflicts:  # it may have succeeded, but a tag changed on both sides
                 status.append(f" · {plural(len(record.conflicts), 'conflict')}",
                               style=self.style("warning"))
             errors = Text(str(len(record.errors)), style=self.style("error")) \

@@ -191,11 +191,11 @@ async def test_a_read_write_conflict_shows_in_the_toast_history_and_live_line(
         assert record.status == "succeeded" and len(record.conflicts) == 1, record.errors
         toast = [n for n in app._notifications if n.title == "Sync"][-1]
         assert toast.severity == "warning"
-        assert "1 conflict: the parent's tag kept" in toast.message
+        assert "; 1 conflict with the parent (a tag changed on both sides)." in toast.message
         await wait_for(pilot, lambda: view.history_table.row_count == 1 and str(
             view.history_table.get_row_at(0)[2]) == "succeeded · 1 conflict",
                        what="the history read again")
-        assert "1 conflict (the parent's kept)" in shown(view, "#sync-live")
+        assert " · 1 conflict with the parent" in shown(view, "#sync-live")
     assert str(site.get_manifest("shop/app", "v1").digest) == theirs
     assert str(site.get_manifest("shop/app", ours).digest) == ours  # still here by digest
 
