@@ -4,13 +4,14 @@ and the scheduler goes on after such a run."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagebuilder import ImageSpec, write_oci_image, write_random_image
+from imagebuilder import ImageSpec, make_layer, write_oci_image, write_random_image
 from support import LiveServer, free_port, put_on_parent
 from test_e2e_diskfull import VOLUME_MIB, free_bytes, mount_tmpfs
 
@@ -48,12 +49,13 @@ def small_site(tmp_path: Path) -> Iterator[Registry]:
         subprocess.run(["umount", str(tmp_path / "volume")], check=False)
 
 
-def runner(site: Registry, server: LiveServer, repository: str) -> SyncRunner:
+def runner(site: Registry, server: LiveServer, repository: str,
+           parallel: int = 2) -> SyncRunner:
     def connect() -> ParentClient:
         return ParentClient(server.address, server.username, server.password,
                             ca_file=server.cert_dir / "ca.crt")
 
-    return SyncRunner(site, connect, Scope((repository,)), parallel=2)
+    return SyncRunner(site, connect, Scope((repository,)), parallel=parallel)
 
 
 def test_a_blob_that_does_not_fit_fails_its_tag_before_filling_the_disk(
@@ -124,3 +126,27 @@ def test_a_disk_error_is_recorded_and_the_scheduler_goes_on(
     finally:
         scheduler.stop()
     assert scheduled.get_manifest("app", "v1")
+
+
+def test_blobs_that_fit_alone_but_not_together_fail_one_tag_and_give_the_room_back(
+    live_server: LiveServer, small_site: Registry, tmp_path: Path
+) -> None:
+    """Two layers, each 60% of the free space, downloaded at once (with the config: three
+    transfers, parallel=3): each passes
+    the room check, together they fill the volume. The one that runs out fails its tag with
+    the reason in one line and its bytes are removed; the other waits in sync/partial."""
+    root = small_site.datadir.root
+    size = int(free_bytes(root) * 0.6)
+    image = write_oci_image(tmp_path / "wide", ImageSpec(tag="w", layers=(
+        make_layer(os.urandom(size)), make_layer(os.urandom(size)))))
+    put_on_parent(live_server.service.registry, "app", image, "wide")
+    sync = runner(small_site, live_server, "app", parallel=3)
+    record = sync.run()
+    sync.close()
+
+    assert record.status == "failed" and len(record.errors) == 1
+    assert record.errors[0].startswith((
+        "app:wide: no space left on device while downloading blob sha256:",
+        "app:wide: not enough space"))  # if one layer was down before the other was checked
+    assert "\n" not in record.errors[0]
+    assert free_bytes(root) > size // 2  # one layer's bytes at most are kept

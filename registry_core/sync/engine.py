@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from registry_core import browse
-from registry_core.errors import EdgeError
+from registry_core.errors import EdgeError, StorageFull
 from registry_core.identity import SYNC
 from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
 from registry_core.manifests import Manifest, parse_manifest
@@ -453,8 +453,12 @@ class _Blobs:
         def arrived(count: int) -> None:
             self.sync.count(repository, tell=True, bytes_copied=count)
 
-        with refused_when_full(f"downloading blob {digest}"):
-            self.sync.parent.fetch_blob(repository, digest, target, size, arrived)
+        try:
+            with refused_when_full(f"downloading blob {digest}"):
+                self.sync.parent.fetch_blob(repository, digest, target, size, arrived)
+        except StorageFull:
+            target.unlink(missing_ok=True)  # no room to finish it: the bytes go back
+            raise
         self.sync.count(repository, blobs_copied=1)
         return IngestBlob(parse_digest(digest), size, target)
 
