@@ -48,21 +48,25 @@ def run_interruptibly(work: Callable[[], T], on_interrupt: Callable[[], None],
     work to stop) and waits for the work to end. Returns its result, or raises its error."""
     result: list[T] = []
     error: list[BaseException] = []
+    done = threading.Event()
 
     def body() -> None:
         try:
             result.append(work())
         except BaseException as exc:
             error.append(exc)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=body, name=name)
-    worker.start()
+    # Waited on an Event, not Thread.join: on Python 3.11 a ctrl-c inside join() can mark a
+    # thread that is still running as stopped, and the next join() returns at once.
+    threading.Thread(target=body, name=name, daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         on_interrupt()
-        worker.join()
+        done.wait()
     if error:
         raise error[0]
     return result[0]

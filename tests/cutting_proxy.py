@@ -63,6 +63,10 @@ class CuttingProxy:
         """While set, new connections are accepted and closed at once (the link is down)."""
         self.refused = 0
         """Connections accepted and closed at once while `down` (tries to reach the parent)."""
+        self.flowing = threading.Event()
+        """While clear, bytes from upstream wait here (a stalled uplink: the client's read
+        blocks); set again, they go on."""
+        self.flowing.set()
         threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
 
     @property
@@ -134,6 +138,8 @@ class CuttingProxy:
                     limit = None
                 if limit is not None:
                     data = data[: limit - passed]
+                if downstream:
+                    self.flowing.wait()
                 target.sendall(data)
                 passed += len(data)
                 with self._lock:

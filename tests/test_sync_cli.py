@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cutting_proxy import CuttingProxy
 from imagebuilder import ImageSpec, write_oci_image
 from support import LiveServer, free_port, put_on_parent
-from test_sync_reference import cli
+from test_sync_reference import ROOT, cli
 
 from console.commands.sync import WINDOW_CLOSED_EXIT, ProgressPrinter, conflict_text
 from registry_core.datadir import DataDir
@@ -22,6 +28,8 @@ from registry_core.events import RepositoryProgress, SyncFinished, SyncProgress
 from registry_core.registry import Registry
 
 pytestmark = pytest.mark.socket
+
+HANG_GUARD = 60.0
 
 
 @pytest.fixture
@@ -33,10 +41,12 @@ def site(tmp_path: Path) -> DataDir:
     return data
 
 
-def configure(site: DataDir, parent: LiveServer, *options: str) -> None:
+def configure(site: DataDir, parent: LiveServer, *options: str,
+              endpoint: str | None = None) -> None:
     text = (f"ConnectedRegistryName=site-01;SyncTokenName={parent.username};"
             f"SyncTokenPassword={parent.password};"
-            f"ParentGatewayEndpoint=127.0.0.1:{parent.port};ParentEndpointProtocol=https\n")
+            f"ParentGatewayEndpoint={endpoint or f'127.0.0.1:{parent.port}'};"
+            "ParentEndpointProtocol=https\n")
     result = cli(site, "sync", "configure", "--connection-string-file", "-", "--parent-ca",
                  str(parent.cert_dir / "ca.crt"), "--repository", "shop/*", *options,
                  stdin=text)
@@ -245,3 +255,48 @@ def test_the_line_in_place_never_wraps() -> None:
 def test_each_kind_of_conflict_reads_plainly(conflict: dict[str, str], said: str) -> None:
     """The entries the run record holds (registry_core/sync/engine.py and reconcile.py)."""
     assert conflict_text(conflict) == said
+
+
+@pytest.mark.parametrize("command", [["sync", "run", "--json"], ["stage", "shop/web:v1", "--json"]])
+def test_ctrl_c_cancels_at_the_next_blob_boundary(
+    live_server: LiveServer, site: DataDir, tmp_path: Path, command: list[str]
+) -> None:
+    put_on_parent(live_server.service.registry, "shop/web",
+                  write_oci_image(tmp_path / "plain", ImageSpec(tag="v1")), "v1")
+    with CuttingProxy(("127.0.0.1", live_server.port)) as link:
+        configure(site, live_server, endpoint=link.address)
+        link.flowing.clear()  # the parent's answers wait: the run is under way, stalled
+        process = subprocess.Popen(
+            [sys.executable, "-m", "console", "--data-dir", str(site.root), *command],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.extend(process.stderr or ()))
+        reader.start()
+        try:
+            wait_until(lambda: link.bytes_to_upstream > 0, "a request to the parent")
+            process.send_signal(signal.SIGINT)
+            wait_until(lambda: any("cancelling" in line for line in said), "the cancel")
+            link.flowing.set()
+            out = process.stdout.read() if process.stdout else ""
+            process.wait(timeout=HANG_GUARD)
+        finally:
+            link.flowing.set()
+            process.kill()
+            reader.join()
+    assert process.returncode == 1, "".join(said)
+    assert out.strip(), "".join(said)
+    shown = json.loads(out)
+    record = shown if command[0] == "sync" else shown["run"]
+    assert record["status"] == "cancelled"
+    registry = Registry(site)
+    try:
+        assert "shop/web" not in registry.catalog().items  # nothing half-synced is visible
+    finally:
+        registry.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from console.cli_support import emit, fail, open_registry
-from console.commands.sync import progress_on_stderr
+from console.commands.sync import with_progress
 from registry_core.durations import parse_duration
 from registry_core.errors import EdgeError, NameInvalid
 from registry_core.identity import CONSOLE
@@ -76,9 +76,8 @@ def _stage(args: argparse.Namespace, registry: Registry, pairs: list[tuple[str, 
     expires = None if expires_in is None else time.time() + expires_in
     runner = open_runner(registry)
     try:
-        with progress_on_stderr(runner):
-            record, items = staging.stage(registry, runner, pairs, args.stage, expires,
-                                           who=CONSOLE)
+        record, items = with_progress(runner, lambda: staging.stage(
+            registry, runner, pairs, args.stage, expires, who=CONSOLE))
     finally:
         runner.close()
     lines = [_item_line(i) for i in items]

@@ -13,10 +13,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import humanize
 
@@ -47,6 +47,8 @@ from registry_core.sync.runner import SyncRunner, open_runner
 from registry_core.sync.schedule import SyncSchedule
 from registry_core.sync.settings import SyncSettings, configure, load_settings
 from registry_core.sync.status import SyncStatus, read_status
+
+T = TypeVar("T")
 
 WINDOW_CLOSED_EXIT = 3
 """`sync run` outside the sync window: nothing ran (1 is a run that failed or was cancelled)."""
@@ -193,15 +195,21 @@ def _span(seconds: float) -> str:
 
 
 def _run_interruptibly(runner: SyncRunner, until: float | None) -> SyncRunRecord:
+    try:
+        return with_progress(runner, lambda: runner.run("manual", until))
+    finally:
+        runner.close()
+
+
+def with_progress(runner: SyncRunner, work: Callable[[], T]) -> T:
+    """`work` (a pass of `runner`: a sync run, a stage) with its progress on standard error;
+    ctrl-c cancels it at the next blob boundary."""
     def cancel() -> None:
         print("\ncancelling at the next blob boundary...", file=sys.stderr, flush=True)
         runner.cancel.set()
 
-    try:
-        with progress_on_stderr(runner):
-            return run_interruptibly(lambda: runner.run("manual", until), cancel, "sync-cli")
-    finally:
-        runner.close()
+    with progress_on_stderr(runner):
+        return run_interruptibly(work, cancel, "sync-cli")
 
 
 class ProgressPrinter:
