@@ -23,11 +23,14 @@ from imagebuilder import REF_NAME, BuiltImage
 
 from registry_core.access.credentials import read_credentials
 from registry_core.datadir import DataDir
+from registry_core.enablement import enable
 from registry_core.identity import CONSOLE
 from registry_core.ingest import IngestBlob, IngestManifest
 from registry_core.reference import Digest, digest_bytes
 from registry_core.registry import Registry
 from registry_core.service import RegistryService
+from registry_core.sync.connection import parse_connection_string
+from registry_core.sync.settings import configure
 
 
 def free_port() -> int:
@@ -165,3 +168,19 @@ def put_on_parent(parent: Registry, repository: str, image: BuiltImage, tag: str
         manifests.append(IngestManifest(image.body, image.media_type))
     parent.ingest.commit(repository, list(blobs.values()), manifests, {tag: image.digest},
                          who=CONSOLE)
+
+
+def connected_site(root: Path, parent: LiveServer, endpoint: str | None = None,
+                   **settings: Any) -> DataDir:
+    """An enabled data dir configured as a connected registry of `parent` (reached at
+    `endpoint`, e.g. a proxy's, when given), for `shop/*` unless `settings` say otherwise."""
+    datadir = DataDir(root)
+    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
+           port=free_port())
+    connection = parse_connection_string(
+        f"ConnectedRegistryName=edgesite1;SyncTokenName={parent.username};"
+        f"SyncTokenPassword={parent.password};"
+        f"ParentGatewayEndpoint={endpoint or parent.address};ParentEndpointProtocol=https")
+    configure(datadir, connection=connection, parent_ca=parent.cert_dir / "ca.crt",
+              **{"repositories": ["shop/*"], **settings})
+    return datadir

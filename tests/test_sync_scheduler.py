@@ -14,15 +14,12 @@ from typing import TypeVar
 import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import ImageSpec, write_oci_image
-from support import LiveServer, free_port, put_on_parent
+from support import LiveServer, connected_site, put_on_parent
 
-from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
-from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.scheduler import SyncScheduler, retry_delay
-from registry_core.sync.settings import configure, load_settings
+from registry_core.sync.settings import load_settings
 from registry_core.sync.status import read_status
 
 pytestmark = pytest.mark.socket
@@ -55,18 +52,10 @@ def link(live_server: LiveServer) -> Iterator[CuttingProxy]:
 def nightly_site(tmp_path: Path, live_server: LiveServer, link: CuttingProxy) -> Iterator[Registry]:
     """A connected registry whose daily window (PT3H) opened this minute, reaching the parent
     through `link`."""
-    datadir = DataDir(tmp_path / "site")
-    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
-           port=free_port())
-    connection = parse_connection_string(
-        f"ConnectedRegistryName=edgesite1;SyncTokenName={live_server.username};"
-        f"SyncTokenPassword={live_server.password};"
-        f"ParentGatewayEndpoint={link.address};ParentEndpointProtocol=https")
     opened = datetime.now().astimezone()
-    configure(datadir, connection=connection, parent_ca=live_server.cert_dir / "ca.crt",
-              repositories=["shop/*"], schedule=f"{opened.minute} {opened.hour} * * *",
-              window="PT3H")
-    registry = Registry(datadir)
+    registry = Registry(connected_site(
+        tmp_path / "site", live_server, link.address,
+        schedule=f"{opened.minute} {opened.hour} * * *", window="PT3H"))
     yield registry
     registry.close()
 

@@ -12,17 +12,13 @@ from pathlib import Path
 import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import ImageSpec, write_oci_image
-from support import LiveServer, free_port, put_on_parent
+from support import LiveServer, connected_site, put_on_parent
 from test_sync_staging import as_json, cli
 
-from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.sync import staging
-from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.runner import open_runner
-from registry_core.sync.settings import configure
 
 pytestmark = pytest.mark.socket
 
@@ -36,16 +32,7 @@ def link(live_server: LiveServer) -> Iterator[CuttingProxy]:
 @pytest.fixture
 def site(tmp_path: Path, live_server: LiveServer, link: CuttingProxy) -> Iterator[Registry]:
     """A connected registry that reaches the live server through `link`."""
-    datadir = DataDir(tmp_path / "site")
-    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
-           port=free_port())
-    connection = parse_connection_string(
-        f"ConnectedRegistryName=edgesite1;SyncTokenName={live_server.username};"
-        f"SyncTokenPassword={live_server.password};"
-        f"ParentGatewayEndpoint={link.address};ParentEndpointProtocol=https")
-    configure(datadir, connection=connection, parent_ca=live_server.cert_dir / "ca.crt",
-              repositories=["shop/*"])
-    registry = Registry(datadir)
+    registry = Registry(connected_site(tmp_path / "site", live_server, link.address))
     yield registry
     registry.close()
 

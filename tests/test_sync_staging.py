@@ -16,19 +16,17 @@ from typing import Any
 
 import pytest
 from imagebuilder import ImageSpec, write_oci_image
-from support import LiveServer, free_port, put_on_parent, start_live_server
+from support import LiveServer, connected_site, put_on_parent, start_live_server
 from test_gc import push_image, rand
 
 from registry_core.access.audit import AuditFilter
 from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.errors import Pinned, SyncInProgressError
 from registry_core.gc import GarbageCollector
 from registry_core.identity import CONSOLE, Identity, admin
 from registry_core.registry import Registry
 from registry_core.store.stages import StageItem
 from registry_core.sync import staging
-from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.engine import Parent
 from registry_core.sync.runner import open_runner
 from registry_core.sync.settings import configure
@@ -40,16 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def site(tmp_path: Path, live_server: LiveServer) -> Iterator[Registry]:
     """A connected registry whose parent is the live server."""
-    datadir = DataDir(tmp_path / "site")
-    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
-           port=free_port())
-    connection = parse_connection_string(
-        f"ConnectedRegistryName=edgesite1;SyncTokenName={live_server.username};"
-        f"SyncTokenPassword={live_server.password};"
-        f"ParentGatewayEndpoint={live_server.address};ParentEndpointProtocol=https")
-    configure(datadir, connection=connection, parent_ca=live_server.cert_dir / "ca.crt",
-              repositories=["shop/*"])
-    registry = Registry(datadir)
+    registry = Registry(connected_site(tmp_path / "site", live_server))
     yield registry
     registry.close()
 
