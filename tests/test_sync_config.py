@@ -471,7 +471,8 @@ def record(status: str, run_id: int = 1) -> SyncRunRecord:
     (True, False, ["cancelled", "succeeded"], "Online"),
     (True, False, ["failed", "succeeded"], "Offline"),
     (True, False, ["failed", "failed", "succeeded"], "Offline"),
-    (True, False, ["failed", "cancelled", "failed", "failed"], "Unhealthy"),
+    (True, False, ["failed", "cancelled", "failed", "failed"], "Offline"),  # the uplink
+    (True, False, ["failed+", "failed", "failed"], "Unhealthy"),
     (True, False, ["failed+", "succeeded"], "Online"),
     (True, False, ["failed+", "failed+", "failed+"], "Unhealthy"),
     (True, False, ["failed", "failed+", "succeeded"], "Offline"),
@@ -644,13 +645,15 @@ def test_a_non_utf8_file_is_refused(data: Path, tmp_path: Path) -> None:
 
 
 def add_runs(data: Path, *outcomes: tuple[str, list[str]]) -> None:
-    """Finished runs in the real store, oldest first, as a sync would leave them."""
+    """Finished runs in the real store, oldest first, as a sync would leave them ('failed+':
+    failed with the parent answering, as `record` has it)."""
     store = Store(DataDir(data).database)
     try:
         for status, errors in outcomes:
             with store.exclusive():
                 run = store.sync_runs.create("schedule", "test")
-                run.status, run.errors, run.manifests_copied = status, errors, 3
+                run.status, run.errors, run.manifests_copied = status.rstrip("+"), errors, 3
+                run.details["parent_reachable"] = status != "failed"
                 store.sync_runs.save(run)
     finally:
         store.close()
@@ -667,7 +670,7 @@ def test_status_from_the_run_history(data: Path) -> None:
     assert last["manifests_copied"] == 3
     add_runs(data, ("failed", ["parent unreachable: connection refused"]))
     assert run_json(data, "sync", "status")["state"] == "Offline"
-    add_runs(data, ("cancelled", []), ("failed", ["x"]), ("failed", ["y"]))
+    add_runs(data, ("cancelled", []), ("failed+", ["x"]), ("failed+", ["y"]))
     unhealthy = run_json(data, "sync", "status")
     assert unhealthy["state"] == "Unhealthy"
     assert unhealthy["last_sync"] == online["last_sync"]

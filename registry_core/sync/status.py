@@ -25,14 +25,17 @@ from registry_core.sync.settings import SyncSettings
 
 STATES = ("Online", "Offline", "Syncing", "Unhealthy", "NotConfigured")
 UNHEALTHY_AFTER = 3
-"""Failed runs in a row (the newest ones) that make the state Unhealthy."""
+"""Failed runs in a row (the newest ones, the parent answering) that make the state
+Unhealthy."""
 FINISHED = ("succeeded", "failed", "stopped")
 """Run outcomes that say something about the parent ('cancelled' says nothing)."""
 
 
 def derive_state(configured: bool, running: bool, recent: Sequence[SyncRunRecord]) -> str:
     """One of STATES, from the newest runs first. A failed run counts as the parent being
-    unreachable unless its details say `parent_reachable: true` (errors on some tags)."""
+    unreachable unless its details say `parent_reachable: true` (errors on some tags): the
+    newest one unreachable is Offline however many came before (the uplink is the thing to
+    look at); Unhealthy is the parent answering and runs failing all the same."""
     if not configured:
         return "NotConfigured"
     if running:
@@ -40,16 +43,15 @@ def derive_state(configured: bool, running: bool, recent: Sequence[SyncRunRecord
     finished = [r for r in recent if r.status in FINISHED]
     if not finished:
         return "Offline"
+    newest = finished[0]
+    if newest.status == "failed" and newest.details.get("parent_reachable") is not True:
+        return "Offline"
     failures = 0
     for run in finished:
         if run.status != "failed":
             break
         failures += 1
-    if failures >= UNHEALTHY_AFTER:
-        return "Unhealthy"
-    if failures and finished[0].details.get("parent_reachable") is not True:
-        return "Offline"
-    return "Online"
+    return "Unhealthy" if failures >= UNHEALTHY_AFTER else "Online"
 
 
 @dataclass(frozen=True)
