@@ -27,6 +27,7 @@ from registry_core.registry import Registry
 from registry_core.sync.client import ParentClient
 from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.engine import Scope
+from registry_core.sync.progress import from_details
 from registry_core.sync.reconcile import decide
 from registry_core.sync.runner import SyncRunner
 from registry_core.sync.settings import configure
@@ -328,6 +329,10 @@ def test_progress_events_carry_each_repository_of_a_real_run(
     states = [(r.repository, r.state) for e in seen for r in e.repositories]
     assert ("shop/db", "syncing") in states and ("shop/web", "syncing") in states
     assert ("shop/web", "waiting") in states
+    # The record keeps them, as saved on each heartbeat: another process shows them from it.
+    with site.store.snapshot():
+        saved = site.store.sync_runs.get(record.id)
+    assert saved is not None and from_details(saved.details) == seen[-1].repositories
 
 
 # ---- referrers pushed after the image --------------------------------------------------------

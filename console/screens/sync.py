@@ -42,6 +42,7 @@ from registry_core.events import (
 )
 from registry_core.store.stages import StageItem
 from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.progress import from_details
 from registry_core.sync.runner import SyncRunner, open_runner
 from registry_core.sync.settings import load_settings
 from registry_core.sync.status import SyncStatus, read_status
@@ -119,12 +120,14 @@ class SyncLive:
     def from_record(cls, record: SyncRunRecord, *, elsewhere: bool = False,
                     before: SyncLive | None = None) -> SyncLive:
         same = before is not None and before.run_id == record.id
+        repositories = from_details(record.details)  # saved on each heartbeat
+        if not repositories and same and before is not None:
+            repositories = before.repositories
         return cls(
             record.id, record.status, "", int(record.details.get("tags_checked", 0)),
             int(record.details.get("tags_changed", 0)), record.manifests_copied,
             record.blobs_copied, record.bytes_copied, tuple(record.errors), elsewhere,
-            repositories=before.repositories if same and before is not None else (),
-            conflicts=len(record.conflicts),
+            repositories=repositories, conflicts=len(record.conflicts),
         )
 
     @property

@@ -7,9 +7,11 @@ repository began or ended (always worth an event), not urgent for a tag copied o
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from registry_core.events import RepositoryProgress
 
@@ -80,3 +82,19 @@ class RepositoryCounts:
     def _tell(self, urgent: bool) -> None:
         if self._notify is not None:
             self._notify(urgent)
+
+
+def to_details(repositories: Iterable[RepositoryProgress]) -> list[dict[str, Any]]:
+    """The repositories as a run record's details keep them (`repositories`): saved on each
+    heartbeat, so that another process shows a run's repositories too."""
+    return [dataclasses.asdict(r) for r in repositories]
+
+
+def from_details(details: dict[str, Any]) -> tuple[RepositoryProgress, ...]:
+    """The repositories a run record's details keep (none in records of earlier versions)."""
+    known = {f.name for f in dataclasses.fields(RepositoryProgress)}
+    return tuple(
+        RepositoryProgress(**{k: v for k, v in item.items() if k in known})
+        for item in details.get("repositories", ())
+        if isinstance(item, dict) and "repository" in item and "state" in item
+    )

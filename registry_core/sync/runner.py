@@ -21,6 +21,7 @@ from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Parent, PassReport, Scope, SyncPass
 from registry_core.sync.errors import ParentError, ParentUnreachable
+from registry_core.sync.progress import to_details
 from registry_core.sync.settings import SyncSettings, load_settings
 
 log = logging.getLogger("edge_registry.sync")
@@ -87,6 +88,8 @@ class SyncRunner:
         except (EdgeError, OSError) as exc:
             self._failed(record, sync_pass, exc)
         finally:
+            if sync_pass is not None:
+                record.details["repositories"] = to_details(sync_pass.repositories.snapshot())
             if parent is not None:
                 if parent.referrers_api is not None:
                     record.details["referrers_api"] = parent.referrers_api
@@ -142,6 +145,7 @@ class SyncRunner:
     def _publish(self, record: SyncRunRecord, sync_pass: SyncPass) -> None:
         """Heartbeat with the counters so far; a cancel asked by another process."""
         self._fill_counts(record, sync_pass.report)
+        record.details["repositories"] = to_details(sync_pass.repositories.snapshot())
         with self.store.exclusive():
             self.store.sync_runs.save(record)
             cancel = self.store.sync_runs.cancel_requested(record.id)

@@ -28,6 +28,7 @@ from registry_core.events import (
     SyncStarted,
 )
 from registry_core.registry import Registry
+from registry_core.sync.progress import to_details
 from registry_core.sync.settings import configure
 
 pytestmark = pytest.mark.socket
@@ -228,3 +229,29 @@ async def show_live_run(pilot: Pilot[Any]) -> None:
 
 def test_sync_live_repositories(snap_compare: Any, snapshot_app: EdgeConsoleApp) -> None:
     assert snap_compare(snapshot_app, terminal_size=(120, 40), run_before=show_live_run)
+
+
+async def test_a_run_of_another_process_shows_its_repositories_from_its_row(
+    site: Registry,
+) -> None:
+    """Another process's run has no events here: its row keeps the repositories (saved on
+    each heartbeat, as the runner does), and the screen reads them from it."""
+    store = site.store
+    with store.exclusive():
+        other = store.sync_runs.create("schedule", "other-host:4242")
+        other.details["repositories"] = to_details((
+            RepositoryProgress(repository="shop/web", state="done", tags_total=3,
+                               tags_checked=3, tags_changed=1, manifests_copied=1,
+                               blobs_copied=2, bytes_copied=2 << 20),
+            RepositoryProgress(repository="shop/db", state="syncing", tags_total=4,
+                               tags_checked=1),
+        ))
+        store.sync_runs.save(other)
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_sync(pilot)
+        await wait_for(pilot, lambda: len(repository_rows(view)) == 2, what="the repositories")
+        assert view.live.elsewhere
+        rows = repository_rows(view)
+        assert rows["shop/web"] == ("done", "3/3", "1", "1", "2", "2.0 MiB", "")
+        assert rows["shop/db"][:2] == ("syncing", "1/4")
