@@ -22,6 +22,7 @@ from test_gc import push_image, rand
 from registry_core.access.audit import AuditFilter
 from registry_core.datadir import DataDir
 from registry_core.errors import Pinned, SyncInProgressError
+from registry_core.events import SyncProgress
 from registry_core.gc import GarbageCollector
 from registry_core.identity import CONSOLE, Identity, admin
 from registry_core.registry import Registry
@@ -53,6 +54,34 @@ def cli(data: DataDir, *args: str) -> subprocess.CompletedProcess[str]:
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
+
+
+def test_images_wait_pending_until_a_transfer_slot_takes_them(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """One transfer at a time: while the first image is pulled the second is still pending
+    (seen at the first repository's end, which comes before the second begins)."""
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    for repository in ("shop/web", "shop/db"):
+        put_on_parent(live_server.service.registry, repository, image, "v1")
+    seen: list[dict[str, str]] = []
+
+    def look(event: SyncProgress) -> None:
+        with site.store.snapshot():
+            seen.append({i.repository: i.status for i in site.store.stages.items("window-7")})
+
+    subscription = site.events.subscribe(look, SyncProgress)
+    runner = open_runner(site)
+    runner.parallel = 1
+    try:
+        _, items = staging.stage(site, runner, [("shop/web", "v1"), ("shop/db", "v1")],
+                                 "window-7", who=CONSOLE)
+    finally:
+        runner.close()
+        subscription.close()
+    assert seen[0] == {"shop/web": "pending", "shop/db": "pending"}  # nothing begun yet
+    assert {"shop/web": "staged", "shop/db": "pending"} in seen
+    assert [i.status for i in items] == ["staged", "staged"]
 
 
 def test_staged_images_are_pinned_through_a_gc_until_released(

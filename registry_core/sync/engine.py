@@ -256,9 +256,11 @@ class SyncPass:
             })
 
     def run_tags(self, pairs: list[tuple[str, str]],
-                 on_tag: Callable[[str, str, str | None, str], None]) -> PassReport:
-        """Copy these `repository:tag` now, whatever the scope (staging); `on_tag(repository,
-        tag, digest, error)` after each: the parent's digest, or None and why not."""
+                 on_tag: Callable[[str, str, str | None, str], None],
+                 on_begin: Callable[[str, str], None] | None = None) -> PassReport:
+        """Copy these `repository:tag` now, whatever the scope (staging); `on_begin(repository,
+        tag)` as each starts (the others wait for a transfer slot), `on_tag(repository, tag,
+        digest, error)` after each: the parent's digest, or None and why not."""
         self.partial.mkdir(parents=True, exist_ok=True, mode=0o700)
         left = Counter(r for r, _ in pairs)
         self.report.repositories = len(left)
@@ -267,6 +269,8 @@ class SyncPass:
 
         def one(pair: tuple[str, str]) -> None:
             try:
+                if on_begin is not None:
+                    on_begin(*pair)
                 digest, error = self._tag(*pair, gone_is_error=True)
                 on_tag(pair[0], pair[1], digest, error)
             finally:

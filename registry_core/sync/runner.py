@@ -59,10 +59,12 @@ class SyncRunner:
         self, trigger: str = "manual", until: float | None = None,
         only: list[tuple[str, str]] | None = None,
         on_tag: Callable[[str, str, str | None, str], None] | None = None,
+        on_begin: Callable[[str, str], None] | None = None,
     ) -> SyncRunRecord:
         """One pass; blocks until it ends. `until`: the window's end (the pass stops at a blob
         boundary then, status 'stopped'). `only`: just these (repository, tag), whatever the
-        scope, each reported to `on_tag` (staging). SyncInProgressError if another run is
+        scope, each reported to `on_begin` as it starts and to `on_tag` as it ends
+        (staging). SyncInProgressError if another run is
         under way."""
         self.cancel.clear()
         record = self.claim.claim(
@@ -83,7 +85,7 @@ class SyncRunner:
             if only is None:
                 report = sync_pass.run()
             else:
-                report = sync_pass.run_tags(only, on_tag or (lambda *_: None))
+                report = sync_pass.run_tags(only, on_tag or (lambda *_: None), on_begin)
             self._fill(record, report)
         except (EdgeError, OSError) as exc:
             self._failed(record, sync_pass, exc)

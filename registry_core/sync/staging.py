@@ -78,10 +78,14 @@ def stage(
     """Pull `pairs` from the parent now (one sync run, trigger 'stage') and pin them; each
     image's outcome is recorded in the audit log under `who`."""
     store = registry.store
-    with store.exclusive():
+    with store.exclusive():  # pending (again) until a transfer slot takes it
         items = {(r, t): store.stages.add(name, r, t, expires_at) for r, t in pairs}
         for item in items.values():
-            store.stages.set_status(item.id, "downloading")
+            store.stages.set_status(item.id, "pending")
+
+    def begun(repository: str, tag: str) -> None:
+        with store.exclusive():
+            store.stages.set_status(items[(repository, tag)].id, "downloading")
 
     def done(repository: str, tag: str, digest: str | None, error: str) -> None:
         item = items[(repository, tag)]
@@ -93,7 +97,7 @@ def stage(
         _verify(registry, item, digest, who)
 
     try:
-        record = runner.run("stage", only=pairs, on_tag=done)
+        record = runner.run("stage", only=pairs, on_tag=done, on_begin=begun)
     except EdgeError as exc:  # refused (another run under way): nothing is downloading
         _fail_unfinished(registry, list(items.values()), str(exc), who)
         raise

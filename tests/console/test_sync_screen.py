@@ -353,9 +353,9 @@ async def test_stage_images_from_the_dialog_shows_each_image_move_to_staged(
         modal = await stage_held(pilot, gate, "shop/web:v1,\n shop/gone:1", stage="release-7")
         assert not isinstance(app.screen, StageModal) and modal.is_attached is False
         await wait_for(pilot, lambda: stage_rows(view) == {
-            "shop/web:v1": ("release-7", "downloading", "-"),
-            "shop/gone:1": ("release-7", "downloading", "-"),
-        }, what="both images downloading")
+            "shop/web:v1": ("release-7", "pending", "-"),
+            "shop/gone:1": ("release-7", "pending", "-"),
+        }, what="both images pending (the run is held before any transfer)")
         assert not app.query_one("#sync-cancel").disabled
         with site.store.exclusive():  # what the core writes as an image moves on
             web = site.store.stages.items("release-7")[0]
@@ -388,7 +388,8 @@ async def test_quit_while_staging_does_not_wait(site: Registry, on_parent: Image
         assert not gate.release.is_set()
     finally:
         gate.close()
-    await abandoned_ends(lambda: site.store.stages.items()[0].status != "downloading", "stage")
+    await abandoned_ends(
+        lambda: site.store.stages.items()[0].status not in ("pending", "downloading"), "stage")
     item = site.store.stages.items()[0]
     assert item.status == "failed" and item.reason.endswith("cancelled")
 
