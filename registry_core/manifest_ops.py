@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from registry_core import pins
-from registry_core.access.audit import AuditLog
+from registry_core.access.audit import FAILED, AuditLog
 from registry_core.blobs import Blobs
 from registry_core.errors import (
     Denied,
@@ -17,6 +17,7 @@ from registry_core.errors import (
     ManifestUnknown,
     NameInvalid,
     NameUnknown,
+    Pinned,
     RegistryError,
 )
 from registry_core.events import EventBus, ManifestDeleted, ManifestPushed, TagMoved
@@ -235,19 +236,25 @@ class ManifestOps:
         repo_id = repository_id(self.store, name, missing=ManifestUnknown)
         self.blobs.ballast.release_if_low()
         guard = pins.overridden if override_pins else pins.enforced
-        with self.store.exclusive():
-            if not isinstance(ref, Digest):
-                untagged = self.store.catalog.delete_tag(repo_id, validate_tag(ref))
-                if untagged is None:
-                    raise ManifestUnknown(detail={"name": name, "reference": reference})
-                pin = guard(lambda: pins.refuse_untag(self.store, name, ref))  # rolls back
-                deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
-                self.audit.record(who, "tag.delete", repository=name, reference=ref,
-                                  detail={"digest": untagged, **pin})
-            else:
-                deleted, pin = self._delete_by_digest(repo_id, name, ref, guard)
-                self.audit.record(who, "manifest.delete", repository=name, reference=str(ref),
-                                  detail={"tags": list(deleted.tags), **pin})
+        action = "manifest.delete" if isinstance(ref, Digest) else "tag.delete"
+        try:
+            with self.store.exclusive():
+                if not isinstance(ref, Digest):
+                    untagged = self.store.catalog.delete_tag(repo_id, validate_tag(ref))
+                    if untagged is None:
+                        raise ManifestUnknown(detail={"name": name, "reference": reference})
+                    pin = guard(lambda: pins.refuse_untag(self.store, name, ref))  # rolls back
+                    deleted = DeletedManifest(name, parse_digest(untagged), (ref,))
+                    self.audit.record(who, action, repository=name, reference=ref,
+                                      detail={"digest": untagged, **pin})
+                else:
+                    deleted, pin = self._delete_by_digest(repo_id, name, ref, guard)
+                    self.audit.record(who, action, repository=name, reference=str(ref),
+                                      detail={"tags": list(deleted.tags), **pin})
+        except Pinned as exc:  # refused: the attempt is on record all the same
+            self.audit.record_now(who, action, repository=name, reference=str(ref),
+                                  result=FAILED, detail={"reason": str(exc)})
+            raise
         if isinstance(ref, Digest):
             self.events.emit(ManifestDeleted(identity=who.name, repository=name,
                                              digest=str(ref), tags=deleted.tags))

@@ -78,6 +78,10 @@ def test_deleting_a_pinned_manifest_is_refused(
     assert refused.value.detail["pinned_by"][0]["stage"] == "window-7"
     assert tags(registry, "web") == {"v1", "latest"}
     assert_pulls(registry, web)
+    registry.audit.flush()
+    [row] = registry.audit.query(AuditFilter(action="manifest.delete"), limit=10)
+    assert (row.principal, row.result, row.reference) == (CONSOLE.name, "failed", web.digest)
+    assert row.detail["reason"] == message  # the refused attempt is on record
 
 
 def test_a_manifest_carrying_a_pinned_tag_is_not_deleted(
