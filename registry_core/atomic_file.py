@@ -1,4 +1,5 @@
-"""Write a small file whole or not at all: keys, certificates, credentials, settings."""
+"""Write a small file whole or not at all (keys, certificates, credentials, settings), and
+make a directory entry outlive a power cut."""
 
 from __future__ import annotations
 
@@ -26,3 +27,12 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so that an entry made or renamed in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

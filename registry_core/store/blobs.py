@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from registry_core.atomic_file import fsync_dir
 from registry_core.errors import RegistryError
 from registry_core.reference import Digest, parse_digest, verify_digest
 from registry_core.store.full import refused_when_full
@@ -194,7 +195,7 @@ class BlobFiles:
         try:
             with refused_when_full("creating an upload"):
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                _fsync_dir(self.uploads_root)
+                fsync_dir(self.uploads_root)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -235,7 +236,7 @@ class BlobFiles:
         with refused_when_full("storing a blob"):
             _make_dirs(target.parent)
             os.replace(source, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         return True
 
     def write_bytes(self, data: bytes, digest: Digest) -> bool:
@@ -438,15 +439,7 @@ def _make_dirs(path: Path) -> None:
             directory.mkdir()
         except FileExistsError:
             continue
-        _fsync_dir(directory.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(directory.parent)
 
 
 def _names(folder: str) -> list[str]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from registry_core import browse
+from registry_core.atomic_file import fsync_dir
 from registry_core.manifests import OCI_INDEX, Manifest, parse_manifest
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
@@ -224,18 +225,10 @@ def _beside(destination: Path) -> Iterator[Path]:
         if destination.exists() or destination.is_symlink():
             destination.rename(old)
         temporary.rename(destination)
-        _fsync_directory(destination.parent)
+        fsync_dir(destination.parent)
         _remove(old)
     finally:
         _remove(temporary)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
