@@ -13,6 +13,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from registry_core.service import RegistryService
 from registry_core.sync.connection import parse_connection_string
 from registry_core.sync.settings import configure
 
+HANG_GUARD = 60.0
+"""Longest a test waits for something that should happen (a hang guard, not a timing)."""
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -184,3 +188,20 @@ def connected_site(root: Path, parent: LiveServer, endpoint: str | None = None,
     configure(datadir, connection=connection, parent_ca=parent.cert_dir / "ca.crt",
               **{"repositories": ["shop/*"], **settings})
     return datadir
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` until it holds; fail after the hang guard."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """The process is alive and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import ImageSpec, write_oci_image
-from support import LiveServer, free_port, put_on_parent
+from support import HANG_GUARD, LiveServer, free_port, put_on_parent, wait_until
 from test_sync_reference import ROOT, cli
 
 from console.commands.sync import WINDOW_CLOSED_EXIT, ProgressPrinter, conflict_text
@@ -29,7 +28,6 @@ from registry_core.registry import Registry
 
 pytestmark = pytest.mark.socket
 
-HANG_GUARD = 60.0
 
 
 @pytest.fixture
@@ -293,10 +291,3 @@ def test_ctrl_c_cancels_at_the_next_blob_boundary(
         assert "shop/web" not in registry.catalog().items  # nothing half-synced is visible
     finally:
         registry.close()
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)

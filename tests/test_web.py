@@ -13,8 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,15 @@ from typing import Any
 import httpx
 import pytest
 from imagebuilder import write_oci_image
-from support import LiveServer, free_port, put_on_parent, require_tool
+from support import (
+    HANG_GUARD,
+    LiveServer,
+    free_port,
+    put_on_parent,
+    require_tool,
+    running,
+    wait_until,
+)
 
 from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
@@ -36,7 +43,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-HANG_GUARD = 60.0
 """Seconds any awaited condition gets before the test fails (never a fixed sleep)."""
 REPOSITORY = "web/demo"
 
@@ -101,23 +107,6 @@ def console_children(parent: int) -> list[int]:
         if ppid == parent and b"console.web.app_process" in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_web(datadir: DataDir, server: LiveServer, *extra: str) -> WebFace:
