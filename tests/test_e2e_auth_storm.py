@@ -158,4 +158,7 @@ def test_wrong_password_storm_does_not_stall_the_loop(live_server: LiveServer) -
 
 
 def _password_threads() -> set[int]:
-    return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("password-check")}
+    """Idents of the password pool's threads that are running (a thread just started has
+    no ident yet; counting it as 0 counted one thread twice)."""
+    threads = threading.enumerate()
+    return {t.ident for t in threads if t.name.startswith("password-check") and t.ident}
