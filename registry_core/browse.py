@@ -63,6 +63,8 @@ class ManifestDetail:
     artifact_type: str | None
     image_created: str | None
     annotations: dict[str, str]
+    kept_because: str | None = None
+    """Why the sync keeps it from the GC (it lost its tag in a conflict), or None."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def manifest_detail(registry: Registry, name: str, digest: Digest | str) -> Mani
         artifact_type=row.artifact_type,
         image_created=row.image_created,
         annotations=row.annotations or {},
+        kept_because=registry.store.kept.reason(name, str(stored.digest)),
     )
 
 

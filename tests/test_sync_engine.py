@@ -21,8 +21,10 @@ from test_sync_client import push_referrer
 from registry_core import browse
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable
-from registry_core.errors import SyncInProgressError
+from registry_core.errors import BlobUnknown, SyncInProgressError
 from registry_core.events import Event, SyncFinished, SyncProgress, SyncStarted
+from registry_core.gc import GarbageCollector
+from registry_core.identity import CONSOLE
 from registry_core.registry import Registry
 from registry_core.sync.client import ParentClient
 from registry_core.sync.connection import parse_connection_string
@@ -223,6 +225,59 @@ def test_read_write_pushes_up_and_the_parent_wins_a_conflict(
     calm = sync.run()  # everything agrees now
     assert (calm.manifests_pushed, calm.details["tags_changed"], calm.conflicts) == (0, 0, [])
     sync.close()
+
+
+def test_the_local_side_of_a_conflict_outlives_a_gc_that_collects_untagged(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The parent wins a conflict; the local manifest, untagged by it, stays reachable by
+    digest even through a GC that collects untagged manifests, and says why. Deleted by digest,
+    its keep goes with it, and the next such GC collects what only it held."""
+    ours = write_oci_image(tmp_path / "ours", ImageSpec(tag="ours"))
+    theirs = write_oci_image(tmp_path / "theirs", ImageSpec(tag="theirs"))
+    put_on_parent(live_server.service.registry, "shop/app", theirs, "v1")
+    put_on_parent(site, "shop/app", ours, "v1")  # never agreed: a conflict
+    sync = runner(site, live_server, "shop/*", read_write=True)
+    assert [c["local"] for c in sync.run().conflicts] == [str(ours.digest)]
+    sync.close()
+
+    GarbageCollector(site).run(grace_period=0, delete_untagged=True)
+    detail = browse.manifest_detail(site, "shop/app", str(ours.digest))
+    assert detail.tags == ()
+    assert detail.kept_because == (
+        f"lost shop/app:v1 to the parent's {theirs.digest} in a sync conflict; "
+        "delete it by digest when no longer needed")
+    config = ours.manifests[0].config.digest
+    assert site.stat_blob("shop/app", config).size > 0
+
+    site.delete_manifest("shop/app", str(ours.digest), who=CONSOLE)
+    assert site.store.kept.reason("shop/app", str(ours.digest)) is None
+    GarbageCollector(site).run(grace_period=0, delete_untagged=True)
+    with pytest.raises(BlobUnknown):
+        site.stat_blob("shop/app", config)
+
+
+def test_a_conflict_whose_pull_fails_keeps_nothing(
+    live_server: LiveServer, site: Registry, tmp_path: Path
+) -> None:
+    """The uplink drops while the parent's side of a conflict comes down: the tag stays on the
+    local manifest, so the sync keeps nothing from the GC on its account."""
+    ours = write_oci_image(tmp_path / "ours", ImageSpec(tag="ours"))
+    theirs = write_oci_image(tmp_path / "theirs", ImageSpec(tag="theirs", layers=(
+        make_layer(os.urandom(2 << 20)),)))
+    put_on_parent(live_server.service.registry, "shop/app", theirs, "v1")
+    put_on_parent(site, "shop/app", ours, "v1")
+    with CuttingProxy(("127.0.0.1", live_server.port), cut_after=1 << 20) as proxy:
+        def connect() -> ParentClient:
+            return ParentClient(proxy.address, live_server.username, live_server.password,
+                                ca_file=live_server.cert_dir / "ca.crt", retries=0)
+
+        sync = SyncRunner(site, connect, Scope(("shop/*",)), read_write=True)
+        cut = sync.run()
+        sync.close()
+    assert cut.status == "failed" and cut.conflicts == []
+    assert site.get_manifest("shop/app", "v1").digest == ours.digest
+    assert site.store.kept.reason("shop/app", str(ours.digest)) is None
 
 
 @pytest.mark.parametrize(

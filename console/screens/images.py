@@ -528,6 +528,8 @@ class ImagesView(View):
             facts.add_row("Artifact type", detail.artifact_type)
         if detail.subject:
             facts.add_row("Subject", detail.subject)
+        if detail.kept_because:
+            facts.add_row("Kept", detail.kept_because)
         parts: list[RenderableType] = [facts]
         if detail.config is not None:
             parts.append(Text("\nConfig", style="bold underline"))

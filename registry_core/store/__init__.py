@@ -19,6 +19,7 @@ from registry_core.store.base import translate, translated
 from registry_core.store.blob_rows import BlobRows
 from registry_core.store.catalog import Catalog
 from registry_core.store.gc_runs import GCRuns
+from registry_core.store.kept import KeptManifests
 from registry_core.store.manifests import Manifests
 from registry_core.store.meta import Meta
 from registry_core.store.metadata import Metadata
@@ -53,6 +54,7 @@ class Store:
         self.sync_runs = SyncRuns(db)
         self.stages = Stages(db)
         self.sync_tags = SyncTags(db)
+        self.kept = KeptManifests(db)
         self.tokens = Tokens(db)
         self.audit = AuditRows(db)
 

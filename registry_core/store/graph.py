@@ -6,11 +6,11 @@ Edges run from a holder to what it holds, always inside one repository:
 * index -> child manifest (`manifest_children`), and
 * subject -> referrer (OCI 1.1 `subject`).
 
-Roots are tagged manifests, manifests pinned by a stage (stages.py) and, when untagged
-manifests are kept, every untagged manifest that is not a referrer; with a grace period,
-manifests created at or after the cutoff too. Each fragment is filtered with `{where}` (over
-`p`/`c` for index edges, `s`/`r` for subject edges, `m` for roots) and takes named parameters
-(`:now` is the time pins are judged at).
+Roots are tagged manifests, manifests pinned by a stage (stages.py), manifests the sync keeps
+after a conflict (kept.py) and, when untagged manifests are kept, every untagged manifest that
+is not a referrer; with a grace period, manifests created at or after the cutoff too. Each
+fragment is filtered with `{where}` (over `p`/`c` for index edges, `s`/`r` for subject edges,
+`m` for roots) and takes named parameters (`:now` is the time pins are judged at).
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ PINNED = (
     f"WHERE s.digest = m.digest AND sr.id = m.repository_id AND {ACTIVE_PIN})"
 )
 """Pinned by a stage: a staged item names it, neither released nor expired."""
+KEPT = "EXISTS (SELECT 1 FROM kept_manifests k WHERE k.manifest_id = m.id)"
+"""Kept by the sync: a local manifest that lost its tag in a conflict (kept.py)."""
 ROOT = (
     "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) "
-    f"OR (:keep_untagged AND m.subject IS NULL) OR {PINNED})"
+    f"OR (:keep_untagged AND m.subject IS NULL) OR {PINNED} OR {KEPT})"
 )
-"""Kept with no grace period: tagged, pinned, or an untagged non-referrer while untagged are
-kept."""
+"""Kept with no grace period: tagged, pinned, kept by the sync, or an untagged non-referrer
+while untagged are kept."""
 YOUNG = "(:cutoff IS NOT NULL AND m.created_at >= :cutoff)"
 """Kept by the grace period."""
 

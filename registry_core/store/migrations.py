@@ -294,11 +294,23 @@ CREATE INDEX audit_log_action ON audit_log(action, at);
 CREATE INDEX audit_log_repository ON audit_log(repository, at);
 """
 
+# Version 5: manifests kept by the sync. A local manifest that loses its tag to the parent in
+# a ReadWrite conflict stays reachable by digest: the GC keeps it even where untagged manifests
+# are collected, until somebody deletes it by digest (its row goes with it).
+V5_KEPT_MANIFESTS = """
+CREATE TABLE kept_manifests (
+    manifest_id INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+    reason TEXT NOT NULL,             -- one line for the technician: what it lost, to what
+    kept_at REAL NOT NULL
+);
+"""
+
 STEPS: tuple[Step, ...] = (
     Step(1, "the original schema", script(V1_SCHEMA)),
     Step(2, "pending blob deletes of the GC", script(V2_PENDING_DELETES)),
     Step(3, "sync runs and staged images", script(V3_SYNC_AND_STAGING)),
     Step(4, "client tokens, scope maps and the audit log", script(V4_ACCESS_AND_AUDIT)),
+    Step(5, "manifests kept by the sync after a conflict", script(V5_KEPT_MANIFESTS)),
 )
 LATEST = STEPS[-1].version
 

@@ -37,7 +37,7 @@ from registry_core.sync.errors import ParentError, ParentNotFound, ParentUnreach
 from registry_core.sync.group_commit import GroupCommit
 from registry_core.sync.progress import RepositoryCounts
 from registry_core.sync.push import Pushed, push_up
-from registry_core.sync.reconcile import decide, drop
+from registry_core.sync.reconcile import decide, drop, keep_loser, release_loser
 from registry_core.sync.scope import Scope, is_pattern
 
 __all__ = ["Parent", "PassReport", "Scope", "SyncPass", "SyncStopped", "TagGone",
@@ -225,8 +225,12 @@ class SyncPass:
             head = self.parent.head_manifest(repository, tag) if on_parent else None
             way = decide(local, None if head is None else head.digest, base)
             if way in ("pull", "conflict"):
+                kept = way == "conflict" and keep_loser(self.registry, repository, tag, local,
+                                                        head.digest if head else None)
                 digest, _ = self._tag(repository, tag, gone_is_error=True)
                 if digest is None:
+                    if kept:  # the tag stayed here: nothing was lost
+                        release_loser(self.registry, repository, local)
                     return  # the error is in the report; no agreement to record
                 if way == "conflict":
                     self._conflict(repository, tag, local, head)

@@ -10,6 +10,9 @@ new and goes up. A tag gone from the parent that moved here since it was agreed 
 local change is the newer one. A tag a stage pins here stays while the stage holds it (the
 conflict says `kept` "local" and why); the base is left as it was, so the first run after the
 stage's release follows the deletion.
+
+The local manifest of a conflict is kept from the GC (store/kept.py) before its tag moves, so
+that it stays reachable by digest even where untagged manifests are collected.
 """
 
 from __future__ import annotations
@@ -52,3 +55,22 @@ def drop(registry: Registry, repository: str, tag: str) -> dict[str, str]:
         registry.store.sync_tags.agree(repository, tag, ABSENT)
     return {"repository": repository, "tag": tag, "local": str(deleted.digest),
             "parent": "", "kept": "parent"}
+
+
+def keep_loser(registry: Registry, repository: str, tag: str, local: str | None,
+               parent: str | None) -> bool:
+    """Keep the local manifest of a conflict over `repository:tag` from the GC, before the
+    parent's digest takes the tag; whether this call kept it (False: kept already)."""
+    if local is None or parent is None:
+        return False
+    reason = (f"lost {repository}:{tag} to the parent's {parent} in a sync conflict; "
+              f"delete it by digest when no longer needed")
+    with registry.store.exclusive():
+        return registry.store.kept.keep(repository, local, reason)
+
+
+def release_loser(registry: Registry, repository: str, local: str | None) -> None:
+    """Undo keep_loser when the tag did not move after all."""
+    if local is not None:
+        with registry.store.exclusive():
+            registry.store.kept.release(repository, local)
