@@ -41,7 +41,7 @@ from registry_core.gc_run import (
     Run,
 )
 from registry_core.gc_sweep import Sweeper
-from registry_core.identity import GC
+from registry_core.identity import GC, Identity
 from registry_core.registry import Registry
 from registry_core.store.gc_runs import RunRecord
 from registry_core.store.metadata import now
@@ -86,11 +86,15 @@ class GarbageCollector:
         delete_untagged: bool | None = None,
         grace_period: float | None = None,
         on_event: Callable[[GCEvent], None] | None = None,
+        *,
+        who: Identity = GC,
     ) -> RunRecord:
         """One complete run; blocks until it ends. GCInProgressError if another one runs.
 
-        Its events (GCStarted, GCProgress, GCFinished) go to the registry's stream; `on_event`
-        is a subscription to this run's events only, for as long as the run lasts."""
+        `who` started it (the console and CLI: CONSOLE; the schedule: GC): its events, its
+        audit row and its record's details name it. Its events (GCStarted, GCProgress,
+        GCFinished) go to the registry's stream; `on_event` is a subscription to this run's
+        events only, for as long as the run lasts."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}")
         du, grace = self._options(delete_untagged, grace_period)
@@ -99,7 +103,7 @@ class GarbageCollector:
         watch = None if on_event is None else self.events.subscribe(
             _this_run(record.id, on_event), GCEvent
         )
-        run = Run(record, self.events)
+        run = Run(record, self.events, who)
         self._run = run
         self.lock.hold(run)
         try:
@@ -118,7 +122,7 @@ class GarbageCollector:
             record.finished_at = now()
             record.phase = PHASE_DONE
             self._run = None
-            self.lock.release(run, lambda: self._audit(record))
+            self.lock.release(run, lambda: self._audit(record, who))
             run.finished()
             if watch is not None:
                 watch.close()
@@ -134,10 +138,10 @@ class GarbageCollector:
             log.exception("could not prune the audit log after gc")
         return record
 
-    def _audit(self, record: RunRecord) -> None:
+    def _audit(self, record: RunRecord, who: Identity) -> None:
         """The run's audit row, written with its final record."""
         self.registry.audit.record(
-            GC, "gc.run", result="ok" if record.status == "succeeded" else "failed",
+            who, "gc.run", result="ok" if record.status == "succeeded" else "failed",
             reference=str(record.id),
             detail={"status": record.status, "trigger": record.trigger,
                     "dry_run": record.dry_run, "bytes_freed": record.bytes_freed,
@@ -157,7 +161,7 @@ class GarbageCollector:
             grace_period_seconds=grace, owner=self.owner, started_at=t, finished_at=None,
             heartbeat_at=t, status="running", phase=PHASE_STARTING,
         )
-        run = Run(record, None)
+        run = Run(record, None, None)
         with self._previews_lock:
             self._previews.add(run)
         try:

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from registry_core.events import EventBus, GCFinished, GCProgress, GCStarted
-from registry_core.identity import GC
+from registry_core.identity import Identity
 from registry_core.store.gc_runs import RunRecord
 
 log = logging.getLogger("edge_registry.gc")
@@ -24,18 +24,19 @@ DETAIL_LIMIT = 1000
 """At most this many deleted items are listed in a run record's details."""
 
 
-
-
 class GCCancelled(Exception):
     """Raised inside a run when a cancel was requested; the run ends 'cancelled'."""
 
 
 class Run:
-    """State of a run in this process; its events go to `events` (None: a preview, silent)."""
+    """State of a run in this process; its events go to `events` and name `who`, who started
+    it (None, None: a preview, silent and unrecorded)."""
 
-    def __init__(self, record: RunRecord, events: EventBus | None) -> None:
+    def __init__(self, record: RunRecord, events: EventBus | None, who: Identity | None) -> None:
         self.record = record
         self.events = events
+        self.who = who
+        self.identity = None if who is None else who.name
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.deleted_manifests: list[dict[str, str]] = []
@@ -45,15 +46,15 @@ class Run:
     def emit(self, phase: str, done: int, total: int, message: str = "") -> None:
         if self.events is not None:
             self.events.emit(GCProgress(
-                identity=GC.name, run_id=self.record.id, phase=phase, done=done, total=total,
-                bytes_freed=self.record.bytes_freed, message=message,
+                identity=self.identity, run_id=self.record.id, phase=phase, done=done,
+                total=total, bytes_freed=self.record.bytes_freed, message=message,
             ))
 
     def started(self) -> None:
         record = self.record
         if self.events is not None:
             self.events.emit(GCStarted(
-                identity=GC.name,
+                identity=self.identity,
                 run_id=record.id, phase=record.phase, trigger=record.trigger,
                 dry_run=record.dry_run, delete_untagged=record.delete_untagged,
                 grace_period_seconds=record.grace_period_seconds,
@@ -63,7 +64,7 @@ class Run:
         record = self.record
         if self.events is not None:
             self.events.emit(GCFinished(
-                identity=GC.name,
+                identity=self.identity,
                 run_id=record.id, phase=record.phase, done=1, total=1,
                 bytes_freed=record.bytes_freed, message=self.summary(), status=record.status,
                 trigger=record.trigger, dry_run=record.dry_run,
@@ -73,7 +74,10 @@ class Run:
 
     def details(self) -> dict[str, Any]:
         """What the record lists of the deleted items (at most DETAIL_LIMIT of each kind)."""
+        principal = {} if self.who is None else {
+            "principal": self.who.name, "principal_kind": self.who.kind}
         return {
+            **principal,
             "manifests": self.deleted_manifests[:DETAIL_LIMIT],
             "blobs": self.deleted_blobs[:DETAIL_LIMIT],
             "uploads": self.purged_uploads[:DETAIL_LIMIT],

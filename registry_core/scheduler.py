@@ -11,6 +11,7 @@ from croniter import croniter
 from registry_core.errors import ConfigError, GCInProgressError
 from registry_core.events import GCEvent, GCFinished, GCStarted, Subscription
 from registry_core.gc import GarbageCollector
+from registry_core.identity import GC
 from registry_core.registry import Registry
 
 log = logging.getLogger("edge_registry.scheduler")
@@ -94,7 +95,7 @@ class GCScheduler:
                          self._running)
                 continue
             try:
-                self.collector.run(trigger="schedule")
+                self.collector.run(trigger="schedule", who=GC)
             except GCInProgressError as exc:
                 log.info("scheduled gc skipped: %s", exc)
             except Exception:

@@ -23,7 +23,13 @@ from registry_core.config import load_config
 from registry_core.datadir import DataDir
 from registry_core.enablement import enable, rotate_password
 from registry_core.errors import BlobUnknown, ConfigError, StoreError
-from registry_core.events import AccessChanged, AccessDenied, LoginFailed
+from registry_core.events import (
+    AccessChanged,
+    AccessDenied,
+    GCEvent,
+    GCFinished,
+    LoginFailed,
+)
 from registry_core.gc import GarbageCollector
 from registry_core.identity import CONSOLE, SYNC
 from registry_core.ingest import IngestBlob, IngestImage, IngestManifest
@@ -110,14 +116,59 @@ async def test_a_blob_delete_through_the_api_is_recorded(
 
 def test_a_gc_run_is_recorded(registry: Registry) -> None:
     registry.put_blob("team/app", b"garbage nobody references", who=CONSOLE)
-    record = GarbageCollector(registry).run(trigger="cli", grace_period=0.0)
+    record = GarbageCollector(registry).run(trigger="cli", grace_period=0.0, who=CONSOLE)
     assert record.bytes_freed > 0
     entry = only(registry, "gc.run")
-    assert (entry.principal, entry.principal_kind, entry.result) == ("gc", "system", "ok")
+    assert (entry.principal, entry.principal_kind, entry.result) == ("console", "system", "ok")
     assert entry.reference == str(record.id)
     assert entry.detail["bytes_freed"] == record.bytes_freed
     assert (entry.detail["trigger"], entry.detail["status"]) == ("cli", "succeeded")
     assert entry.detail["blobs_deleted"] == record.blobs_deleted
+
+
+def gc_principals(registry: Registry, run_id: int) -> tuple[str, str, str]:
+    """Who the run's audit row, its stored record and its CLI JSON name: (audit row principal,
+    record's details principal, kind)."""
+    [entry] = entries(registry, action="gc.run")
+    assert entry.reference == str(run_id)
+    stored = registry.store.gc_runs.get(run_id)
+    assert stored is not None
+    assert stored.details["principal_kind"] == entry.principal_kind
+    return entry.principal, stored.details["principal"], entry.principal_kind
+
+
+def test_a_gc_run_started_from_the_cli_is_recorded_as_the_console(
+    registry: Registry, datadir: DataDir
+) -> None:
+    registry.put_blob("team/app", b"garbage the cli collects", who=CONSOLE)
+    data = cli_json(datadir.root, "gc", "--grace-period", "0")
+    assert data["status"] == "succeeded" and data["blobs_deleted"] == 1
+    assert data["details"]["principal"] == "console"
+    assert gc_principals(registry, data["id"]) == ("console", "console", "system")
+
+
+def test_a_scheduled_gc_run_is_recorded_as_gc(registry: Registry) -> None:
+    from datetime import datetime
+
+    from registry_core.scheduler import GCScheduler
+
+    registry.put_blob("team/app", b"garbage the schedule collects", who=CONSOLE)
+    registry.config.gc.grace_period_seconds = 0
+    seen: list[GCEvent] = []
+    collector = GarbageCollector(registry)
+    scheduler = GCScheduler(registry, collector)
+    scheduler.poll_seconds = 0.05
+    with registry.events.subscribe(seen.append, GCEvent):
+        scheduler.start()
+        try:
+            scheduler._next = datetime.now().astimezone()  # due now, not at 02:00
+            wait_for(lambda: any(isinstance(e, GCFinished) for e in seen), "the scheduled run")
+        finally:
+            scheduler.stop()
+    [record] = collector.history()
+    assert (record.trigger, record.status, record.blobs_deleted) == ("schedule", "succeeded", 1)
+    assert gc_principals(registry, record.id) == ("gc", "gc", "system")
+    assert {e.identity for e in seen} == {"gc"}
 
 
 def test_sync_ingest_is_recorded_as_sync(registry: Registry, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import humanize
 from console.cli_support import emit, fail, open_registry, run_interruptibly, wants_json
 from registry_core.events import GCEvent, GCStarted
 from registry_core.gc import GarbageCollector, RunRecord
+from registry_core.identity import CONSOLE
 
 BAR_WIDTH = 30
 
@@ -135,7 +136,7 @@ def _run(args: argparse.Namespace, collector: GarbageCollector) -> int:
     record = run_interruptibly(
         lambda: collector.run(
             trigger="cli", dry_run=args.dry_run, delete_untagged=args.delete_untagged,
-            grace_period=args.grace_period, on_event=progress,
+            grace_period=args.grace_period, on_event=progress, who=CONSOLE,
         ),
         cancel, "gc-cli",
     )

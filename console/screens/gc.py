@@ -28,6 +28,7 @@ from console.widgets.format import duration, short_digest, size, when
 from registry_core.errors import EdgeError, GCInProgressError
 from registry_core.events import GCEvent, Subscription
 from registry_core.gc import GCCancelled, RunRecord
+from registry_core.identity import CONSOLE
 
 HISTORY_LIMIT = 50
 LISTED_MANIFESTS = 8
@@ -402,7 +403,7 @@ class GCView(View):
         try:
             record = self.edge.collector.run(
                 trigger="manual", dry_run=dry_run, delete_untagged=delete_untagged,
-                grace_period=grace,
+                grace_period=grace, who=CONSOLE,
             )
         except GCInProgressError as exc:
             self.post_message(GCFinished(None, f"Not started: {exc}"))
