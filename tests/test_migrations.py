@@ -1,8 +1,10 @@
 """Schema migrations: a data dir written by the release before migrations (the committed
-fixture, see fixtures/make_datadir_v1.py), by the schema 2 release (make_datadir_v2.py) or by
-the schema 3 release (make_datadir_v3.py: sync runs, stages, tag bases) opens, upgrades and
-keeps every image and record; a newer release's data dir is refused untouched; a
-failing step changes nothing; concurrent openers migrate once."""
+fixture, see fixtures/make_datadir_v1.py), by the schema 2 release (make_datadir_v2.py), by
+the schema 3 release (make_datadir_v3.py: sync runs, stages, tag bases) or by the schema 4
+release (make_datadir_v4.py: tokens, scope maps, token passwords, the audit log) opens,
+upgrades and keeps every image and record (a token made before still logs in); a newer
+release's data dir is refused untouched; a failing step changes nothing; concurrent openers
+migrate once."""
 
 from __future__ import annotations
 
@@ -19,20 +21,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import basic_auth_header
 from test_cli_basics import assert_one_line_error, cli
 from test_gc import push_image, rand
 
+from registry_core.access.audit import AuditEntry, AuditFilter
+from registry_core.access.credentials import Authenticator
+from registry_core.access.scopes import ScopeMap
+from registry_core.access.tokens import TokenAdmin, TokenInfo
+from registry_core.config import AuditConfig
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError, SchemaTooNew
 from registry_core.gc import GarbageCollector
-from registry_core.identity import CONSOLE
+from registry_core.identity import CONSOLE, CONTENT_DELETE, CONTENT_READ, CONTENT_WRITE
 from registry_core.reference import parse_digest
 from registry_core.registry import Registry
 from registry_core.store.migrations import LATEST, STEPS, Step, migrate, script, upgrade
 from registry_core.usage import usage_history
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-OLD_VERSIONS = (1, 2, 3)
+OLD_VERSIONS = (1, 2, 3, 4)
 """The schema versions of the committed fixture data dirs."""
 
 
@@ -117,22 +125,14 @@ def test_fixture_is_a_pre_migration_data_dir(v1: DataDir, tmp_path: Path) -> Non
     assert (FIXTURES / "datadir-v1.tar.gz").stat().st_size < 64 * 1024
 
 
-def test_v2_fixture_is_a_schema_2_data_dir(tmp_path: Path) -> None:
-    v2 = unpack(2, tmp_path / "v2")
-    assert versions(v2.database) == (2, "2")
-    fresh = tmp_path / "step2.db"
-    assert upgrade(fresh, STEPS[:2]) == 2
-    assert schema_of(fresh) == schema_of(v2.database)
-    assert (FIXTURES / "datadir-v2.tar.gz").stat().st_size < 64 * 1024
-
-
-def test_v3_fixture_is_a_schema_3_data_dir(tmp_path: Path) -> None:
-    v3 = unpack(3, tmp_path / "v3")
-    assert versions(v3.database) == (3, "3")
-    fresh = tmp_path / "step3.db"
-    assert upgrade(fresh, STEPS[:3]) == 3
-    assert schema_of(fresh) == schema_of(v3.database)
-    assert (FIXTURES / "datadir-v3.tar.gz").stat().st_size < 64 * 1024
+@pytest.mark.parametrize("version", OLD_VERSIONS[1:], ids=[f"v{v}" for v in OLD_VERSIONS[1:]])
+def test_fixture_is_a_data_dir_of_its_schema(version: int, tmp_path: Path) -> None:
+    old = unpack(version, tmp_path / f"v{version}")
+    assert versions(old.database) == (version, str(version))
+    fresh = tmp_path / f"step{version}.db"
+    assert upgrade(fresh, STEPS[:version]) == version
+    assert schema_of(fresh) == schema_of(old.database)
+    assert (FIXTURES / f"datadir-v{version}.tar.gz").stat().st_size < 64 * 1024
 
 
 # ---- upgrading it -----------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_upgraded_schema_is_the_fresh_schema(old: Old, tmp_path: Path) -> None:
 
 
 def test_an_older_release_refuses_the_upgraded_dir(old: Old) -> None:
-    """The releases of schema 1 and 2 (their steps) refuse the upgraded data dir untouched."""
+    """Every older release (its steps) refuses the upgraded data dir untouched."""
     path = old.datadir.database
     Registry(old.datadir).close()
     before = sha256_file(path)
@@ -207,6 +207,92 @@ def test_sync_runs_stages_and_tag_bases_are_kept(tmp_path: Path) -> None:
         for repo, digest in pins_of(expected):
             assert str(reg.get_manifest(repo, digest).digest) == digest
     finally:
+        reg.close()
+
+
+def token_facts(token: TokenInfo) -> dict[str, Any]:
+    """A token as make_datadir_v4.py records it."""
+    return {"name": token.name, "scope_map": token.scope_map.name, "enabled": token.enabled,
+            "created_at": token.created_at, "updated_at": token.updated_at,
+            "passwords": [{"slot": p.slot, "created_at": p.created_at,
+                           "expires_at": p.expires_at} for p in token.passwords]}
+
+
+def audit_rows(reg: Registry, chosen: AuditFilter | None = None) -> list[AuditEntry]:
+    """Every row `chosen` keeps, newest first, read a page of 7 at a time."""
+    rows: list[AuditEntry] = []
+    while page := reg.audit.query(chosen, before_id=rows[-1].id if rows else None, limit=7):
+        rows += page
+    return rows
+
+
+def test_tokens_scope_maps_and_audit_log_are_kept(tmp_path: Path) -> None:
+    v4 = unpack(4, tmp_path)
+    expected = expected_of(4)
+    reg = Registry(v4)
+    try:
+        tokens = TokenAdmin(reg).list()
+        assert [token_facts(t) for t in tokens] == expected["tokens"]
+        assert [(t.name, t.enabled, t.scope_map.name, [p.slot for p in t.passwords])
+                for t in tokens] == [("ci", True, "ci", [1, 2]), ("ci-spare", False, "ci", [1]),
+                                     ("reader", True, "reader", [1])]
+        maps = {t.scope_map.name: {"description": t.scope_map.description,
+                                   "rules": t.scope_map.rules_json()} for t in tokens}
+        assert maps == expected["scope_maps"] and len(maps) == 2
+        [expiring] = [p for t in tokens for p in t.passwords if p.expires_at is not None]
+        assert not expiring.expired()
+        old_rows = expected["audit_log"]
+        rows = [r for r in audit_rows(reg) if r.id <= old_rows[-1]["id"]]
+        assert [r.to_json() for r in reversed(rows)] == old_rows
+        assert [r.id for r in rows] == sorted((r["id"] for r in old_rows), reverse=True)
+        assert {(r["principal"], r["action"], r["result"]) for r in old_rows} >= {
+            ("console", "token.create", "ok"), ("ci", "manifest.push", "ok"),
+            ("ci", "manifest.delete", "ok"), ("ci", "login", "failed")}
+        by_ci = audit_rows(reg, AuditFilter(principal="ci"))
+        assert [r.to_json() for r in reversed(by_ci)] == [
+            r for r in old_rows if r["principal"] == "ci"] != []
+        assert reg.config.audit == AuditConfig(**expected["audit_config"])
+    finally:
+        reg.close()
+
+
+def test_a_token_made_before_the_upgrade_still_logs_in(tmp_path: Path) -> None:
+    v4 = unpack(4, tmp_path)
+    passwords = expected_of(4)["token_passwords"]
+    reg = Registry(v4)
+    auth = Authenticator(v4)
+    auth.attach_store(reg.store)
+    try:
+        def login(name: str, password: str) -> ScopeMap | str:
+            """The token's grants, or why it was refused."""
+            header = basic_auth_header(name, password)
+            who = auth.check(header)
+            if who is None:
+                return auth.refusal(header)
+            assert (who.name, who.kind) == (name, "token") and isinstance(who.grants, ScopeMap)
+            return who.grants
+
+        for password in passwords["ci"].values():  # both passwords of the rotation
+            grants = login("ci", password)
+            assert isinstance(grants, ScopeMap) and grants.name == "ci"
+            assert grants.allows("edge/ci", CONTENT_DELETE)
+            assert not grants.allows("tools/busy", CONTENT_READ)
+        reader = login("reader", passwords["reader"]["1"])
+        assert isinstance(reader, ScopeMap) and reader.allows("tools/busy", CONTENT_READ)
+        assert not reader.allows("tools/busy", CONTENT_WRITE)
+        assert login("ci", "not-" + passwords["ci"]["1"]) == "wrong password"
+        spare = passwords["ci-spare"]["1"]
+        assert login("ci-spare", spare) == "token disabled"
+        last_old = audit_rows(reg)[0].id
+        TokenAdmin(reg).enable("ci-spare", who=CONSOLE)
+        shared = login("ci-spare", spare)  # its hash kept; the map it shares with ci
+        assert isinstance(shared, ScopeMap) and shared.name == "ci"
+        assert shared.allows("edge/ci", CONTENT_WRITE)
+        newest = audit_rows(reg)[0]  # a new row goes after the old ones
+        assert (newest.action, newest.reference) == ("token.enable", "ci-spare")
+        assert newest.id > last_old
+    finally:
+        auth.close()
         reg.close()
 
 
@@ -337,7 +423,7 @@ def test_cli_refuses_a_newer_data_dir_in_one_line(v1: DataDir) -> None:
 
 
 def half_done_then_raise(conn: sqlite3.Connection) -> None:
-    script("CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
+    script("CREATE TABLE half_done (id TEXT PRIMARY KEY);\n"
            "ALTER TABLE repositories ADD COLUMN note TEXT;\n"
            "UPDATE meta SET value = 'broken';\n")(conn)
     raise RuntimeError("step failed partway")
@@ -345,7 +431,7 @@ def half_done_then_raise(conn: sqlite3.Connection) -> None:
 
 FAILING_STEPS = {
     "raises": half_done_then_raise,
-    "bad_sql": script("CREATE TABLE tokens (id TEXT PRIMARY KEY);\n"
+    "bad_sql": script("CREATE TABLE half_done (id TEXT PRIMARY KEY);\n"
                       "ALTER TABLE repositories ADD COLUMN note TEXT;\n"
                       "INSERT INTO no_such_table VALUES (1);\n"),
 }
@@ -356,7 +442,9 @@ def test_a_failing_step_changes_nothing(upgraded: Registry, kind: str) -> None:
     path = upgraded.datadir.database
     before = dump(path)
     steps = (*STEPS, Step(LATEST + 1, "fails", FAILING_STEPS[kind]))
-    with pytest.raises((RuntimeError, sqlite3.OperationalError)):
+    # failing at its end, the step's earlier statements applied (not at its first)
+    with pytest.raises((RuntimeError, sqlite3.OperationalError),
+                       match=r"step failed partway|no such table: no_such_table"):
         upgrade(path, steps)
     assert dump(path) == before
     assert versions(path) == (LATEST, str(LATEST))
