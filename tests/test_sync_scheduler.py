@@ -5,6 +5,7 @@ try succeeds the cron's next start takes over again."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -18,6 +19,9 @@ from support import LiveServer, connected_site, put_on_parent
 
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
+from registry_core.sync.client import ParentClient
+from registry_core.sync.engine import Scope
+from registry_core.sync.runner import SyncRunner
 from registry_core.sync.scheduler import SyncScheduler, retry_delay
 from registry_core.sync.settings import load_settings
 from registry_core.sync.status import read_status
@@ -108,3 +112,41 @@ def test_a_pass_failed_at_the_window_start_is_tried_again_in_the_window(
 
 def test_the_backoff_doubles_from_30_seconds_to_10_minutes() -> None:
     assert [retry_delay(n) for n in range(1, 8)] == [30, 60, 120, 240, 480, 600, 600]
+
+
+def test_a_run_under_way_at_the_window_start_delays_the_scheduled_pass_not_skips_it(
+    live_server: LiveServer, nightly_site: Registry, link: CuttingProxy, tmp_path: Path
+) -> None:
+    """A stage (or a `sync run`) holds the sync when the window opens: the scheduled pass
+    looks again each poll and runs once the other ends, in the same window, not tomorrow."""
+    site = nightly_site
+    image = write_oci_image(tmp_path / "app", ImageSpec(tag="v1"))
+    put_on_parent(live_server.service.registry, "shop/app", image, "v1")
+    link.down.clear()
+    entered, release = threading.Event(), threading.Event()
+
+    def held_connect() -> ParentClient:
+        entered.set()
+        assert release.wait(HANG_GUARD), "the test never released the other run"
+        return ParentClient(f"127.0.0.1:{live_server.port}", live_server.username,
+                            live_server.password, ca_file=live_server.cert_dir / "ca.crt")
+
+    other = SyncRunner(site, held_connect, Scope(("shop/*",)))
+    holder = threading.Thread(target=other.run)
+    holder.start()
+    scheduler = SyncScheduler(site, poll_seconds=0.2)
+    try:
+        assert entered.wait(HANG_GUARD)
+        scheduler.start()
+        tomorrow = load_settings(site.datadir).schedule.next_start(time.time())
+        eventually(lambda: scheduler.next_run if (scheduler.next_run or tomorrow) < tomorrow
+                   else None, "the scheduled pass to wait for the run under way")
+        assert scheduled_runs(site) == []
+        release.set()
+        holder.join(HANG_GUARD)
+        done = eventually(lambda: next(iter(scheduled_runs(site)), None), "the scheduled pass")
+    finally:
+        release.set()
+        scheduler.stop()
+        other.close()
+    assert done.status == "succeeded", done.errors

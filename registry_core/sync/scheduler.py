@@ -3,7 +3,9 @@ runs if a window is open, until that window closes (it stops at a blob boundary 
 the next window resumes it). `* * * * *` syncs continuously: a pass each minute.
 
 The settings are read again before each pass, so `sync configure` applies without a restart.
-A run already under way (a `sync run` from the CLI) makes the scheduled one skip.
+A run already under way (a `sync run` from the CLI, a stage) makes the scheduled pass wait: it
+is tried again each poll while its window is open, so that a stage at the window's start does
+not cost the night's sync.
 
 A pass that fails (the uplink dropped at the window's start) is tried again in the same window
 after a backoff (30 s, doubling to 10 min); the cron's next start takes over after a success,
@@ -18,6 +20,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from registry_core.errors import EdgeError, SyncInProgressError
 from registry_core.registry import Registry
@@ -26,6 +29,9 @@ from registry_core.sync.runner import SyncRunner, open_runner
 from registry_core.sync.settings import SyncNotConfigured, SyncSettings, load_settings
 
 log = logging.getLogger("edge_registry.sync")
+
+Outcome = Literal["succeeded", "failed", "busy"]
+"""How a scheduled pass went; "succeeded" includes a pass the window's end stopped."""
 
 POLL_SECONDS = 30.0
 """Longest sleep between looks at the clock and the settings."""
@@ -111,8 +117,11 @@ class SyncScheduler:
         if not settings.enabled or end is None:
             self._failures = 0
             return
-        failed, record = self._run(settings, None if end == math.inf else end)
-        if not failed:
+        outcome, record = self._run(settings, None if end == math.inf else end)
+        if outcome == "busy":
+            self._try_again_at(self.clock() + self.poll_seconds, end)
+            return
+        if outcome == "succeeded":
             self._failures = 0
             return
         self._failures += 1
@@ -128,22 +137,27 @@ class SyncScheduler:
             with self.registry.store.exclusive():
                 self.registry.store.sync_runs.save(record)
 
+    def _try_again_at(self, at: float, end: float) -> None:
+        """The next look at `at`, if the window is still open then (else the cron's next)."""
+        if at < end:
+            self.next_run = min(at, self.next_run or math.inf)
+
     def _run(self, settings: SyncSettings,
-             until: float | None) -> tuple[bool, SyncRunRecord | None]:
+             until: float | None) -> tuple[Outcome, SyncRunRecord | None]:
         """One pass with the settings just read (not the registry's config as it was when
-        it opened: a `sync configure` since applies): whether it failed, and its record."""
+        it opened: a `sync configure` since applies): how it went, and its record."""
         try:
             self._runner = open_runner(self.registry, settings)
             record = self._runner.run("schedule", until)
             log.info("scheduled sync run %s %s: %d manifests, %d blobs", record.id,
                      record.status, record.manifests_copied, record.blobs_copied)
-            return record.status == "failed", record
+            return ("failed" if record.status == "failed" else "succeeded"), record
         except SyncInProgressError as exc:
-            log.info("scheduled sync skipped: %s", exc)
-            return False, None
+            log.info("scheduled sync waits: %s", exc)
+            return "busy", None
         except EdgeError as exc:
             log.warning("scheduled sync: %s", exc)
-            return True, None
+            return "failed", None
         finally:
             runner, self._runner = self._runner, None
             if runner is not None:
