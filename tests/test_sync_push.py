@@ -5,11 +5,13 @@ cutting proxy sits between the site and the parent and counts the bytes that go 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -400,3 +402,72 @@ def test_retry_after_on_upload_chunks_is_honoured(plain_parent: LiveServer,
     for name, data in (("big", big), ("small", small)):
         path = parent.blob_store.local_path(parse_digest(digests[name]))
         assert path is not None and path.read_bytes() == data
+
+
+# ---- the bound on transfers -------------------------------------------------------------------
+
+PARALLEL = 2
+OVERLAP_WAIT = 0.3
+"""How long each transfer waits for more to start beside it: a pass that let more than
+PARALLEL run at once would show it within that time."""
+
+
+class CountingParent(ParentClient):
+    """The real client, counting the blob transfers (downloads and uploads) in flight at
+    once; each lingers a moment at its start so that too many would overlap visibly."""
+
+    def __init__(self, server: LiveServer) -> None:
+        super().__init__(f"127.0.0.1:{server.port}", server.username, server.password,
+                         ca_file=server.cert_dir / "ca.crt")
+        self.changed = threading.Condition()
+        self.in_flight = self.most = 0
+        self.kinds: list[str] = []
+
+    @contextlib.contextmanager
+    def transfer(self, kind: str) -> Iterator[None]:
+        with self.changed:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.kinds.append(kind)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.in_flight > PARALLEL, OVERLAP_WAIT)
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.in_flight -= 1
+
+    def fetch_blob(self, repository: str, digest: str, target: Path, size: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> int:
+        with self.transfer("down"):
+            return super().fetch_blob(repository, digest, target, size, progress)
+
+    def push_blob(self, repository: str, digest: str, source: Path, size: int) -> None:
+        with self.transfer("up"):
+            super().push_blob(repository, digest, source, size)
+
+
+def test_downloads_and_uploads_share_one_bound(live_server: LiveServer, site: Registry,
+                                               tmp_path: Path) -> None:
+    """A ReadWrite pass that pulls and pushes at once keeps to `parallel` blob transfers in
+    all, not `parallel` each way."""
+    for n in range(1, 7):
+        image = write_oci_image(tmp_path / f"t{n}", ImageSpec(
+            tag=f"t{n}", layers=(make_layer(os.urandom(64 << 10)),)))
+        put_on_parent(live_server.service.registry if n % 2 else site, "shop/app", image,
+                      f"t{n}")
+    parents: list[CountingParent] = []
+
+    def connect() -> CountingParent:
+        parents.append(CountingParent(live_server))
+        return parents[-1]
+
+    sync = SyncRunner(site, connect, Scope(("shop/*",)), parallel=PARALLEL, read_write=True)
+    record = sync.run()
+    sync.close()
+    assert record.status == "succeeded", record.errors
+    counted = [p for p in parents if p.kinds]
+    assert len(counted) == 1
+    assert sorted(set(counted[0].kinds)) == ["down", "up"]
+    assert record.details["blobs_uploaded"] == 6 and record.blobs_copied == 6
+    assert counted[0].most <= PARALLEL

@@ -145,6 +145,8 @@ class SyncPass:
         self.report = PassReport()
         self.repositories = RepositoryCounts(progress)
         self._lock = threading.Lock()
+        self.transfers = threading.BoundedSemaphore(self.parallel)
+        """Held by each blob download and upload: `parallel` transfers at most, both ways."""
         self._commits = GroupCommit(registry.ingest, SYNC)
         self._blobs = _Blobs(self)
         self._manifests = _Manifests(registry, parent)
@@ -235,7 +237,8 @@ class SyncPass:
                 if way == "conflict":
                     self._conflict(repository, tag, local, head)
             elif way == "push" and local is not None:
-                pushed = push_up(self.registry, self.parent, repository, tag, local)
+                pushed = push_up(self.registry, self.parent, repository, tag, local,
+                                 self.transfers)
                 with self._lock:
                     self.report.add_pushed(pushed)
             elif way == "drop":  # deleted on the parent, unchanged here: untagged, agreed absent
@@ -462,7 +465,7 @@ class _Blobs:
             self.sync.count(repository, tell=True, bytes_copied=count)
 
         try:
-            with refused_when_full(f"downloading blob {digest}"):
+            with self.sync.transfers, refused_when_full(f"downloading blob {digest}"):
                 self.sync.parent.fetch_blob(repository, digest, target, size, arrived)
         except StorageFull:
             target.unlink(missing_ok=True)  # no room to finish it: the bytes go back

@@ -4,7 +4,9 @@ them, else uploaded), then index children, then the tagged manifest."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -51,8 +53,9 @@ class Pushed:
 
 
 def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
-            digest: str) -> Pushed:
-    """Send `repository:tag` (= `digest` here) to the parent."""
+            digest: str, transfers: AbstractContextManager[object] | None = None) -> Pushed:
+    """Send `repository:tag` (= `digest` here) to the parent; each blob upload holds
+    `transfers` (the pass's bound on transfers, shared with its downloads)."""
     manifests = _bottom_up(registry, repository, digest)
     blobs: dict[str, int] = {}
     for _, media_type, body in manifests:
@@ -65,7 +68,9 @@ def push_up(registry: Registry, parent: PushParent, repository: str, tag: str,
         if _mounted(registry, parent, repository, blob_digest):
             pushed.blobs_mounted += 1
         else:
-            parent.push_blob(repository, blob_digest, _local_file(registry, blob_digest), size)
+            with transfers or contextlib.nullcontext():
+                parent.push_blob(repository, blob_digest, _local_file(registry, blob_digest),
+                                 size)
             pushed.blobs_uploaded += 1
             pushed.bytes_uploaded += size
     for child_digest, media_type, body in manifests[:-1]:
