@@ -13,6 +13,7 @@ import pytest
 from api_helpers import make_app, make_client, push_blob, push_image, sha256
 from prometheus_client.parser import text_string_to_metric_families
 from support import LiveServer
+from test_sync_store import stage
 
 from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
@@ -212,6 +213,30 @@ async def test_refused_pushes_by_reason(
     assert value(s, "edge_registry_refused_pushes_total", reason="low_space") == 1
     assert value(s, "edge_registry_refused_pushes_total", reason="access") == 0
     assert requests(s, "uploads", 403) == 3 and requests(s, "manifests", 403) == 1
+
+
+async def test_a_delete_refused_by_a_pin_is_counted(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    """A delete or untag a stage's pin refuses (403 DENIED) counts as refused, reason
+    pinned; an allowed delete and a delete of nothing do not."""
+    pinned = await push_image(api, "team/web", "v1", layers=[b"P" * 300])
+    free = await push_image(api, "team/web", "v2", layers=[b"F" * 300])
+    stage(registry.store, "window-7", "team/web", "v1", pinned.digest)
+    for reference in (pinned.digest, "v1"):
+        refused = await api.delete(f"/v2/team/web/manifests/{reference}")
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["errors"][0]["code"] == "DENIED"
+    s = await scrape(api)
+    assert value(s, "edge_registry_refused_pushes_total", reason="pinned") == 2
+    assert value(s, "edge_registry_refused_pushes_total", reason="access") == 0
+
+    assert (await api.delete(f"/v2/team/web/manifests/{free.digest}")).status_code == 202
+    assert (await api.delete(f"/v2/team/web/manifests/{free.digest}")).status_code == 404
+    s = await scrape(api)
+    assert value(s, "edge_registry_refused_pushes_total", reason="pinned") == 2
+    assert requests(s, "manifests", 403) == 2 and requests(s, "manifests", 202) == 1
+    assert value(s, "edge_registry_upload_requests_in_progress") == 0
 
 
 async def test_who_may_scrape(

@@ -39,7 +39,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
            30.0, 60.0, 300.0)
 """Request durations, seconds: a cached manifest GET takes well under a millisecond, a big
 layer's upload minutes."""
-REFUSALS = ("access", "read_only", "low_space")
+REFUSALS = ("access", "read_only", "low_space", "pinned")
 _WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 PREFIX = "edge_registry"
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def _route_of(path: str) -> str:
 
 
 def refusal_reason(body: bytes) -> str:
-    """Why a write was refused (403 DENIED), from the error's detail."""
+    """Why a write or delete was refused (403 DENIED), from the error's detail."""
     try:
         detail = json.loads(body)["errors"][0].get("detail") or {}
     except (ValueError, LookupError, TypeError, AttributeError):
@@ -95,6 +95,8 @@ def refusal_reason(body: bytes) -> str:
         return "read_only"
     if "free_bytes" in detail or "reason" in detail:  # InsufficientSpace, StorageFull
         return "low_space"
+    if "pinned_by" in detail:  # errors.Pinned: a stage pins what a delete would remove
+        return "pinned"
     return "access"
 
 
@@ -168,8 +170,9 @@ class RegistryCollector(Collector):
             bytes_out.add_metric([route], r.bytes_out)
         yield from (requests, duration, bytes_in, bytes_out)
         refused = CounterMetricFamily(
-            f"{PREFIX}_refused_pushes", "Writes (PUT, POST, PATCH) answered 403 DENIED, by "
-            "reason: access (credentials' scope), read_only (sync mode), low_space",
+            f"{PREFIX}_refused_pushes", "Writes (PUT, POST, PATCH) and deletes answered 403 "
+            "DENIED, by reason: access (credentials' scope), read_only (sync mode), low_space, "
+            "pinned (a stage pins what the delete or untag would remove)",
             labels=["reason"])
         for reason, n in self.counts.refused.items():
             refused.add_metric([reason], n)

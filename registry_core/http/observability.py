@@ -16,6 +16,8 @@ from registry_core.registry import Registry
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_REFUSABLE_METHODS = _BODY_METHODS | {"DELETE"}
+"""Requests whose 403 is counted by reason (refused pushes and deletes)."""
 
 
 class ObservedApp:
@@ -46,7 +48,7 @@ class ObservedApp:
             await self._counted(scope, receive, send, route_of(path))
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
-        if scope["method"] in _BODY_METHODS:
+        if scope["method"] in _REFUSABLE_METHODS:
             await self._counted_write(scope, receive, send, route)
             return
         start: Message | None = None
@@ -72,7 +74,7 @@ class ObservedApp:
 
     async def _counted_write(self, scope: Scope, receive: Receive, send: Send, route: str
                              ) -> None:
-        """A request with a body: its bytes counted too, and a 403 kept to say why."""
+        """A write or delete: its body's bytes counted too, and a 403 kept to say why."""
         status = 0
         sent = 0
         received = 0
@@ -95,7 +97,7 @@ class ObservedApp:
             received += len(message.get("body", b""))
             return message
 
-        uploading = route == "uploads"
+        uploading = route == "uploads" and scope["method"] in _BODY_METHODS
         self.counts.uploads_active += uploading
         started = time.perf_counter()
         try:
