@@ -40,7 +40,6 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 """Request durations, seconds: a cached manifest GET takes well under a millisecond, a big
 layer's upload minutes."""
 REFUSALS = ("access", "read_only", "low_space", "pinned")
-_WRITE_METHODS = frozenset({"PUT", "POST", "PATCH"})
 PREFIX = "edge_registry"
 T = TypeVar("T")
 
