@@ -1,11 +1,14 @@
 """The Images screen marks what a stage pins (a Staged column); an expired stage marks
-nothing and lets a delete be asked. (Refusing a pinned delete: test_images_pin_guard.py.)"""
+nothing and lets a delete be asked; a manifest the sync keeps after a conflict says why in its
+detail. (Refusing a pinned delete: test_images_pin_guard.py.)"""
 
 from __future__ import annotations
 
+import io
 import time
 
 from console_helpers import Image, make_app, open_tags, wait_for
+from rich.console import Console
 
 from console.widgets.confirm import ConfirmationModal
 from registry_core.registry import Registry
@@ -51,3 +54,21 @@ async def test_an_expired_stage_marks_nothing_pinned(
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal))
         await pilot.press("enter")  # Cancel has the focus
+
+
+async def test_the_detail_says_why_the_sync_keeps_a_manifest(
+    seeded: tuple[Registry, dict[str, Image]]
+) -> None:
+    registry, images = seeded
+    reason = "lost library/alpine:3.20 to the parent's sha256:0000 in a sync conflict"
+    with registry.store.exclusive():
+        assert registry.store.kept.keep("library/alpine", images["alpine:3.20"].digest, reason)
+    app = make_app(registry)
+    async with app.run_test(size=(160, 40)) as pilot:
+        view, _table = await open_tags(pilot, 3, "library/alpine", 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: view.level == "detail", what="detail")
+        assert view.detail is not None and view.detail.kept_because == reason
+        shown = Console(width=200, record=True, file=io.StringIO())
+        shown.print(view.render_detail(view.detail))
+        assert f"Kept       {reason}" in shown.export_text()
