@@ -13,6 +13,10 @@ time, method, path), and `answer_next(method, status, headers)` has the next req
 method answered by the proxy itself (its body read, then the connection closed), as a parent
 that is busy answers: the case a real parent does not produce on demand (429 or 503 with
 Retry-After in the middle of an upload). `cut_upstream_after` does not apply then.
+
+A blackholed uplink (a radio link gone, a NAT entry timed out) drops nothing: connections stay
+open and no byte comes. `flowing` cleared is that, from now on; `stall_after` is that once so
+many bytes have come down in all (mid-blob, say); `resume()` has the link flow again.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class CuttingProxy:
         """While clear, bytes from upstream wait here (a stalled uplink: the client's read
         blocks); set again, they go on."""
         self.flowing.set()
+        self.stall_after: int | None = None
+        """When `bytes_from_upstream` reaches this, `flowing` is cleared: the link goes
+        silent, every connection left open (None: never); `resume()` ends the silence."""
         threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
 
     @property
@@ -88,10 +95,17 @@ class CuttingProxy:
             _close(sock)
         return len(sockets) // 2
 
+    def resume(self) -> None:
+        """The link flows again, with no stall ahead (`stall_after` None)."""
+        with self._lock:
+            self.stall_after = None
+            self.flowing.set()
+
     def close(self) -> None:
         self._closed = True
         _close(self._listener)
         self.cut()
+        self.flowing.set()  # bytes held by a stall: their connections are gone, they end
 
     def __enter__(self) -> CuttingProxy:
         return self
@@ -139,14 +153,10 @@ class CuttingProxy:
                 if limit is not None:
                     data = data[: limit - passed]
                 if downstream:
-                    self.flowing.wait()
-                target.sendall(data)
+                    self._down(target, data)
+                else:
+                    self._up(target, data)
                 passed += len(data)
-                with self._lock:
-                    if downstream:
-                        self.bytes_from_upstream += len(data)
-                    else:
-                        self.bytes_to_upstream += len(data)
                 if limit is not None and passed >= limit:
                     break
         except OSError:
@@ -191,6 +201,23 @@ class CuttingProxy:
         finally:
             _close(client)
             _close(server)
+
+    def _down(self, client: socket.socket, data: bytes) -> None:
+        """Pass `data` to the client while the link flows; past `stall_after` bytes in all,
+        the link goes silent and the rest waits (the connection stays open)."""
+        while data:
+            self.flowing.wait()
+            if self._closed:
+                raise OSError("the proxy is closed")
+            with self._lock:
+                room = len(data) if self.stall_after is None else (
+                    self.stall_after - self.bytes_from_upstream)
+                if room <= 0:
+                    self.flowing.clear()
+                    continue
+                part, data = data[:room], data[room:]
+                self.bytes_from_upstream += len(part)
+            client.sendall(part)
 
     def _up(self, server: socket.socket, data: bytes) -> None:
         server.sendall(data)
