@@ -3,9 +3,13 @@
 A bad uplink is the normal case: every request is retried with exponential backoff and
 jitter on connect errors, timeouts, cut connections, 429 and 5xx (honouring Retry-After), a
 bounded number of times; a 401 is answered by authenticating once (tokens.py), never more; a
-404 is never retried. A blob download streams to disk with its digest checked as it is
-written, and a cut transfer resumes from the bytes on disk with a Range request. A big blob
-goes up in chunks, and a cut upload goes on from the offset the parent acknowledges.
+404 is never retried. A parent that goes silent (a blackholed uplink: the connection open, no
+byte coming) is a timeout, retried the same way. Once a request has had no answer through all
+its tries, the client's later requests fail at once with the same line: a run over a dead
+uplink ends after one request's retries, not after each one's. A blob download streams to
+disk with its digest checked as it is written, and a cut transfer resumes from the bytes on
+disk with a Range request. A big blob goes up in chunks, and a cut upload goes on from the
+offset the parent acknowledges.
 """
 
 from __future__ import annotations
@@ -148,11 +152,14 @@ class _Wire:
         self.endpoint = endpoint
         self.retries = max(retries, 0)
         self.backoff = backoff
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.lost: ParentUnreachable | None = None
+        """Why a request had no answer through all its tries: later ones are not sent."""
         self._closed = threading.Event()
         self.http = httpx.Client(
             base_url=f"{protocol}://{endpoint}",
             verify=_tls_context(endpoint, ca_file),
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            timeout=self.timeout,
             limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
             headers={"User-Agent": USER_AGENT},
         )
@@ -197,6 +204,30 @@ class _Wire:
             f"parent {self.endpoint} unreachable: {why} (gave up after {tries} {plural})", status
         )
 
+    def no_answer(self, exc: httpx.TransportError, failures: int, retry: bool = True) -> None:
+        """Try number `failures` of a request had no answer (cut, refused, timed out): wait
+        before the next, or give up; a request that was retried gives up on the parent too
+        (`lost`)."""
+        give_up = self.unreachable(self.describe(exc), failures)
+        if not retry:
+            raise give_up  # sent once: the caller decides what next
+        if failures > self.retries:
+            self.lost = give_up
+        self.pause(failures, None, give_up)
+
+    def describe(self, exc: httpx.TransportError) -> str:
+        """What went wrong, in a few words; a timeout says how long the parent was silent."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            what = "TLS handshake" if "handshake" in str(exc) else "connection"
+            return f"{what} timed out: no answer in {self.timeout.connect:g} s"
+        if isinstance(exc, httpx.ReadTimeout):
+            return f"read timed out: nothing came for {self.timeout.read:g} s"
+        if isinstance(exc, httpx.WriteTimeout):
+            return f"write timed out: nothing went out for {self.timeout.write:g} s"
+        if isinstance(exc, httpx.PoolTimeout):
+            return f"timed out waiting {self.timeout.pool:g} s for a free connection"
+        return _describe(exc)
+
     def _exchange(self, call: _Call, read: Callable[[httpx.Response], T]) -> T:
         failures, reauthenticated = 0, False
         retry_with: str | None = None
@@ -232,6 +263,8 @@ class _Wire:
                 self._after_transport_error(exc, failures, call.retry)
 
     def _send(self, request: httpx.Request, redirects: bool = False) -> httpx.Response:
+        if self.lost is not None:
+            raise ParentUnreachable(str(self.lost))
         if not self._closed.is_set():
             try:
                 return self.http.send(request, stream=True, follow_redirects=redirects)
@@ -249,14 +282,12 @@ class _Wire:
 
     def _after_transport_error(self, exc: httpx.TransportError, failures: int,
                                retry: bool) -> None:
-        why = _describe(exc)
         if _untrusted(exc):
             raise ParentUnreachable(
-                f"parent {self.endpoint}: TLS certificate not trusted ({why}); give the "
-                "parent's CA certificate"
+                f"parent {self.endpoint}: TLS certificate not trusted ({_describe(exc)}); give "
+                "the parent's CA certificate"
             ) from exc
-        self.pause(failures if retry else self.retries + 1, None,
-                   self.unreachable(why, failures))
+        self.no_answer(exc, failures, retry)
 
     def _status_give_up(self, response: httpx.Response, tries: int,
                         retry_after: float | None) -> ParentError:
@@ -605,8 +636,7 @@ class _BlobFetch:
                 # A try that brought bytes does not count against the budget: a link
                 # that drops often but moves on gets the blob in the end.
                 failures = 1 if self.received > before else failures + 1
-                self.wire.pause(failures, None,
-                                self.wire.unreachable(_describe(exc), failures))
+                self.wire.no_answer(exc, failures)
                 continue
             if self._verified():
                 return self.received
