@@ -27,6 +27,7 @@ from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.client import ParentClient
 from registry_core.sync.engine import Scope
 from registry_core.sync.runner import SyncRunner
+from registry_core.sync.status import derive_state
 
 pytestmark = pytest.mark.socket
 
@@ -160,7 +161,8 @@ def test_a_parent_silent_mid_blob_ends_the_run_and_the_next_resumes_the_blob(
         stalled = run(site, connect, "shop/app")
         assert_timed_out(site, stalled, link)
         assert not link.flowing.is_set()  # it was the silence, not something else
-        assert stalled.details["parent_reachable"] is True  # it answered, then went silent
+        assert stalled.details["parent_reachable"] is False  # it answered, then went silent
+        assert derive_state(True, False, [stalled]) == "Offline"
         kept = partial.stat().st_size
         assert 0 < kept < layer.size
         assert site.get_manifest("shop/app", "v1").digest == small.digest

@@ -102,6 +102,9 @@ class PassReport:
     parent_answered: bool = False
     """The parent answered at least once (a listing, a manifest, even an error status):
     False with errors means it was never reached (Offline, not failed tags)."""
+    parent_lost: bool = False
+    """A request had no answer at all through its retries (the client gives up on the parent
+    then: every later request fails the same way): the uplink went, Offline too."""
 
     def add_pushed(self, pushed: Pushed) -> None:
         self.manifests_pushed += pushed.manifests
@@ -111,7 +114,7 @@ class PassReport:
 
     @property
     def parent_reachable(self) -> bool:
-        return self.parent_answered or not self.errors
+        return (self.parent_answered and not self.parent_lost) or not self.errors
 
 
 @dataclass
@@ -313,8 +316,11 @@ class SyncPass:
         return None, error
 
     def _answered(self, exc: EdgeError) -> None:
-        """An error status from the parent is an answer; no answer at all is not."""
-        if isinstance(exc, ParentError) and not isinstance(exc, ParentUnreachable):
+        """An error status from the parent is an answer; no answer at all is not, and
+        loses the parent for the rest of the run."""
+        if isinstance(exc, ParentUnreachable) and exc.status == 0:
+            self.report.parent_lost = True
+        elif isinstance(exc, ParentError):
             self.report.parent_answered = True
 
     def _failed(self, repository: str, error: str) -> None:
