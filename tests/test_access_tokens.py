@@ -1,6 +1,6 @@
 """Client tokens in the core and through the ASGI app: scope parsing, the token operations,
-the catalog a token sees, mounts, /v2/, expiry, rotation, disable/enable/delete of a token
-whose verdict is cached, and the events (AccessChanged, LoginFailed)."""
+the catalog a token sees, mounts, /v2/, expiry, rotation, disable/enable/delete and a scope
+change of a token whose verdict is cached, and the events (AccessChanged, LoginFailed)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from api_helpers import make_app, make_client, push_blob, push_image
+from support import basic_auth_header
+from test_migrations import expected_of, unpack
 
+from registry_core.access.audit import AuditFilter
 from registry_core.access.credentials import Authenticator
-from registry_core.access.scopes import AccessError, ScopeMap, parse_scope, parse_scopes
+from registry_core.access.scopes import AccessError, Rule, ScopeMap, parse_scope, parse_scopes
 from registry_core.access.tokens import TokenAdmin
 from registry_core.datadir import DataDir
 from registry_core.events import AccessChanged, LoginFailed
@@ -130,6 +134,95 @@ def test_operations_check_names_and_emit_access_changed(
         ("token.disable", "ci", "console"), ("token.enable", "ci", "console"),
         ("token.delete", "ci", "console"), ("token.create", "ci", "console"),
     ]
+
+
+def test_set_scopes_replaces_the_rules_and_keeps_passwords_status_and_expiry(
+    registry: Registry,
+) -> None:
+    changes: list[AccessChanged] = []
+    registry.events.subscribe(changes.append, AccessChanged)
+    tokens = TokenAdmin(registry)
+    tokens.create("ci", parse_scopes(["app/*:content/read"]), expires_days=30, who=CONSOLE)
+    tokens.rotate("ci", 2, expires_days=5, who=CONSOLE)
+    tokens.disable("ci", who=CONSOLE)
+    before = tokens.get("ci")
+    change = tokens.set_scopes("ci", parse_scopes(["app/*:content/read", "lib/base:content/read,"
+                                                   "metadata/read"]), who=CONSOLE)
+    assert change.changed and change.shared_with == ()
+    assert change.old_scopes == ["app/*:content/read"]
+    after = tokens.get("ci")
+    assert after.scopes == ["app/*:content/read", "lib/base:content/read,metadata/read"]
+    assert after.scope_map.name == "ci" and change.token == after
+    assert (after.passwords, after.enabled, after.created_at) == (
+        before.passwords, before.enabled, before.created_at)
+    assert change.to_json()["old_scopes"] == [{"pattern": "app/*", "actions": ["content/read"]}]
+    assert [(c.action, c.target, c.identity, c.detail) for c in changes[-1:]] == [
+        ("token.scope", "ci", "console", {
+            "scope_map": "ci", "old_scopes": ["app/*:content/read"],
+            "scopes": ["app/*:content/read", "lib/base:content/read,metadata/read"],
+            "shared_with": []})]
+    [entry] = registry.audit.query(AuditFilter(action="token.scope"), limit=5)
+    assert (entry.principal, entry.reference, entry.result) == ("console", "ci", "ok")
+    assert entry.detail["old_scopes"] == ["app/*:content/read"]
+    assert entry.detail["scopes"] == after.scopes
+    # The same rules again: nothing written, nothing on record.
+    again = tokens.set_scopes("ci", parse_scopes(after.scopes), who=CONSOLE)
+    assert not again.changed and len(changes) == 4
+
+
+@pytest.mark.parametrize(("name", "rules", "says"), [
+    ("ci", (), "token 'ci': give at least one scope"),
+    ("ci", (Rule("App//x", frozenset({CONTENT_READ})),), "scope pattern 'App//x'"),
+    ("ci", (Rule("app/*", frozenset({METRICS_READ})),), "metrics/read is registry-wide"),
+    ("ci", (Rule("app/*", frozenset()),), "an action is empty"),
+    ("nobody", parse_scopes(["*:content/read"]), "no token named 'nobody'"),
+])
+def test_bad_scopes_change_nothing(registry: Registry, name: str, rules: tuple[Rule, ...],
+                                   says: str) -> None:
+    """Checked as at creation (the rules of a caller that skipped parse_scope too)."""
+    changes: list[AccessChanged] = []
+    tokens = TokenAdmin(registry)
+    tokens.create("ci", parse_scopes(["app/*:content/read"]), who=CONSOLE)
+    registry.events.subscribe(changes.append, AccessChanged)
+    generation = registry.store.tokens.generation()
+    before = tokens.get("ci")
+    with pytest.raises(AccessError, match=re.escape(says)) as caught:
+        tokens.set_scopes(name, rules, who=CONSOLE)
+    assert "\n" not in str(caught.value)
+    assert tokens.get("ci") == before and changes == []
+    assert registry.store.tokens.generation() == generation
+
+
+def test_a_shared_scope_map_changes_for_every_token_on_it(tmp_path: Path) -> None:
+    """The v4 fixture's `ci` and `ci-spare` share the map `ci`: changing one token's scopes
+    changes the map, so both have them (and say so); their passwords keep working."""
+    v4 = unpack(4, tmp_path)
+    passwords = expected_of(4)["token_passwords"]
+    reg = Registry(v4)
+    auth = Authenticator(v4)
+    auth.attach_store(reg.store)
+    try:
+        tokens = TokenAdmin(reg)
+        tokens.enable("ci-spare", who=CONSOLE)
+        change = tokens.set_scopes("ci-spare", parse_scopes(["edge/ci:content/read"]),
+                                   who=CONSOLE)
+        assert change.shared_with == ("ci",) and change.to_json()["shared_with"] == ["ci"]
+        assert change.old_scopes == [
+            "edge/*:content/read,content/write,content/delete,metadata/read"]
+        assert {t.name: t.scopes for t in tokens.list()} == {
+            "ci": ["edge/ci:content/read"], "ci-spare": ["edge/ci:content/read"],
+            "reader": ["tools/*:content/read,metadata/read"]}
+        for name, password in (("ci", passwords["ci"]["1"]), ("ci", passwords["ci"]["2"]),
+                               ("ci-spare", passwords["ci-spare"]["1"])):
+            who = auth.check(basic_auth_header(name, password))
+            assert who is not None and who.grants is not None
+            assert who.grants.allows("edge/ci", CONTENT_READ)
+            assert not who.grants.allows("edge/ci", CONTENT_WRITE)
+        [entry] = reg.audit.query(AuditFilter(action="token.scope"), limit=5)
+        assert entry.detail["shared_with"] == ["ci"]
+    finally:
+        auth.close()
+        reg.close()
 
 
 # ---- through the app ----------------------------------------------------------------------
@@ -264,6 +357,26 @@ async def test_disable_enable_and_delete_reach_a_cached_verdict(
     tokens.delete("ci", who=CONSOLE)
     assert await status(app, ci) == 401
     assert await status(app, other) == 404
+
+
+async def test_a_scope_change_reaches_a_cached_verdict(
+    registry: Registry, app: RegistryApp
+) -> None:
+    ci = token(registry, "ci", "app/*:metadata/read")
+    other = token(registry, "other", "app/*:metadata/read")
+    authenticator = app.authenticator
+    assert isinstance(authenticator, Authenticator)
+    assert await status(app, ci) == 404  # allowed: app/web holds nothing yet
+    assert await status(app, ci, "/v2/lib/base/tags/list") == 403
+    assert await status(app, other) == 404
+    checks = authenticator.password_checks
+    assert await status(app, ci) == 404
+    assert authenticator.password_checks == checks  # the header's verdict is cached
+    TokenAdmin(registry).set_scopes("ci", parse_scopes(["lib/base:metadata/read"]),
+                                    who=CONSOLE)
+    assert await status(app, ci) == 403  # the next request: app/* is no longer granted
+    assert await status(app, ci, "/v2/lib/base/tags/list") == 404
+    assert await status(app, other) == 404  # a map of its own: unchanged
 
 
 async def test_a_push_elsewhere_does_not_drop_cached_verdicts(

@@ -1,10 +1,12 @@
-"""Client tokens: create, list, disable, enable, rotate a password, delete.
+"""Client tokens: create, list, change the scopes of, disable, enable, rotate a password,
+delete.
 
 A token has a name, a scope map, a status and one or two passwords (slots 1 and 2), each with
 an optional expiry, so that a password can be replaced while the other keeps working. A
 password is shown once, when made, and kept only as an scrypt hash. A token made with
-`--scope` gets a scope map of its own, named after it (shared maps can come later: the store
-already keeps maps apart from tokens).
+`--scope` gets a scope map of its own, named after it. A map may be shared by several tokens
+(data dirs of older releases have such): changing one token's scopes changes the map, so every
+token bound to it gets the new scopes, and `ScopeChange.shared_with` names them.
 
 Every change is one transaction, then an AccessChanged event on the registry's bus; a server
 on the same data dir notices it through the store's token generation (token_check.py).
@@ -19,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from registry_core.access.credentials import generate_password, hash_password, read_credentials
-from registry_core.access.scopes import AccessError, Rule, ScopeMap
-from registry_core.access.token_check import note_change
+from registry_core.access.scopes import ACTIONS, AccessError, Rule, ScopeMap, make_rule
+from registry_core.access.token_check import grants_of, note_change
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
 from registry_core.events import AccessChanged, EventBus
@@ -92,6 +94,28 @@ class IssuedPassword:
         return {**self.token.to_json(), "password": self.password, "slot": self.slot}
 
 
+@dataclass(frozen=True)
+class ScopeChange:
+    """A token's scopes replaced: the token as it is now, the map's rules before, and the
+    other tokens bound to the same map (they have the new scopes too)."""
+
+    token: TokenInfo
+    old: ScopeMap
+    shared_with: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.old.rules != self.token.scope_map.rules
+
+    @property
+    def old_scopes(self) -> list[str]:
+        return [str(rule) for rule in self.old.rules]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.token.to_json(), "old_scopes": self.old.rules_json(),
+                "shared_with": list(self.shared_with), "changed": self.changed}
+
+
 class TokenAdmin:
     """The token operations over one registry (`HasTokens`: a Registry)."""
 
@@ -115,9 +139,7 @@ class TokenAdmin:
     ) -> IssuedPassword:
         """A new enabled token with its own scope map and password 1 (returned, once)."""
         self._check_new_name(name)
-        scope_map = ScopeMap(name, tuple(rules))
-        if not scope_map.rules:
-            raise AccessError(f"token {name!r}: give at least one scope")
+        scope_map = ScopeMap(name, checked_rules(name, rules))
         password = generate_password()
         hashed = hash_password(password)  # slow: before taking the write lock
         expires_at = expiry(expires_days)
@@ -147,6 +169,27 @@ class TokenAdmin:
             self.store.tokens.set_password(name, slot, hashed, expires_at)
         self._changed("token.rotate", name, who, slot=slot, expires_at=expires_at)
         return IssuedPassword(self.get(name), slot, password)
+
+    def set_scopes(self, name: str, rules: Sequence[Rule], *, who: Identity) -> ScopeChange:
+        """Replace the rules of the token's scope map, checked as at creation; its passwords,
+        status and expiry stay. Every token bound to the map gets them. A server in this
+        process enforces them from its next request, one in another within
+        token_check.RECHECK_INTERVAL. The same rules again change nothing."""
+        checked = checked_rules(name, rules)
+        with self.store.exclusive():
+            row = self.store.tokens.get(name)
+            if row is None:
+                raise AccessError(f"no token named {name!r}")
+            old = grants_of(row.scope_map, row.rules)  # a damaged map can be repaired here
+            new = ScopeMap(row.scope_map, checked)
+            shared = tuple(n for n in self.store.tokens.bound_to(row.scope_map) if n != name)
+            if new.rules == old.rules:
+                return ScopeChange(token_info(row), old, shared)
+            self.store.tokens.set_rules(row.scope_map, new.rules_json())
+        self._changed("token.scope", name, who, scope_map=row.scope_map,
+                      old_scopes=[str(r) for r in old.rules],
+                      scopes=[str(r) for r in new.rules], shared_with=list(shared))
+        return ScopeChange(self.get(name), old, shared)
 
     def disable(self, name: str, *, who: Identity) -> TokenInfo:
         return self._set_enabled(name, False, who)
@@ -196,6 +239,14 @@ def token_info(row: TokenRow) -> TokenInfo:
         enabled=row.enabled, created_at=row.created_at, updated_at=row.updated_at,
         passwords=tuple(PasswordInfo(p.slot, p.created_at, p.expires_at) for p in row.passwords),
     )
+
+
+def checked_rules(token: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """The rules of `token`'s scope map, each checked as `--scope` is; at least one."""
+    if not rules:
+        raise AccessError(f"token {token!r}: give at least one scope")
+    return tuple(make_rule(rule.pattern, [a for a in ACTIONS if a in rule.actions])
+                 for rule in rules)
 
 
 def expiry(days: float | None) -> float | None:

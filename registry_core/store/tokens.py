@@ -80,6 +80,22 @@ class Tokens(Queries):
         row = self._conn.execute("SELECT 1 FROM scope_maps WHERE name = ?", (name,)).fetchone()
         return row is not None
 
+    def set_rules(self, scope_map: str, rules: list[dict[str, Any]]) -> None:
+        """Replace a scope map's rules: every token bound to it has them at once (call inside
+        `exclusive()`)."""
+        at = now()
+        self._conn.execute("UPDATE scope_maps SET rules = ?, updated_at = ? WHERE name = ?",
+                           (json.dumps(rules), at, scope_map))
+        self._conn.execute("UPDATE tokens SET updated_at = ? WHERE scope_map = ?",
+                           (at, scope_map))
+        self._bump()
+
+    def bound_to(self, scope_map: str) -> list[str]:
+        """The names of the tokens bound to `scope_map`, in order."""
+        rows = self._conn.execute(
+            "SELECT name FROM tokens WHERE scope_map = ? ORDER BY name", (scope_map,))
+        return [row[0] for row in rows]
+
     def set_password(self, name: str, slot: int, hashed: str, expires_at: float | None) -> None:
         at = now()
         self._conn.execute(
