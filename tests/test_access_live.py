@@ -1,6 +1,6 @@
 """Client tokens on the real TLS server: made and changed by `edge-console token` in another
-process while the server runs (it honours each change without a restart), and used by
-skopeo with a token scoped to `app/*`."""
+process while the server runs (it honours each change without a restart), a scope changed in
+this process enforced on the very next request, and skopeo with a token scoped to `app/*`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from imagebuilder import ImageSpec, write_oci_layout
 from support import LiveServer, remote, run_skopeo, skopeo_auth
 from test_cli_basics import assert_one_line_error, cli, cli_json
 from test_e2e_skopeo import skopeo_fails
+
+from registry_core.access.credentials import Authenticator
+from registry_core.access.scopes import parse_scopes
+from registry_core.access.tokens import TokenAdmin
+from registry_core.identity import CONSOLE
 
 pytestmark = pytest.mark.socket
 
@@ -70,6 +75,69 @@ def test_token_commands_say_what_went_and_fail_in_one_line(tmp_path: Path,
     assert_one_line_error(cli(data, "token", "create", "x", "--scope", "app:content/reed"),
                           "unknown action 'content/reed'")
     assert_one_line_error(cli(data, "token", "rotate", "nobody"), "no token named 'nobody'")
+
+
+def test_a_narrowed_scope_is_refused_on_the_next_request(live_server: LiveServer) -> None:
+    """Changed in this process (as the console does, which serves the registry): the very
+    next request of a client whose header was accepted, and cached, a moment before is
+    judged by the new scopes; its password keeps working for what they still grant."""
+    tokens = TokenAdmin(live_server.service.registry)
+    issued = tokens.create("ci", parse_scopes(["app/*:metadata/read", "lib/base:metadata/read"]),
+                           who=CONSOLE)
+    authenticator = live_server.service.app.authenticator
+    assert isinstance(authenticator, Authenticator)
+    with httpx.Client(base_url=live_server.url, verify=live_server.ssl_context(),
+                      auth=("ci", issued.password)) as client:
+        assert client.get("/v2/app/web/tags/list").status_code == 404  # allowed, empty
+        checks = authenticator.password_checks
+        assert client.get("/v2/app/web/tags/list").status_code == 404
+        assert authenticator.password_checks == checks  # accepted from the cache
+        tokens.set_scopes("ci", parse_scopes(["lib/base:metadata/read"]), who=CONSOLE)
+        refused = client.get("/v2/app/web/tags/list")
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["errors"][0]["code"] == "DENIED"
+        assert client.get("/v2/lib/base/tags/list").status_code == 404
+        tokens.set_scopes("ci", parse_scopes(["app/*:metadata/read"]), who=CONSOLE)
+        assert client.get("/v2/app/web/tags/list").status_code == 404  # widened: at once too
+        assert client.get("/v2/lib/base/tags/list").status_code == 403
+
+
+def test_token_scope_from_the_cli_reaches_a_running_server(live_server: LiveServer) -> None:
+    data = live_server.service.datadir.root
+    created = cli_json(data, "token", "create", "ci", "--scope", "app/*:metadata/read",
+                       "--expires", "30")
+    auth = ("ci", created["password"])
+    assert tags_status(live_server, auth) == 404
+    changed = cli_json(data, "token", "scope", "ci", "--scope", "lib/base:metadata/read",
+                       "--scope", "other/*:content/read,metadata/read")
+    assert changed["changed"] is True and changed["shared_with"] == []
+    assert changed["scopes"] == [
+        {"pattern": "lib/base", "actions": ["metadata/read"]},
+        {"pattern": "other/*", "actions": ["content/read", "metadata/read"]}]
+    assert changed["old_scopes"] == [{"pattern": "app/*", "actions": ["metadata/read"]}]
+    assert changed["passwords"] == created["passwords"]  # slot, creation, expiry: kept
+    assert "password" not in changed
+    until_status(live_server, auth, 403)  # another process: within RECHECK_INTERVAL
+    text = cli(data, "token", "scope", "ci", "--scope", "app/*:metadata/read")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        "Scopes of token ci replaced (its passwords keep working).",
+        "Scopes:   app/*:metadata/read",
+        "Before:   lib/base:metadata/read, other/*:content/read,metadata/read"]
+    until_status(live_server, auth, 404)
+    same = cli(data, "token", "scope", "ci", "--scope", "app/*:metadata/read")
+    assert same.stdout.strip() == "Scopes of token ci unchanged: app/*:metadata/read."
+    assert_one_line_error(cli(data, "token", "scope", "nobody", "--scope", "*:content/read"),
+                          "no token named 'nobody'")
+    assert_one_line_error(cli(data, "token", "scope", "ci", "--scope", "app:content/reed"),
+                          "unknown action 'content/reed'")
+    assert_one_line_error(cli(data, "token", "scope", "ci", "--scope", "app/*:metrics/read"),
+                          "metrics/read is registry-wide")
+    missing = cli(data, "token", "scope", "ci")
+    assert missing.returncode == 2 and "--scope" in missing.stderr  # argparse's usage error
+    assert [t["scopes"] for t in cli_json(data, "token", "list")["tokens"]] == [
+        [{"pattern": "app/*", "actions": ["metadata/read"]}]]  # nothing changed by the errors
+    assert tags_status(live_server, auth) == 404
 
 
 @pytest.mark.skopeo

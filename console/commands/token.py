@@ -1,5 +1,5 @@
-"""`edge-console token create|list|disable|enable|rotate|delete`: client tokens, each with a
-scope map of per-repository actions and one or two passwords.
+"""`edge-console token create|list|scope|disable|enable|rotate|delete`: client tokens, each
+with a scope map of per-repository actions and one or two passwords.
 
 A password is printed once, when it is made (create, rotate); the data dir keeps only its
 hash. Nothing asks for confirmation (scripts use these), so each command says exactly what
@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from console.cli_support import emit, open_registry
 from registry_core.access.scopes import ACTIONS, parse_scopes
-from registry_core.access.tokens import IssuedPassword, PasswordInfo, TokenAdmin, TokenInfo
+from registry_core.access.tokens import (
+    IssuedPassword,
+    PasswordInfo,
+    ScopeChange,
+    TokenAdmin,
+    TokenInfo,
+)
 from registry_core.identity import CONSOLE
 
 T = TypeVar("T")
@@ -39,6 +45,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         help=SCOPE_HELP + "; repeat for more")
     _expires_option(create)
     create.set_defaults(handler=create_command)
+    scope = actions.add_parser(
+        "scope", parents=[common], help="replace the token's scopes; its passwords stay",
+        description="Replace the scopes of a token: its passwords, status and expiry stay, so "
+                    "its clients keep logging in and may do only what the new scopes grant. A "
+                    "scope map shared with other tokens changes for them too (named in the "
+                    "output).")
+    scope.add_argument("name", metavar="NAME")
+    scope.add_argument("--scope", action="append", required=True, metavar="PATTERN:ACTIONS",
+                       help=SCOPE_HELP + "; repeat for more; the scopes given replace all "
+                       "the token had")
+    scope.set_defaults(handler=scope_command)
     listing = actions.add_parser("list", parents=[common],
                                  help="tokens, their scopes, status and expiry")
     listing.set_defaults(handler=list_command)
@@ -94,6 +111,13 @@ def rotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def scope_command(args: argparse.Namespace) -> int:
+    rules = parse_scopes(args.scope)
+    change = _with_admin(args, lambda admin: admin.set_scopes(args.name, rules, who=CONSOLE))
+    emit(args, _scope_text(change), change.to_json())
+    return 0
+
+
 def list_command(args: argparse.Namespace) -> int:
     tokens = _with_admin(args, lambda admin: admin.list())
     lines = [_token_line(t) for t in tokens] or ["No client tokens."]
@@ -131,6 +155,19 @@ def _issued_text(issued: IssuedPassword) -> str:
         f"Password {issued.slot}: {issued.password}  ({_when(_slot(issued.token, issued.slot))})",
         "The password is shown only now: store it (the data dir keeps only its hash).",
     ])
+
+
+def _scope_text(change: ScopeChange) -> str:
+    token = change.token
+    if not change.changed:
+        return f"Scopes of token {token.name} unchanged: {', '.join(token.scopes)}."
+    lines = [f"Scopes of token {token.name} replaced (its passwords keep working).",
+             f"Scopes:   {', '.join(token.scopes)}",
+             f"Before:   {', '.join(change.old_scopes)}"]
+    if change.shared_with:
+        lines.append(f"Scope map {token.scope_map.name} is shared: token(s) "
+                     f"{', '.join(change.shared_with)} have these scopes now too.")
+    return "\n".join(lines)
 
 
 def _token_line(token: TokenInfo) -> str:
