@@ -1,5 +1,5 @@
-"""Access: the client tokens (scope, status, password expiry; create, disable, enable,
-rotate a password, delete) and the audit log (console/screens/access_audit.py).
+"""Access: the client tokens (scope, status, password expiry; create, change the scopes of,
+disable, enable, rotate a password, delete) and the audit log (console/screens/access_audit.py).
 
 A password is shown once, in a modal with a copy action, when a token is made or a password
 replaced; the data dir keeps only its hash. Disabling, rotating and deleting take access
@@ -27,12 +27,14 @@ from console.screens.base import View
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.format import when
 from console.widgets.password_modal import PasswordModal, ShownPassword
+from console.widgets.scope_dialog import ScopeDialog
 from console.widgets.token_dialog import TokenDialog, TokenRequest
 from registry_core.access.scopes import Rule
 from registry_core.access.tokens import (
     DAY,
     IssuedPassword,
     PasswordInfo,
+    ScopeChange,
     TokenAdmin,
     TokenInfo,
 )
@@ -149,6 +151,25 @@ def delete_body(token: TokenInfo) -> str:
     )
 
 
+def scope_change_text(change: ScopeChange) -> str:
+    """The toast after a scope change."""
+    token = change.token
+    if not change.changed:
+        return f"Scopes of {token.name} unchanged."
+    text = (f"Scopes of {token.name} replaced: "
+            + "; ".join(short_rule(rule) for rule in token.scope_map.rules) + ".")
+    if change.shared_with:
+        text += (f" Scope map {token.scope_map.name} is shared: "
+                 f"{', '.join(change.shared_with)} got them too.")
+    return text
+
+
+def sharing(token: TokenInfo, tokens: list[TokenInfo]) -> tuple[str, ...]:
+    """The other tokens bound to `token`'s scope map."""
+    return tuple(t.name for t in tokens
+                 if t.scope_map.name == token.scope_map.name and t.name != token.name)
+
+
 @dataclass(frozen=True)
 class TokensPicture:
     tokens: list[TokenInfo]
@@ -183,13 +204,17 @@ class AccessView(View):
         "scopes grant (PATTERN:ACTION; pattern a repository, NAME/* or *). A token has two\n"
         "password slots: replace one while clients move over, the other keeps working.\n"
         "Passwords are shown once; the data dir keeps only their hash. The Device screen\n"
-        "(1) makes the login lines for a token too. / filters the audit log by principal,\n"
-        "action or repository; enter opens an entry."
+        "(1) makes the login lines for a token too. M changes a token's scopes in place:\n"
+        "its passwords keep working. / filters the audit log by principal, action or\n"
+        "repository; enter opens an entry."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("N", "create_token", "New", id="access.create",
                 tooltip="new client token: name, scopes, expiry (its password shown once)"),
+        Binding("M", "edit_scopes", "Scopes", id="access.scopes",
+                tooltip="change the scopes of the highlighted token (its passwords keep "
+                "working)"),
         Binding("E", "toggle_enabled", "On/off", id="access.toggle",
                 tooltip="disable the highlighted token (asks first), or enable it again"),
         Binding("w", "rotate(1)", "Pw 1", id="access.rotate1",
@@ -351,6 +376,22 @@ class AccessView(View):
         """In the dialog's worker."""
         return TokenAdmin(self.edge.registry).create(
             request.name, request.rules, expires_days=request.expires_days, who=CONSOLE)
+
+    def action_edit_scopes(self) -> None:
+        token = self.chosen_token()
+        if token is None or self.picture is None:
+            return
+
+        def saved(change: ScopeChange | None) -> None:
+            if change is not None:
+                self.token_changed(TokenChanged(scope_change_text(change)))
+
+        def apply(rules: tuple[Rule, ...]) -> ScopeChange:
+            """In the dialog's worker."""
+            return TokenAdmin(self.edge.registry).set_scopes(token.name, rules, who=CONSOLE)
+
+        self.app.push_screen(ScopeDialog(token, sharing(token, self.picture.tokens), apply),
+                             saved)
 
     def action_toggle_enabled(self) -> None:
         token = self.chosen_token()

@@ -1,4 +1,4 @@
-"""The Access screen (8): client tokens through the dialog and the confirmations, checked
+"""The Access screen (8): client tokens through the dialogs and the confirmations, checked
 against the ASGI app as served (the `api` fixture's app authenticates the passwords); the
 audit log's virtual table over real rows, its filter, its paging and its refresh; the Device
 screen's login line for a token."""
@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_helpers import push_image
 from console_helpers import make_app, wait_for
+from test_migrations import unpack
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, Select, Static, TextArea
 
 from console.app import EdgeConsoleApp
 from console.screens.access import AccessView, disable_body, rotate_body
@@ -30,10 +32,12 @@ from console.screens.storage import StorageView
 from console.screens.sync import SyncView
 from console.widgets.confirm import ConfirmationModal
 from console.widgets.password_modal import PasswordModal
+from console.widgets.scope_dialog import ScopeDialog, read_scopes
 from console.widgets.snippet import Snippet
 from console.widgets.snippet_modal import SnippetModal
 from console.widgets.token_dialog import TokenDialog, read_request
 from console.widgets.virtual_table import VirtualTable
+from registry_core.access.audit import AuditFilter
 from registry_core.access.scopes import parse_scopes
 from registry_core.access.tokens import TokenAdmin
 from registry_core.identity import CONSOLE, Identity
@@ -229,6 +233,89 @@ async def test_delete_asks_first(registry: Registry, api: httpx.AsyncClient) -> 
         assert not await logs_in(api, "ci-runner", password)
         await wait_for(pilot, lambda: view.picture is not None
                        and [t.name for t in view.picture.tokens] == ["kubelet"])
+
+
+async def tags_status(api: httpx.AsyncClient, name: str, password: str, repository: str
+                      ) -> int:
+    """What the registry as served answers the token for a repository's tags (404: allowed
+    and empty, 403: not granted)."""
+    return (await api.get(f"/v2/{repository}/tags/list", auth=(name, password))).status_code
+
+
+async def test_scopes_are_changed_in_place_through_the_dialog(
+    registry: Registry, api: httpx.AsyncClient
+) -> None:
+    password = make_token(registry, "ci-runner", "app/*:metadata/read", "lib/base:content/read")
+    app = real_clock(registry)
+    admin = TokenAdmin(registry)
+    before = admin.get("ci-runner")
+    async with app.run_test(size=SIZE) as pilot:
+        view = await open_access(pilot)
+        await wait_for(pilot, lambda: view.current_token() is not None)
+        assert await tags_status(api, "ci-runner", password, "app/web") == 404
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScopeDialog), what="the dialog")
+        dialog = app.screen
+        area = dialog.query_one("#scope-rules", TextArea)
+        assert area.text == "app/*:metadata/read\nlib/base:content/read"  # one a line
+        assert not dialog.query("#scope-shared")  # its own map: nothing else changes
+        area.text = "lib/base:content/read,metadata/read\napp/*:content/reed"
+        await pilot.press("ctrl+s")
+        error = dialog.query_one("#token-error", Static)
+        assert "line 2: scope 'app/*': unknown action 'content/reed'" in str(error.render())
+        area.text = "  \n"
+        await pilot.press("ctrl+s")
+        assert "give at least one scope" in str(error.render())
+        assert app.screen is dialog and admin.get("ci-runner") == before  # nothing changed
+        area.text = "lib/base:content/read,metadata/read\n\n"
+        await pilot.click("#scope-ok")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ScopeDialog), what="saved")
+        after = admin.get("ci-runner")
+        assert after.scopes == ["lib/base:content/read,metadata/read"]
+        assert after.passwords == before.passwords and after.enabled
+        assert any(n.title == "Access" and n.message ==
+                   "Scopes of ci-runner replaced: lib/base: read,meta-read."
+                   for n in app._notifications)
+        await wait_for(pilot, lambda: str(view.tokens_table.get_row("ci-runner")[1])
+                       == "lib/base: read,meta-read", what="the table refreshed")
+        # The same password, the new scopes.
+        assert await tags_status(api, "ci-runner", password, "app/web") == 403
+        assert await tags_status(api, "ci-runner", password, "lib/base") == 404
+        # Cancelled: nothing changes, nothing on record.
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScopeDialog), what="the dialog")
+        app.screen.query_one("#scope-rules", TextArea).text = "*:content/read"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ScopeDialog))
+        assert admin.get("ci-runner") == after
+        assert len(registry.audit.query(AuditFilter(action="token.scope"), limit=5)) == 1
+
+
+async def test_the_dialog_says_a_shared_scope_map_changes_for_every_token_on_it(
+    tmp_path: Path,
+) -> None:
+    """The v4 fixture's `ci` and `ci-spare` share the map `ci`."""
+    registry = Registry(unpack(4, tmp_path))
+    try:
+        app = real_clock(registry)
+        async with app.run_test(size=SIZE) as pilot:
+            view = await open_access(pilot)
+            await wait_for(pilot, lambda: view.current_token() is not None)
+            assert view.current_token().name == "ci"  # type: ignore[union-attr]
+            await pilot.press("M")
+            await wait_for(pilot, lambda: isinstance(app.screen, ScopeDialog))
+            dialog = app.screen
+            note = str(dialog.query_one("#scope-shared", Static).render())
+            assert note == "Scope map ci is shared: token(s) ci-spare get these scopes too."
+            dialog.query_one("#scope-rules", TextArea).text = "edge/ci:content/read"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ScopeDialog))
+            assert any(n.message.endswith("Scope map ci is shared: ci-spare got them too.")
+                       for n in app._notifications)
+            scopes = {t.name: t.scopes for t in TokenAdmin(registry).list()}
+            assert scopes["ci"] == scopes["ci-spare"] == ["edge/ci:content/read"]
+    finally:
+        registry.close()
 
 
 async def test_an_expired_password_is_shown_as_such(registry: Registry) -> None:
@@ -439,3 +526,19 @@ def test_rotation_says_what_stops_working(registry: Registry) -> None:
     assert "The new password expires in 2 days, like the one it replaces." in body
     assert disable_body(admin.get("ci")).startswith(
         "ci's passwords 1 and 2 stop working at once: every client that logs in as ci")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("", "give at least one scope"),
+    ("app/*:content/read\napp", "line 2: scope 'app': expected PATTERN:ACTION"),
+    ("\n\nApp//x:content/read", "line 3: scope pattern 'App//x'"),
+])
+def test_bad_scope_lines_are_named(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)) as caught:
+        read_scopes(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_scope_lines_read() -> None:
+    rules = read_scopes(" app/* : metadata/read , content/read \n\n*:metrics/read\n")
+    assert [str(r) for r in rules] == ["app/*:content/read,metadata/read", "*:metrics/read"]
