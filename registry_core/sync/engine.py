@@ -37,7 +37,7 @@ from registry_core.sync.errors import ParentError, ParentNotFound, ParentUnreach
 from registry_core.sync.group_commit import GroupCommit
 from registry_core.sync.progress import RepositoryCounts
 from registry_core.sync.push import Pushed, push_up
-from registry_core.sync.reconcile import decide, drop, keep_loser, release_loser
+from registry_core.sync.reconcile import conflict, decide, drop, keep_loser, release_loser
 from registry_core.sync.scope import Scope, is_pattern
 
 __all__ = ["Parent", "PassReport", "Scope", "SyncPass", "SyncStopped", "TagGone",
@@ -238,7 +238,8 @@ class SyncPass:
                         release_loser(self.registry, repository, local)
                     return  # the error is in the report; no agreement to record
                 if way == "conflict":
-                    self._conflict(repository, tag, local, head)
+                    with self._lock:
+                        self.report.conflicts.append(conflict(repository, tag, local, head))
             elif way == "push" and local is not None:
                 pushed = push_up(self.registry, self.parent, repository, tag, local,
                                  self.transfers)
@@ -256,14 +257,6 @@ class SyncPass:
         except EdgeError as exc:
             self._answered(exc)
             self._failed(repository, f"{repository}:{tag}: {exc}")
-
-    def _conflict(self, repository: str, tag: str, local: str | None,
-                  head: ManifestHead | None) -> None:
-        with self._lock:
-            self.report.conflicts.append({
-                "repository": repository, "tag": tag, "local": local or "",
-                "parent": head.digest if head else "", "kept": "parent",
-            })
 
     def run_tags(self, pairs: list[tuple[str, str]],
                  on_tag: Callable[[str, str, str | None, str], None],

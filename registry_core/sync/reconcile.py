@@ -22,6 +22,7 @@ from typing import Literal
 from registry_core.errors import Pinned
 from registry_core.identity import SYNC
 from registry_core.registry import Registry
+from registry_core.sync.client import ManifestHead
 
 Way = Literal["same", "pull", "push", "conflict", "drop", "none"]
 ABSENT = ""
@@ -40,6 +41,13 @@ def decide(local: str | None, parent: str | None, base: str | None) -> Way:
     if parent == base:
         return "push"  # moved only here
     return "conflict"  # moved on both sides (or never agreed): the parent wins
+
+
+def conflict(repository: str, tag: str, local: str | None,
+             parent: ManifestHead | None) -> dict[str, str]:
+    """The run's entry for a tag moved on both sides: the parent's digest took it."""
+    return {"repository": repository, "tag": tag, "local": local or "",
+            "parent": parent.digest if parent else "", "kept": "parent"}
 
 
 def drop(registry: Registry, repository: str, tag: str) -> dict[str, str]:
