@@ -135,7 +135,7 @@ class AccessDenied(Event):
 @dataclass(frozen=True, kw_only=True)
 class AccessChanged(Event):
     """A client token or scope map created, changed or deleted (`action` e.g.
-    'token.create', 'token.disable', 'token.rotate', 'scope_map.delete')."""
+    'token.create', 'token.disable', 'token.rotate', 'token.scope', 'scope_map.delete')."""
 
     action: str
     target: str
