@@ -6,7 +6,10 @@ that containers/image (skopeo, podman) generates for the same archive, byte for 
 config's digest is that of the config file; a layer stored as a plain tar (what `docker
 save` and skopeo write) keeps its bytes, so its digest is its diff_id from the config (checked
 when the import hashes it); a compressed layer keeps its bytes too, its digest hashed here.
-The manifest's digest is therefore the one `skopeo inspect docker-archive:FILE` reports.
+For an archive of plain-tar layers (all that `docker save`, skopeo and podman write), the
+manifest's digest is therefore the one `skopeo inspect docker-archive:FILE` reports; with
+compressed layers it differs (containers/image lists their uncompressed digests), the image
+(config digest) the same.
 (`skopeo copy docker-archive:FILE docker://...` differs: it gzips plain layers on the way with
 Go's compressor, whose bytes no other gzip reproduces; the config and diff_ids are equal.)
 """
