@@ -32,6 +32,11 @@ class GroupCommit:
         with self._queue_lock:
             return len(self._queue)
 
+    @property
+    def leading(self) -> bool:
+        """A transaction is under way (its leader holds the lock)."""
+        return self._leader.locked()
+
     def commit(self, image: IngestImage) -> IngestResult:
         """Store `image` (with those queued alongside it); its result or its own error."""
         done: Future[IngestResult] = Future()
