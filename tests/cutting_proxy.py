@@ -121,9 +121,9 @@ class CuttingProxy:
             except OSError:
                 return
             if self.down.is_set():
-                _close(client)
-                with self._lock:
+                with self._lock:  # counted before the close: the client may look at once
                     self.refused += 1
+                _close(client)
                 continue
             try:
                 server = socket.create_connection(self.upstream)

@@ -37,10 +37,19 @@ from registry_core.sync.settings import configure
 HANG_GUARD = 60.0
 """Longest a test waits for something that should happen (a hang guard, not a timing)."""
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, never one handed out before in this session (the kernel
+    can give the same free port twice in a row, before either is bound)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def require_tool(name: str) -> str:
@@ -89,6 +98,9 @@ class Endpoint:
         return ssl.create_default_context(cafile=str(self.ca_cert))
 
     def client(self, **kwargs: Any) -> httpx.Client:
+        """A client of the registry; it waits up to HANG_GUARD for an answer (httpx's 5 s
+        default fails tests on a loaded machine, not products)."""
+        kwargs.setdefault("timeout", HANG_GUARD)
         return httpx.Client(
             base_url=self.url,
             verify=self.ssl_context(),

@@ -25,7 +25,8 @@ HANG_GUARD = 60.0
 
 
 def tags_status(server: LiveServer, auth: tuple[str, str]) -> int:
-    with httpx.Client(base_url=server.url, verify=server.ssl_context(), auth=auth) as client:
+    with httpx.Client(base_url=server.url, verify=server.ssl_context(), auth=auth,
+                      timeout=HANG_GUARD) as client:
         return client.get("/v2/app/web/tags/list").status_code
 
 
@@ -87,7 +88,7 @@ def test_a_narrowed_scope_is_refused_on_the_next_request(live_server: LiveServer
     authenticator = live_server.service.app.authenticator
     assert isinstance(authenticator, Authenticator)
     with httpx.Client(base_url=live_server.url, verify=live_server.ssl_context(),
-                      auth=("ci", issued.password)) as client:
+                      auth=("ci", issued.password), timeout=HANG_GUARD) as client:
         assert client.get("/v2/app/web/tags/list").status_code == 404  # allowed, empty
         checks = authenticator.password_checks
         assert client.get("/v2/app/web/tags/list").status_code == 404

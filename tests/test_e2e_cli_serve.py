@@ -28,6 +28,7 @@ import httpx
 import pytest
 from imagebuilder import ImageSpec, write_docker_dir, write_oci_layout
 from support import (
+    HANG_GUARD,
     Endpoint,
     blob_files,
     expected_blobs,
@@ -36,6 +37,7 @@ from support import (
     remote,
     run_skopeo,
     skopeo_auth,
+    wait_until,
 )
 
 from registry_core.manifests import DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
@@ -292,13 +294,9 @@ def test_serve_push_pull_delete_and_sigterm(served: Served, skopeo: str, tmp_pat
     with served.client() as client:
         for path in probes:
             assert client.get(path).status_code == 404
-    # The line is written just after the response is sent: give the server a moment.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = served.access_lines()
-        if {m["path"] for m in lines} >= set(probes):
-            break
-        time.sleep(0.05)
+    # The line is written just after the response is sent.
+    wait_until(lambda: {m["path"] for m in served.access_lines()} >= set(probes),
+               "an access line for each probe")
     time.sleep(0.2)  # a duplicate line would come right after the first
     lines = served.access_lines()
     for path in probes:
@@ -402,8 +400,12 @@ def test_sigterm_lets_an_upload_in_flight_finish(served: Served, tmp_path: Path)
 # ---- a crash at any instant ------------------------------------------------------------------
 
 
-def slow_body(chunks: int, size: int, started: threading.Event) -> Iterator[bytes]:
-    for i in range(chunks):
+def slow_body(size: int, started: threading.Event, stop: threading.Event) -> Iterator[bytes]:
+    """A chunk body that goes on until `stop` (or the hang guard): it must outlive the server,
+    however long the pushes beside it take on a loaded machine."""
+    for i in range(int(HANG_GUARD / 0.05)):
+        if stop.is_set():
+            return
         yield os.urandom(size)
         if i == 0:
             started.set()
@@ -490,7 +492,7 @@ def test_sigkill_loses_nothing_acknowledged(served: Served, tmp_path: Path) -> N
         def stream() -> None:
             try:
                 result["r"] = client.patch(
-                    location, content=slow_body(200, 256 << 10, streaming), timeout=60
+                    location, content=slow_body(256 << 10, streaming, stop), timeout=60
                 )
             except httpx.HTTPError as exc:
                 result["error"] = exc
@@ -502,8 +504,7 @@ def test_sigkill_loses_nothing_acknowledged(served: Served, tmp_path: Path) -> N
         for t in threads:
             t.start()
         assert streaming.wait(10)
-        while len(acked) < 10:
-            time.sleep(0.01)
+        wait_until(lambda: len(acked) >= 10, "ten acknowledged pushes")
         served.proc.send_signal(signal.SIGKILL)
         served.proc.wait(10)
         stop.set()

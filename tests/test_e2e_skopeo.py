@@ -24,6 +24,7 @@ from imagebuilder import (
     write_oci_layout,
 )
 from support import (
+    HANG_GUARD,
     LiveServer,
     blob_files,
     expected_blobs,
@@ -406,6 +407,7 @@ def test_client_without_the_ca_fails_tls_verification(
     # Trusting the CA alone is enough (the server certificate names 127.0.0.1).
     context = ssl.create_default_context(cafile=str(live_server.cert_dir / "ca.crt"))
     ok = httpx.get(
-        f"{live_server.url}/v2/", verify=context, auth=(live_server.username, live_server.password)
+        f"{live_server.url}/v2/", verify=context, auth=(live_server.username, live_server.password),
+        timeout=HANG_GUARD
     )
     assert ok.status_code == 200

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import HANG_GUARD, wait_until
 
 from registry_core.datadir import DataDir
 from registry_core.errors import Denied, GCInProgressError
@@ -465,23 +466,28 @@ def test_cancel_from_another_process_handle(
 
     monkeypatch.setattr(gcmod, "HEARTBEAT_INTERVAL", 0.05)
     push_image(registry, "x", "v1", [rand()])
-    started = threading.Event()
+    started, asked = threading.Event(), threading.Event()
+    collector = GarbageCollector(registry)
 
     def on_event(event: GCEvent) -> None:
         if event.phase == "mark" and event.done == 1:
             started.set()
-            time.sleep(1.0)  # long enough for the other handle's cancel and a heartbeat
+            assert asked.wait(HANG_GUARD)
+            run = collector.lock.run
+            wait_until(lambda: run is not None and run.cancel.is_set(),
+                       "a heartbeat to pick up the other handle's cancel")
 
     other = Registry(datadir)
     try:
         result: list[object] = []
         t = threading.Thread(target=lambda: result.append(
-            GarbageCollector(registry).run(grace_period=0, on_event=on_event)))
+            collector.run(grace_period=0, on_event=on_event)))
         t.start()
         assert started.wait(10)
         current = GarbageCollector(other).current()
         assert current is not None and current.status == "running"
         assert GarbageCollector(other).cancel()
+        asked.set()
         t.join(20)
         assert result and result[0].status == "cancelled"  # type: ignore[attr-defined]
     finally:

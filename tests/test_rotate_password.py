@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from support import LiveServer, basic_auth_header
+from support import HANG_GUARD, LiveServer, basic_auth_header
 from test_cli_basics import cli, cli_json
 
 from registry_core.access.credentials import (
@@ -35,7 +35,8 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = DEADLINE
 
 
 def status(server: LiveServer, username: str, password: str) -> int:
-    with httpx.Client(base_url=server.url, verify=server.ssl_context()) as client:
+    with httpx.Client(base_url=server.url, verify=server.ssl_context(),
+                      timeout=HANG_GUARD) as client:
         return client.get("/v2/", auth=(username, password)).status_code
 
 

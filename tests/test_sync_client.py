@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -630,7 +631,7 @@ def scripted() -> Iterator[list[ScriptedRegistry]]:
 
 def test_retry_after_is_honoured(scripted: list[ScriptedRegistry]) -> None:
     # An HTTP date, whole seconds: 2 s ahead now is at least 1 s ahead at the first answer.
-    in_two = email.utils.formatdate(time.time() + 2, usegmt=True)
+    in_two = email.utils.formatdate(math.ceil(time.time()) + 2, usegmt=True)
     server = ScriptedRegistry([(503, {"Retry-After": in_two}), (429, {"Retry-After": "1"})])
     scripted.append(server)
     with server.client() as client:

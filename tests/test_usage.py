@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from support import wait_until
 from test_gc import assert_pulls, push_image, rand, used
 
 from registry_core.errors import InsufficientSpace
@@ -69,14 +70,11 @@ def test_samples_after_gc_and_debounced_pushes(registry: Registry) -> None:
     assert [s.reason for s in history] == ["start", "gc"]
     assert history[-1].used_bytes == 0 and history[-1].reclaimable_bytes == 0
 
-    sampler = UsageSampler(registry, delay=0.2)
+    sampler = UsageSampler(registry, delay=2.0)  # the burst below takes far less
     try:
         for i in range(5):
             push_image(registry, "s", f"burst{i}", [rand(100)])
-        deadline = time.time() + 10
-        while time.time() < deadline and len(usage_history(registry)) < 3:
-            time.sleep(0.05)
-        time.sleep(0.4)
+        wait_until(lambda: len(usage_history(registry)) >= 3, "the burst's sample")
         history = usage_history(registry)
         assert [s.reason for s in history] == ["start", "gc", "push"]  # one sample per burst
         assert history[-1].used_bytes == used(registry)

@@ -81,7 +81,7 @@ class WebFace:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.server.ssl_context(),
-                            follow_redirects=False)
+                            follow_redirects=False, timeout=HANG_GUARD)
 
     def app_pids(self) -> list[int]:
         return console_children(self.process.pid)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import free_port
+from support import HANG_GUARD, free_port
 from test_web import (
     browser,
     console_children,
@@ -86,7 +86,7 @@ def test_console_with_web_face(tui: tuple[Terminal, str], datadir: DataDir,
     wait_until(lambda: read_server_state(datadir) is not None, "the registry served")
     assert read_server_state(datadir)["pid"] == terminal.process.pid  # type: ignore[index]
     ca = ssl.create_default_context(cafile=str(datadir.ca_cert))
-    with httpx.Client(base_url=url, verify=ca) as client:
+    with httpx.Client(base_url=url, verify=ca, timeout=HANG_GUARD) as client:
         assert client.get("/").status_code == 303
     username, password = read_credentials(datadir)
     page = context.new_page()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support import HANG_GUARD
 from textual.pilot import Pilot
 
 from console.app import EdgeConsoleApp
@@ -164,7 +165,7 @@ def fixed_history(registry: Registry, limit: int = 500) -> list[UsageSample]:
     ]
 
 
-async def wait_for(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 15.0,
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = HANG_GUARD,
                    what: str = "condition") -> None:
     """Let the app run until `condition()` is true (workers post their messages)."""
     loop = asyncio.get_running_loop()
