@@ -167,7 +167,7 @@ def export_images(
     started = time.monotonic()
     as_tar = _as_tar(destination, format)
     plan = plan_export(registry, refs, format=format)
-    _check_destination(destination, force)
+    _check_destination(destination, force, registry.datadir.root)
     files = len(plan.blobs) + len(plan.manifests) + 4
     check_free_space(destination, plan.bytes + TAR_OVERHEAD * files)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -195,12 +195,22 @@ def _as_tar(destination: Path, format: str) -> bool:
     return format == DOCKER_ARCHIVE or name.endswith(".tar")
 
 
-def _check_destination(destination: Path, force: bool) -> None:
+def _check_destination(destination: Path, force: bool, datadir: Path) -> None:
+    refuse_inside_datadir(destination, datadir, "export to")
     if force or not destination.exists():
         return
     if destination.is_dir() and not any(destination.iterdir()):
         return
     raise DestinationExists(f"{destination} exists and is not empty (--force overwrites it)")
+
+
+def refuse_inside_datadir(path: Path, datadir: Path, doing: str) -> None:
+    """TransferError when `path` is the data dir, holds it, or is inside it (symlinks
+    followed): an export there, forced, would replace the registry."""
+    where, root = path.resolve(), datadir.resolve()
+    if where == root or root in where.parents or where in root.parents:
+        raise TransferError(f"cannot {doing} {path}: it is, holds or is inside the "
+                            f"registry's data dir {root}")
 
 
 def check_free_space(destination: Path, needed: int) -> None:

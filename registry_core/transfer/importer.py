@@ -92,6 +92,7 @@ def import_images(
     started = time.monotonic()
     if on_progress is not None:  # listing a big gzip archive takes a while: say so
         on_progress(Progress("reading", 0, 0, 0, 0, str(path)))
+    _refuse_work_dir(registry, path)
     with _opened(path) as source:
         kind, images = read_images(source, tag, repository)
         plan, present = make_plan(registry, source, kind, images)
@@ -103,6 +104,15 @@ def import_images(
             done = run.commit(images, copied, who)
     return ImportResult(plan, tuple(done), len(copied), sum(b.size for b in missing.values()),
                         time.monotonic() - started)
+
+
+def _refuse_work_dir(registry: Registry, path: Path) -> None:
+    """An import's work dir is swept of old runs: a source there could vanish mid-read."""
+    work = (registry.datadir.root / "transfer").resolve()
+    where = path.resolve()
+    if where == work or work in where.parents:
+        raise SourceInvalid(f"{path} is inside the registry's import work dir {work}: "
+                            "move it out first")
 
 
 @contextlib.contextmanager
