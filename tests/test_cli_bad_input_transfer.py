@@ -3,12 +3,15 @@ gets one readable line and exit 1, and nothing stored is harmed. Real subprocess
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from imagebuilder import ImageSpec, write_oci_image
 from store_snapshot import take_snapshot
-from test_cli_basics import assert_one_line_error, cli
+from test_cli_basics import ROOT, assert_one_line_error, cli
 
 from registry_core import transfer
 from registry_core.datadir import DataDir
@@ -47,3 +50,54 @@ def test_import_refuses_a_source_in_its_own_work_dir(stored: DataDir) -> None:
     result = cli(stored.root, "import", str(layout), "--repository", "app/web")
     assert_one_line_error(result, str(layout), "work dir")
     assert (layout / "index.json").exists()
+
+
+def cli_stdin(data: Path, stdin: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cli` with `stdin` piped in."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGE_CONSOLE_DATA", None)
+    done = subprocess.run([sys.executable, "-m", "console", *args, "--data-dir", str(data)],
+                          input=stdin, capture_output=True, env=env, cwd=ROOT, timeout=60)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                       done.stderr.decode())
+
+
+def test_stage_release_takes_a_whole_known_stage_and_nothing_else(
+    stored: DataDir, registry: Registry, tmp_path: Path,
+) -> None:
+    with registry.store.exclusive():
+        registry.store.stages.add("default", "app/web", "v1")
+        registry.store.stages.add("default", "app/db", "v2")
+    listing = tmp_path / "list.txt"
+    listing.write_text("app/web:v1\n")
+    assert_one_line_error(cli(stored.root, "stage", "--release", "app/web:v1"),
+                          "--release", "whole stage")
+    assert_one_line_error(cli(stored.root, "stage", "--release", "--file", str(listing)),
+                          "--release", "whole stage")
+    for mode in ("--check", "--release"):
+        assert_one_line_error(cli(stored.root, "stage", mode, "--expires", "P1D"),
+                              "--expires", mode)
+    assert_one_line_error(cli(stored.root, "stage", "--release", "--stage", "nope"),
+                          "no stage named 'nope'")
+    with registry.store.snapshot():
+        assert len(registry.store.stages.items("default")) == 2  # nothing released
+    released = cli(stored.root, "stage", "--release")
+    assert released.returncode == 0 and "Released 2 images" in released.stdout
+    again = cli(stored.root, "stage", "--release")
+    assert again.returncode == 0 and "released already" in again.stdout
+
+
+def test_a_stage_list_that_is_not_utf8_is_named_in_one_line(stored: DataDir,
+                                                            tmp_path: Path) -> None:
+    binary = tmp_path / "list.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    wide = tmp_path / "list16.txt"
+    wide.write_bytes("app/web:v1\n".encode("utf-16"))
+    before = take_snapshot(stored)
+    assert_one_line_error(cli(stored.root, "stage", "--file", str(binary)),
+                          str(binary), "not UTF-8")
+    assert_one_line_error(cli(stored.root, "stage", "--check", "--file", str(wide)),
+                          str(wide), "not UTF-8")
+    assert_one_line_error(cli_stdin(stored.root, b"\xff\xfe\x00a", "stage", "--file", "-"),
+                          "standard input", "not UTF-8")
+    assert before.diff(take_snapshot(stored)) == []

@@ -44,16 +44,16 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    misuse = _misuse(args)
+    if misuse:
+        return fail(misuse)
     pairs = staging.parse_refs(_listed(args))
     expires = args.expires
     expires_in = None if expires is None else parse_duration(expires, "stage --expires")
     registry = open_registry(args, create=True)
     try:
         if args.release:
-            released = staging.release(registry, args.stage, who=CONSOLE)
-            emit(args, f"Released {released} images of stage {args.stage}.",
-                 {"stage": args.stage, "released": released})
-            return 0
+            return _release(args, registry)
         if args.check:
             return _check(args, registry, pairs)
         if not pairs:
@@ -63,12 +63,44 @@ def run(args: argparse.Namespace) -> int:
         registry.close()
 
 
+def _misuse(args: argparse.Namespace) -> str:
+    """What is wrong with the options together ('' when nothing)."""
+    if args.release and (args.refs or args.file is not None):
+        return ("--release releases a whole stage (name it with --stage NAME); it takes "
+                "no REPO:TAG or --file")
+    if args.expires is not None and (args.check or args.release):
+        return f"--expires is for staging; it means nothing with --{_mode(args)}"
+    return ""
+
+
+def _mode(args: argparse.Namespace) -> str:
+    return "release" if args.release else "check"
+
+
+def _release(args: argparse.Namespace, registry: Registry) -> int:
+    released = staging.release(registry, args.stage, who=CONSOLE)
+    text = f"Released {released} images of stage {args.stage}." if released else \
+        f"Stage {args.stage} was released already: nothing to release."
+    emit(args, text, {"stage": args.stage, "released": released})
+    return 0
+
+
 def _listed(args: argparse.Namespace) -> list[str]:
     refs = list(args.refs)
     if args.file is not None:
-        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
-        refs += text.splitlines()
+        refs += _read_list(args.file).splitlines()
     return refs
+
+
+def _read_list(path: Path) -> str:
+    stdin = str(path) == "-"
+    data = sys.stdin.buffer.read() if stdin else path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        name = "standard input" if stdin else str(path)
+        raise NameInvalid(f"{name}: not UTF-8 text (a stage list is REPO:TAG lines)") \
+            from None
 
 
 def _stage(args: argparse.Namespace, registry: Registry, pairs: list[tuple[str, str]],

@@ -33,6 +33,10 @@ from registry_core.sync.settings import load_settings
 DEFAULT_STAGE = "default"
 
 
+class UnknownStage(EdgeError):
+    """No stage of that name was ever made (a release of it would release nothing)."""
+
+
 @dataclass(frozen=True)
 class Readiness:
     repository: str
@@ -260,9 +264,12 @@ def pinned_manifests(registry: Registry) -> set[tuple[str, str]]:
 
 def release(registry: Registry, name: str = DEFAULT_STAGE, *, who: Identity) -> int:
     """Unpin the stage's images and take them off the list (a GC may then collect what
-    nothing else keeps), each recorded in the audit log under `who`: how many."""
+    nothing else keeps), each recorded in the audit log under `who`: how many (0 when it
+    was released already). UnknownStage when no stage of that name was ever made."""
     store = registry.store
     with store.exclusive():
+        if not store.stages.items(name, released=True):
+            raise UnknownStage(f"no stage named {name!r}: nothing to release")
         items = store.stages.items(name)
         for item in items:
             registry.audit.record(
