@@ -101,3 +101,31 @@ def test_a_stage_list_that_is_not_utf8_is_named_in_one_line(stored: DataDir,
     assert_one_line_error(cli_stdin(stored.root, b"\xff\xfe\x00a", "stage", "--file", "-"),
                           "standard input", "not UTF-8")
     assert before.diff(take_snapshot(stored)) == []
+
+
+PASTED = ("ConnectedRegistryName=edge01;SyncTokenName=sync-token;"
+          "SyncTokenPassword=NotShown42pw;ParentGatewayEndpoint=parent.example:8443;"
+          "ParentEndpointProtocol=https")
+
+
+def test_a_connection_string_pasted_as_an_argument_is_never_echoed(datadir: DataDir) -> None:
+    for option in ("--connection-string-file", "--parent-ca", "--repository",
+                   "--tag-filter", "--schedule", "--window"):
+        result = cli(datadir.root, "sync", "configure", option, PASTED)
+        assert_one_line_error(result, option, "looks like the connection string itself",
+                              "standard input")
+        assert "NotShown42pw" not in result.stderr
+    wrong_mode = cli(datadir.root, "sync", "configure", "--mode", PASTED)
+    assert wrong_mode.returncode == 2 and "ReadOnly" in wrong_mode.stderr
+    assert "NotShown42pw" not in wrong_mode.stderr
+    assert not (datadir.root / "sync" / "connection").exists()
+
+
+def test_sync_status_of_no_data_dir_says_so_like_every_command(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing"
+    assert_one_line_error(cli(missing, "sync", "status"), str(missing), "not enabled")
+    assert not missing.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a data dir\n")
+    assert_one_line_error(cli(a_file, "sync", "status"), str(a_file),
+                          "a file, not a data directory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from console.cli_support import (
     run_interruptibly,
 )
 from registry_core.config import SYNC_MODES
-from registry_core.errors import SyncConfigError
+from registry_core.errors import ConfigError, NotEnabledError, SyncConfigError
 from registry_core.events import (
     RepositoryProgress,
     Subscription,
@@ -38,6 +39,7 @@ from registry_core.events import (
 )
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.connection import (
+    KEYS,
     ConnectionString,
     decode_connection_bytes,
     parse_connection_string,
@@ -51,6 +53,8 @@ from registry_core.sync.status import SyncStatus, read_status
 T = TypeVar("T")
 
 WINDOW_CLOSED_EXIT = 3
+PASTED = re.compile(r"[A-Za-z]\w*=[^;]*;|(?:" + "|".join(KEYS) + ")=")
+"""What a connection string has and a file name, a pattern or a cron line does not."""
 """`sync run` outside the sync window: nothing ran (1 is a run that failed or was cancelled)."""
 
 
@@ -92,7 +96,7 @@ def _register_configure(actions: Any, common: argparse.ArgumentParser) -> None:
     configure_parser.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     configure_parser.add_argument("--parent-ca", type=Path, metavar="PEM",
                                   help="CA certificate(s) of a parent with a private CA")
-    configure_parser.add_argument("--mode", choices=SYNC_MODES,
+    configure_parser.add_argument("--mode", type=_mode, metavar="|".join(SYNC_MODES),
                                   help="ReadOnly: pull only; ReadWrite: local pushes go up")
     configure_parser.add_argument(
         "--repository", action="append", metavar="PATTERN", dest="repositories",
@@ -116,6 +120,7 @@ def configure_command(args: argparse.Namespace) -> int:
         raise SyncConfigError(
             "sync configure takes only options; a connection string goes in a file or standard "
             "input (--connection-string-file F|-), never on the command line")
+    _refuse_pasted(args)
     settings = configure(
         data_dir_of(args), connection=_read_connection(args.connection_file),
         parent_ca=args.parent_ca, mode=args.mode, repositories=args.repositories,
@@ -124,6 +129,28 @@ def configure_command(args: argparse.Namespace) -> int:
     emit(args, "Connected registry configured.\n" + "\n".join(settings_lines(settings)),
          settings.to_json())
     return 0
+
+
+def _mode(text: str) -> str:
+    """--mode, checked without echoing what was given (it may be a pasted secret)."""
+    if text not in SYNC_MODES:
+        raise argparse.ArgumentTypeError(f"the mode is {' or '.join(SYNC_MODES)}")
+    return text
+
+
+def _refuse_pasted(args: argparse.Namespace) -> None:
+    """A connection string pasted where a file name or a setting goes is refused unshown
+    (an error that named the argument would print its password)."""
+    given = {"--connection-string-file": [args.connection_file],
+             "--parent-ca": [None if args.parent_ca is None else str(args.parent_ca)],
+             "--repository": args.repositories or [], "--tag-filter": args.tag_filters or [],
+             "--schedule": [args.schedule], "--window": [args.window]}
+    for option, values in given.items():
+        if any(v is not None and PASTED.search(v) for v in values):
+            raise SyncConfigError(
+                f"{option}: this looks like the connection string itself (not shown); put it "
+                "in a file or pass - and pipe it on standard input "
+                "(--connection-string-file F|-)")
 
 
 def _read_connection(source: str | None) -> ConnectionString | None:
@@ -137,7 +164,13 @@ def _read_connection(source: str | None) -> ConnectionString | None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    status = read_status(data_dir_of(args))
+    datadir = data_dir_of(args)
+    if datadir.root.exists() and not datadir.root.is_dir():
+        raise ConfigError(f"{datadir.root} is a file, not a data directory")
+    if not datadir.is_enabled():
+        raise NotEnabledError(f"the registry is not enabled in {datadir.root}: run "
+                              "`edge-console enable` first")
+    status = read_status(datadir)
     emit(args, "\n".join(status_lines(status)), status.to_json())
     return 0
 
