@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -156,17 +157,20 @@ def ca_certificate_info(datadir: DataDir) -> CertificateInfo:
     return _describe("CA", datadir.ca_cert)
 
 
-def export_ca(datadir: DataDir, destination: Path | str, fmt: ExportFormat) -> Path:
+def export_ca(datadir: DataDir, destination: Path | str, fmt: ExportFormat, *,
+              force: bool = False) -> Path:
     """Write the CA certificate for clients, as PEM or DER; returns the path written.
 
     `destination` is a file path or an existing directory (a trailing slash insists on a
     directory); in a directory the file is named edge-registry-ca.crt (PEM) or .cer (DER).
+    Refused: a target inside the data dir, an existing path that is not a regular file
+    (symlink, FIFO, device), and an existing file unless `force`.
     """
     if fmt not in ("pem", "der"):
         raise ExportError(f"unknown certificate format {fmt!r}: use pem or der")
     if not datadir.ca_cert.exists():
         raise _not_enabled(datadir)
-    target = _export_target(destination, fmt)
+    target = _export_target(datadir, destination, fmt, force)
     cert = _read_cert(datadir.ca_cert)
     encoding = serialization.Encoding.PEM if fmt == "pem" else serialization.Encoding.DER
     try:
@@ -178,17 +182,41 @@ def export_ca(datadir: DataDir, destination: Path | str, fmt: ExportFormat) -> P
     return target
 
 
-def _export_target(destination: Path | str, fmt: ExportFormat) -> Path:
+def _export_target(datadir: DataDir, destination: Path | str, fmt: ExportFormat,
+                   force: bool) -> Path:
     text = str(destination)
+    if not text.strip():
+        raise ExportError("no export path given: name a file or an existing directory")
     path = Path(destination).expanduser()
-    wants_dir = text.endswith(("/", os.sep))
     if path.is_dir():
-        return path / (CA_PEM_NAME if fmt == "pem" else CA_DER_NAME)
-    if wants_dir:
+        path = path / (CA_PEM_NAME if fmt == "pem" else CA_DER_NAME)
+    elif text.endswith(("/", os.sep)):
         raise ExportError(f"directory {path} does not exist")
-    if not path.parent.is_dir():
+    elif not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
+    _refuse_inside(datadir, path)
+    _refuse_existing(path, force)
     return path
+
+
+def _refuse_inside(datadir: DataDir, path: Path) -> None:
+    """The data dir's own files are never an export target (resolved: no symlink detour)."""
+    where = path.parent.resolve() / path.name
+    if where.is_relative_to(datadir.root.resolve()):
+        raise ExportError(f"cannot write {path}: it is inside the data dir {datadir.root}")
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise ExportError(f"cannot write {path}: it exists and is not a regular file")
+    if not force:
+        raise ExportError(f"{path} exists (--force overwrites it)")
 
 
 def _describe(role: str, path: Path) -> CertificateInfo:

@@ -252,15 +252,34 @@ def test_export_permission_denied(datadir: DataDir) -> None:
         shutil.rmtree(base)
 
 
-def test_export_failure_leaves_no_temp_file(datadir: DataDir, tmp_path: Path) -> None:
-    # os.replace onto a non-empty directory fails after the temp file was written
+def test_export_refuses_a_directory_in_the_way(datadir: DataDir, tmp_path: Path) -> None:
     target_dir = tmp_path / "dir"
     target_dir.mkdir()
     (target_dir / CA_PEM_NAME).mkdir()
     (target_dir / CA_PEM_NAME / "keep").write_text("x")
-    with pytest.raises(ExportError, match="cannot write"):
-        export_ca(datadir, target_dir, "pem")
+    with pytest.raises(ExportError, match="not a regular file"):
+        export_ca(datadir, target_dir, "pem", force=True)
     assert sorted(p.name for p in target_dir.iterdir()) == [CA_PEM_NAME]
+    assert (target_dir / CA_PEM_NAME / "keep").read_text() == "x"
+
+
+def test_export_refuses_the_data_dir(datadir: DataDir) -> None:
+    for target in (datadir.root, datadir.certs, datadir.ca_key, datadir.root / "new.pem"):
+        before = datadir.ca_key.read_bytes()
+        with pytest.raises(ExportError, match="inside the data dir"):
+            export_ca(datadir, target, "pem", force=True)
+        assert datadir.ca_key.read_bytes() == before
+    assert not (datadir.root / "new.pem").exists()
+
+
+def test_export_replaces_a_file_only_with_force(datadir: DataDir, tmp_path: Path) -> None:
+    target = tmp_path / "ca.pem"
+    target.write_text("older")
+    with pytest.raises(ExportError, match="--force"):
+        export_ca(datadir, target, "pem")
+    assert target.read_text() == "older"
+    assert export_ca(datadir, target, "pem", force=True) == target
+    assert target.read_bytes() == datadir.ca_cert.read_bytes()
 
 
 def test_not_enabled(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     export.add_argument("path", metavar="PATH", help="file, or existing directory")
     export.add_argument("--format", choices=("pem", "der"), default="pem", help="default: pem")
+    export.add_argument("--force", action="store_true", help="overwrite an existing PATH")
     actions.add_parser("show", parents=[common], help="list the CA and server certificates")
     parser.set_defaults(handler=run)
 
@@ -35,7 +36,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     datadir = data_dir_of(args)
     if args.cert_command == "export":
-        path = export_ca(datadir, args.path, args.format)
+        path = export_ca(datadir, args.path, args.format, force=args.force)
         fingerprint = ca_certificate_info(datadir).sha256_fingerprint
         text = f"Wrote {path}\nSHA-256 fingerprint: {fingerprint}"
         payload = {"path": str(path), "format": args.format, "sha256_fingerprint": fingerprint}

@@ -1,0 +1,88 @@
+"""Bad input to the setup commands (enable, cert export, token names, --data-dir): one
+readable line, and nothing stored harmed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli_basics import ROOT, assert_one_line_error, cli, cli_json
+
+from registry_core.datadir import DataDir
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    result = cli(data, "enable", "--device-name", "dbe", "--node-ip", "10.1.2.3")
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+def snapshot(data: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*"))
+            if p.is_file()}
+
+
+# --- cert export ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inside", ["registry.db", "certs/ca.key", "certs/ca.crt", "", "certs"])
+def test_cert_export_refuses_the_data_dirs_own_files(data: Path, inside: str) -> None:
+    cli_json(data, "images")  # make registry.db
+    before = snapshot(data)
+    result = cli(data, "cert", "export", str(data / inside), "--force")
+    assert_one_line_error(result, "inside the data dir")
+    assert snapshot(data) == before
+
+
+def test_cert_export_refuses_a_symlink_into_the_data_dir(data: Path, tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(data / "certs")
+    before = snapshot(data)
+    assert_one_line_error(cli(data, "cert", "export", str(tmp_path / "link"), "--force"),
+                          "inside the data dir")
+    assert_one_line_error(cli(data, "cert", "export", str(tmp_path / "link" / "ca.key")),
+                          "inside the data dir")
+    assert snapshot(data) == before
+
+
+def test_cert_export_refuses_what_is_not_a_regular_file(data: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    elsewhere = tmp_path / "precious"
+    elsewhere.write_text("keep me")
+    link = tmp_path / "link.pem"
+    link.symlink_to(elsewhere)
+    for target in (fifo, link, Path("/dev/null")):
+        assert_one_line_error(cli(data, "cert", "export", str(target), "--force"),
+                              str(target), "not a regular file")
+    assert fifo.is_fifo() and link.is_symlink()
+    assert elsewhere.read_text() == "keep me"
+
+
+def test_cert_export_overwrites_a_file_only_with_force(data: Path, tmp_path: Path) -> None:
+    target = tmp_path / "ca.pem"
+    target.write_text("older")
+    assert_one_line_error(cli(data, "cert", "export", str(target)), "exists", "--force")
+    assert target.read_text() == "older"
+    result = cli(data, "cert", "export", str(target), "--force")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == DataDir(data).ca_cert.read_bytes()
+
+
+def cli_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cli`, run in `cwd` (for what the current directory would receive)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGE_CONSOLE_DATA", None)
+    return subprocess.run([sys.executable, "-m", "console", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=60)
+
+
+def test_cert_export_refuses_an_empty_path(data: Path, tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    assert_one_line_error(cli_in(cwd, "cert", "export", "", "--data-dir", str(data)),
+                          "no export path")
+    assert list(cwd.iterdir()) == []
