@@ -13,7 +13,11 @@ import socket
 from collections.abc import Callable
 
 from registry_core.access.audit import record_config_change
-from registry_core.access.credentials import ensure_credentials, rotate_credentials
+from registry_core.access.credentials import (
+    ensure_credentials,
+    restore_users,
+    rotate_credentials,
+)
 from registry_core.certs import ensure_certificates
 from registry_core.config import Config, load_config, save_config
 from registry_core.datadir import DataDir
@@ -55,6 +59,8 @@ def enable(
         record_config_change(datadir, "config.enable", _changes(old, config))
     for line in ensure_certificates(datadir, config):
         say(line)
+    if restore_users(datadir, config.username):
+        say(f"Restored {datadir.users} from {datadir.secrets} (the password is unchanged)")
     if ensure_credentials(datadir, config.username):
         say(f"Created credentials for user {config.username}")
     return config

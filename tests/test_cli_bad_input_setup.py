@@ -3,6 +3,7 @@ readable line, and nothing stored harmed."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_cli_basics import ROOT, assert_one_line_error, cli, cli_json
 
+from registry_core.access.credentials import read_credentials, verify_password
 from registry_core.datadir import DataDir
 
 
@@ -86,3 +88,45 @@ def test_cert_export_refuses_an_empty_path(data: Path, tmp_path: Path) -> None:
     assert_one_line_error(cli_in(cwd, "cert", "export", "", "--data-dir", str(data)),
                           "no export path")
     assert list(cwd.iterdir()) == []
+
+
+# --- enable and damaged credentials ---------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["garbage", "{}", '["x"]', '{"someone": "else"}'])
+def test_enable_restores_damaged_users_from_secrets(data: Path, damage: str) -> None:
+    datadir = DataDir(data)
+    username, password = read_credentials(datadir)
+    secrets_before = datadir.secrets.read_bytes()
+    datadir.users.write_text(damage)
+    result = cli(data, "enable")
+    assert result.returncode == 0, result.stderr
+    assert "Restored" in result.stdout and "Created credentials" not in result.stdout
+    assert datadir.secrets.read_bytes() == secrets_before
+    users = json.loads(datadir.users.read_text())
+    assert list(users) == [username]
+    assert verify_password(users[username], password)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+"""Nested deeper than Python's recursion limit."""
+
+
+@pytest.mark.parametrize("damage", ["garbage", "{}", '["x"]', "deep"])
+def test_enable_refuses_a_damaged_secrets_file(data: Path, damage: str) -> None:
+    DataDir(data).secrets.write_text(DEEP if damage == "deep" else damage)
+    before = snapshot(data)
+    assert_one_line_error(cli(data, "enable"), "secrets.json", "restore it from a backup")
+    assert_one_line_error(cli(data, "enable", "--rotate-password"), "secrets.json")
+    assert snapshot(data) == before
+
+
+def test_deeply_nested_secrets_is_one_line_in_info(data: Path) -> None:
+    DataDir(data).secrets.write_text(DEEP)
+    assert_one_line_error(cli(data, "info"), "secrets.json", "not readable JSON")
+
+
+def test_enable_refuses_users_without_secrets(data: Path) -> None:
+    DataDir(data).secrets.unlink()
+    before = snapshot(data)
+    assert_one_line_error(cli(data, "enable"), "secrets.json is missing", "users.json")
+    assert snapshot(data) == before

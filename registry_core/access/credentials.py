@@ -62,16 +62,59 @@ def rotate_credentials(datadir: DataDir, username: str) -> str:
 
 
 def ensure_credentials(datadir: DataDir, username: str) -> bool:
-    """Create credentials unless `username` already has them; True if created."""
-    try:
-        current_user, _ = read_credentials(datadir)
-        users = _read_json(datadir.users)
-    except (NotEnabledError, ConfigError):
-        current_user, users = "", {}
-    if current_user == username and username in users:
+    """Create credentials unless `username` already has them; True if created.
+
+    secrets.json is the record: users.json missing or damaged is re-derived from it
+    (`restore_users`, the password stays). A damaged secrets.json, or a users.json without
+    it, is refused (ConfigError), never replaced: a new password would lock out every client
+    and pull secret that holds the current one."""
+    current = _intact_secrets(datadir)
+    if current is None:
+        if datadir.users.exists():
+            raise ConfigError(f"{datadir.secrets} is missing but {datadir.users} exists: "
+                              f"{_RECOVER}")
+        create_credentials(datadir, username)
+        return True
+    if current[0] != username:
+        create_credentials(datadir, username)
+        return True
+    restore_users(datadir, username)
+    return False
+
+
+def restore_users(datadir: DataDir, username: str) -> bool:
+    """Re-derive users.json from an intact secrets.json naming `username` when users.json is
+    missing, damaged or lacks the user; True if it was rewritten. The password in
+    secrets.json is the one `info` shows and clients hold, so this changes no access."""
+    current = _intact_secrets(datadir)
+    if current is None or current[0] != username or _users_hold(datadir, username):
         return False
-    create_credentials(datadir, username)
+    _write_json(datadir.users, {username: hash_password(current[1])})
     return True
+
+
+_RECOVER = ("restore it from a backup; or, to set a new admin password deliberately, remove "
+            "secrets.json and users.json and run `edge-console enable` (clients and pull "
+            "secrets then need the new password)")
+
+
+def _intact_secrets(datadir: DataDir) -> tuple[str, str] | None:
+    """(username, password) from secrets.json; None when it is missing; ConfigError naming
+    the file and the way out when it is damaged."""
+    if not datadir.secrets.exists():
+        return None
+    try:
+        return read_credentials(datadir)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}: {_RECOVER}") from exc
+
+
+def _users_hold(datadir: DataDir, username: str) -> bool:
+    try:
+        users = _read_json(datadir.users)
+    except ConfigError:
+        return False
+    return isinstance(users.get(username), str)
 
 
 def read_credentials(datadir: DataDir) -> tuple[str, str]:
@@ -282,7 +325,7 @@ def _read_json(path: Path) -> dict[str, object]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} is missing") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
         raise ConfigError(f"{path}: not readable JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
