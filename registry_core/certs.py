@@ -135,13 +135,28 @@ def ensure_certificates(datadir: DataDir, config: Config) -> list[str]:
     line per action taken (empty when nothing changed).
     """
     actions: list[str] = []
-    if not (datadir.ca_cert.exists() and datadir.ca_key.exists()):
+    _refuse_half_ca(datadir)
+    if not datadir.ca_cert.exists():
         create_ca(datadir, f"Edge Registry CA {config.device_name}")
         actions.append(f"Created certificate authority {datadir.ca_cert}")
     if server_needs_renewal(datadir, config):
         create_server_certificate(datadir, config)
         actions.append(f"Issued server certificate for {config.endpoint_host} ({config.node_ip})")
     return actions
+
+
+def _refuse_half_ca(datadir: DataDir) -> None:
+    """A CA certificate without its key (or the reverse) is never replaced silently: every
+    client that trusts the old CA would stop trusting this registry."""
+    has_cert, has_key = datadir.ca_cert.exists(), datadir.ca_key.exists()
+    if has_cert == has_key:
+        return
+    there, missing = (datadir.ca_cert, datadir.ca_key) if has_cert else (
+        datadir.ca_key, datadir.ca_cert)
+    raise ConfigError(
+        f"{missing} is missing but {there} exists: restore it from a backup, or remove "
+        f"{there} too to make a new CA (every client must then trust the new one)"
+    )
 
 
 def describe_certificates(datadir: DataDir) -> list[CertificateInfo]:

@@ -53,16 +53,18 @@ def enable(
         node_ip=_node_ip(node_ip, old.node_ip if not fresh else None),
         port=_port(port if port is not None else old.port),
     )
-    if fresh or config != old:
-        save_config(config, datadir.config)
-        say(f"Saved configuration {datadir.config}")
-        record_config_change(datadir, "config.enable", _changes(old, config))
-    for line in ensure_certificates(datadir, config):
-        say(line)
+    # Credentials and certificates first, the config last: a refusal or failure on the way
+    # leaves the config as it was, never one that the certificates do not match.
     if restore_users(datadir, config.username):
         say(f"Restored {datadir.users} from {datadir.secrets} (the password is unchanged)")
     if ensure_credentials(datadir, config.username):
         say(f"Created credentials for user {config.username}")
+    for line in ensure_certificates(datadir, config):
+        say(line)
+    if fresh or config != old:
+        save_config(config, datadir.config)
+        say(f"Saved configuration {datadir.config}")
+        record_config_change(datadir, "config.enable", _changes(old, config))
     return config
 
 

@@ -29,7 +29,7 @@ from registry_core.certs import (
 )
 from registry_core.config import Config
 from registry_core.datadir import DataDir
-from registry_core.errors import NotEnabledError
+from registry_core.errors import ConfigError, NotEnabledError
 
 
 @pytest.fixture
@@ -280,6 +280,18 @@ def test_export_replaces_a_file_only_with_force(datadir: DataDir, tmp_path: Path
     assert target.read_text() == "older"
     assert export_ca(datadir, target, "pem", force=True) == target
     assert target.read_bytes() == datadir.ca_cert.read_bytes()
+
+
+@pytest.mark.parametrize("missing", ["ca_cert", "ca_key"])
+def test_half_a_ca_is_refused_not_replaced(datadir: DataDir, config: Config,
+                                           missing: str) -> None:
+    getattr(datadir, missing).unlink()
+    kept = datadir.ca_key if missing == "ca_cert" else datadir.ca_cert
+    before = kept.read_bytes()
+    with pytest.raises(ConfigError, match="is missing but"):
+        ensure_certificates(datadir, config)
+    assert kept.read_bytes() == before
+    assert not getattr(datadir, missing).exists()
 
 
 def test_not_enabled(tmp_path: Path) -> None:

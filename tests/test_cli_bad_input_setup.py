@@ -130,3 +130,24 @@ def test_enable_refuses_users_without_secrets(data: Path) -> None:
     before = snapshot(data)
     assert_one_line_error(cli(data, "enable"), "secrets.json is missing", "users.json")
     assert snapshot(data) == before
+
+
+# --- enable is all or nothing ----------------------------------------------------------------
+
+def test_enable_failing_on_the_ca_key_keeps_the_config(data: Path) -> None:
+    datadir = DataDir(data)
+    datadir.ca_key.write_text("not a key")
+    before = snapshot(data)
+    assert_one_line_error(cli(data, "enable", "--device-name", "renamed"),
+                          "ca.key", "not a readable private key")
+    assert snapshot(data) == before
+    assert 'device_name = "dbe"' in datadir.config.read_text()
+
+
+@pytest.mark.parametrize("missing", ["ca.crt", "ca.key"])
+def test_enable_refuses_half_a_ca(data: Path, missing: str) -> None:
+    (data / "certs" / missing).unlink()
+    before = snapshot(data)
+    assert_one_line_error(cli(data, "enable", "--device-name", "renamed"),
+                          f"{missing} is missing", "restore it from a backup")
+    assert snapshot(data) == before
