@@ -4,6 +4,7 @@ readable line, and nothing stored harmed."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_cli_basics import ROOT, assert_one_line_error, cli, cli_json
 
+from registry_core.access.audit import record_config_change
 from registry_core.access.credentials import read_credentials, verify_password
 from registry_core.datadir import DataDir
 
@@ -151,3 +153,27 @@ def test_enable_refuses_half_a_ca(data: Path, missing: str) -> None:
     assert_one_line_error(cli(data, "enable", "--device-name", "renamed"),
                           f"{missing} is missing", "restore it from a backup")
     assert snapshot(data) == before
+
+
+# --- the audit, the data dir, token names --------------------------------------------------
+
+def test_a_failed_audit_write_is_one_warning(data: Path) -> None:
+    DataDir(data).database.write_bytes(b"this is not a database " * 100)
+    old = read_credentials(DataDir(data))[1]
+    result = cli(data, "enable", "--rotate-password")
+    assert result.returncode == 0, result.stderr
+    assert read_credentials(DataDir(data))[1] != old  # the rotation stands
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "could not record config.rotate_password in the audit log" in lines[0]
+
+
+def test_record_config_change_logs_one_line_without_a_traceback(
+        data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    DataDir(data).database.write_bytes(b"this is not a database " * 100)
+    with caplog.at_level(logging.WARNING, logger="edge_registry.audit"):
+        assert not record_config_change(DataDir(data), "config.test", {})
+    [record] = caplog.records
+    assert record.exc_info is None
+    assert record.getMessage().startswith("could not record config.test in the audit log: ")
+    assert "not a database" in record.getMessage()

@@ -317,7 +317,8 @@ def record_config_change(datadir: DataDir, action: str, detail: dict[str, Any], 
                 store.audit.insert(row)
         finally:
             store.close()
-    except (StoreError, StoreBusy, StorageFull):
-        log.warning("could not record %s in the audit log", action, exc_info=True)
+    except (StoreError, StoreBusy, StorageFull) as exc:
+        # One line: the change stands and the caller's output must stay readable.
+        log.warning("could not record %s in the audit log: %s", action, exc)
         return False
     return True
