@@ -3,9 +3,11 @@ gets one readable line and exit 1, and nothing stored is harmed. Real subprocess
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,83 @@ def test_sync_status_of_no_data_dir_says_so_like_every_command(tmp_path: Path) -
     a_file.write_text("not a data dir\n")
     assert_one_line_error(cli(a_file, "sync", "status"), str(a_file),
                           "a file, not a data directory")
+
+
+def layout_with_blobs_at_the_end(tmp_path: Path) -> tuple[Path, Path]:
+    """An OCI layout (app:v1) and a tar of it written with index.json and oci-layout last."""
+    layout = tmp_path / "app"
+    write_oci_image(layout, ImageSpec(tag="v1"))
+    archive = tmp_path / "app.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted((layout / "blobs").rglob("*")):
+            tar.add(path, str(path.relative_to(layout)), recursive=False)
+        tar.add(layout / "oci-layout", "oci-layout")
+        tar.add(layout / "index.json", "index.json")
+    return layout, archive
+
+
+def test_a_damaged_layout_is_named_in_one_line_and_nothing_is_stored(
+    stored: DataDir, tmp_path: Path,
+) -> None:
+    layout, _ = layout_with_blobs_at_the_end(tmp_path)
+    before = take_snapshot(stored)
+    index = layout / "index.json"
+    good = index.read_text()
+    entry = json.loads(good)["manifests"][0]
+
+    def with_size(size: object) -> None:
+        index.write_text(json.dumps({**json.loads(good),
+                                     "manifests": [{**entry, "size": size}]}))
+
+    for size in ("big", -1, True, 1.5):
+        with_size(size)
+        assert_one_line_error(cli(stored.root, "import", str(layout)), "index.json entry 0",
+                              entry["digest"], "not a byte count")
+    with_size(entry["size"] + 1)
+    assert_one_line_error(cli(stored.root, "import", str(layout)), "index.json entry 0",
+                          "damaged layout")
+    index.write_text("[" * 100_000 + "]" * 100_000)
+    assert_one_line_error(cli(stored.root, "import", str(layout)), "index.json",
+                          "damaged")
+    index.write_text(good)
+    layer = json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1])
+                       .read_text())["layers"][0]["digest"].split(":")[1]
+    blob = layout / "blobs" / "sha256" / layer
+    secret = tmp_path / "elsewhere"
+    blob.rename(secret)
+    blob.symlink_to(secret)
+    assert_one_line_error(cli(stored.root, "import", str(layout)), layer,
+                          "symbolic link leading out of the layout")
+    blob.unlink()
+    blob.mkdir()
+    assert_one_line_error(cli(stored.root, "import", str(layout)), layer,
+                          "a directory, not a file")
+    assert before.diff(take_snapshot(stored)) == []
+
+
+def test_a_pipe_is_refused_before_it_is_opened(stored: DataDir, tmp_path: Path) -> None:
+    fifo = tmp_path / "web.tar"
+    os.mkfifo(fifo)
+    for extra in ((), ("--dry-run",)):
+        assert_one_line_error(cli(stored.root, "import", str(fifo), *extra), str(fifo),
+                              "named pipe")
+
+
+def test_a_plain_tar_cut_between_or_inside_headers_is_named_truncated(
+    stored: DataDir, tmp_path: Path,
+) -> None:
+    _, archive = layout_with_blobs_at_the_end(tmp_path)
+    with tarfile.open(archive) as tar:
+        last = tar.getmember("oci-layout")
+    whole = archive.read_bytes()
+    before = take_snapshot(stored)
+    for cut in (last.offset, last.offset + 100):  # at a header, inside one
+        archive.write_bytes(whole[:cut])
+        assert_one_line_error(cli(stored.root, "import", str(archive)), str(archive),
+                              "truncated archive")
+    archive.write_bytes(whole[:last.offset] + b"\x01" * 1024)
+    assert_one_line_error(cli(stored.root, "import", str(archive)), str(archive),
+                          "damaged archive")
+    assert before.diff(take_snapshot(stored)) == []
+    archive.write_bytes(whole)
+    assert cli(stored.root, "import", str(archive), "--dry-run").returncode == 0

@@ -88,7 +88,7 @@ def _diff_ids(source: Source, name: str, config: bytes, count: int) -> list[Dige
 def _layer(source: Source, member: str, diff_id: Digest) -> SourceBlob:
     size = source.size(member)
     if size is None:
-        raise SourceInvalid(f"{source.path}: layer {member} is missing from the archive")
+        raise SourceInvalid(f"{source.path}: layer {member} {source.absent(member)}")
     head = source.head(member, 4)
     if head.startswith(ZSTD_MAGIC):
         raise SourceInvalid(f"{source.path}: layer {member} is zstd-compressed, which a "

@@ -37,6 +37,9 @@ def load_json(source: Source, name: str, limit: int) -> object:
         return json.loads(source.read_small(name, limit))
     except (ValueError, UnicodeDecodeError) as exc:
         raise SourceInvalid(f"{source.path}: {name} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SourceInvalid(f"{source.path}: {name} is damaged (nested too deep to be "
+                            "JSON a tool wrote)") from None
 
 
 @dataclass
@@ -90,8 +93,15 @@ class LayoutReader:
         texts = {str(k): str(v) for k, v in annotations.items()} \
             if isinstance(annotations, dict) else {}
         media_type = doc.get("mediaType")
+        size = doc.get("size")
+        where = f"{self.source.path}: index.json entry {position} ({digest})"
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise SourceInvalid(f"{where}: size {str(size)[:40]!r} is not a byte count")
         manifest, parsed = self.manifest(digest, media_type if isinstance(media_type, str)
                                          else None)
+        if len(manifest.body) != size:
+            raise SourceInvalid(f"{where} says {size} bytes, {blob_member(digest)} has "
+                                f"{len(manifest.body)}: a damaged layout")
         return _Entry(name_from_annotations(texts, self.repository), manifest, parsed)
 
     def manifest(self, digest: Digest, media_type: str | None) -> tuple[SourceManifest, Manifest]:
@@ -142,7 +152,7 @@ class LayoutReader:
         found = self.source.size(member)
         if found is None:
             raise SourceInvalid(f"{self.source.path}: blob {digest} (listed by manifest "
-                                f"{listed_by}) is missing: no {member}")
+                                f"{listed_by}): {member} {self.source.absent(member)}")
         if found != size:
             raise SourceInvalid(f"{self.source.path}: {member} has {found} bytes, its "
                                 f"manifest says {size}")

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import os
 import posixpath
+import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,10 @@ class Source(Protocol):
         """The member's first bytes (to recognise compressed content)."""
         ...
 
+    def absent(self, name: str) -> str:
+        """Why the member cannot be read (`is missing`, `is a directory, not a file`...)."""
+        ...
+
     def stream(self, names: Sequence[str]) -> Iterator[tuple[str, Iterator[bytes]]]:
         """Each member's content in chunks, in the order cheapest to read."""
         ...
@@ -60,12 +65,28 @@ class Source(Protocol):
 
 
 def open_source(path: Path) -> Source:
-    """A directory or a tar file (plain or gzip); SourceInvalid when it is neither."""
-    if path.is_dir():
+    """A directory or a tar file (plain or gzip); SourceInvalid when it is neither (a pipe
+    or a device is refused before it is opened: reading one could wait forever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise SourceInvalid(f"{path} does not exist") from None
+    except OSError as exc:
+        raise SourceInvalid(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         return DirSource(path)
-    if not path.exists():
-        raise SourceInvalid(f"{path} does not exist")
+    if not stat.S_ISREG(mode):
+        raise SourceInvalid(f"{path} is {_kind(mode)}, not a layout directory or an "
+                            "archive file")
     return TarSource(path)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def clean_name(name: str) -> str:
@@ -114,8 +135,19 @@ class DirSource:
     def _required(self, name: str) -> Path:
         target = self._file(name)
         if target is None:
-            raise SourceInvalid(f"{self.path / name} is missing")
+            raise SourceInvalid(f"{self.path / name} {self.absent(name)}")
         return target
+
+    def absent(self, name: str) -> str:
+        path = self._root / clean_name(name)
+        if not path.exists():
+            return "is a broken symbolic link" if path.is_symlink() else "is missing"
+        target = path.resolve()
+        if not target.is_relative_to(self._root):
+            return "is a symbolic link leading out of the layout"
+        if target.is_dir():
+            return "is a directory, not a file"
+        return "is not a regular file" if not target.is_file() else "is missing"
 
     def close(self) -> None:
         pass
@@ -130,6 +162,8 @@ class TarSource:
         self._links: dict[str, str] = {}
         self._cache: dict[str, bytes] = {}
         self._heads: dict[str, bytes] = {}
+        self._others: dict[str, str] = {}
+        """Members that are neither files nor links: name -> what they are."""
         self._tar = self._open()
         try:
             self._list()
@@ -156,7 +190,8 @@ class TarSource:
         try:
             for info in self._tar:
                 if not (info.isfile() or info.issym() or info.islnk()):
-                    continue  # directories and the like: nothing to read
+                    self._note_other(info)  # directories and the like: nothing to read
+                    continue
                 name = clean_name(info.name)
                 if info.isfile():
                     self._members[name] = info
@@ -177,6 +212,11 @@ class TarSource:
         self._check_not_cut()
         self._strip_top_folder()
 
+    def _note_other(self, info: tarfile.TarInfo) -> None:
+        norm = posixpath.normpath(info.name.lstrip("/"))
+        if norm not in (".", "..") and not norm.startswith("../"):
+            self._others[norm] = "a directory" if info.isdir() else "not a regular file"
+
     def _strip_top_folder(self) -> None:
         """A tar of the folder rather than of its content (`tar cf x.tar layout/`): its
         members are read as if the folder were the root."""
@@ -191,8 +231,8 @@ class TarSource:
         def strip(names: dict[str, T]) -> dict[str, T]:
             return {n.removeprefix(prefix): v for n, v in names.items()}
 
-        self._members, self._cache, self._heads = (
-            strip(self._members), strip(self._cache), strip(self._heads))
+        self._members, self._cache, self._heads, self._others = (
+            strip(self._members), strip(self._cache), strip(self._heads), strip(self._others))
         self._links = {n.removeprefix(prefix): t.removeprefix(prefix)
                        for n, t in self._links.items()}
 
@@ -205,6 +245,26 @@ class TarSource:
         for name, info in self._members.items():
             if info.offset_data + info.size > length:
                 raise SourceInvalid(f"{self.path}: truncated archive ({name} is cut short)")
+        self._check_end(length)
+
+    def _check_end(self, length: int) -> None:
+        """The listing stops quietly at a header cut short or unreadable, and at the end
+        of the file: tar's end marker (a zero block) is where it should stop."""
+        end = self._tar.offset
+        if length - end >= tarfile.BLOCKSIZE:
+            with open(self.path, "rb") as file:
+                file.seek(end)
+                if file.read(tarfile.BLOCKSIZE).strip(b"\0"):
+                    raise SourceInvalid(f"{self.path}: damaged archive (an unreadable tar "
+                                        f"header at byte {end})")
+        elif length > end:
+            raise SourceInvalid(f"{self.path}: truncated archive (it ends inside a tar "
+                                f"header, at byte {length})")
+        elif not any(n.rsplit("/", 1)[-1] in ("index.json", "manifest.json")
+                     for n in self._members):
+            raise SourceInvalid(f"{self.path}: truncated archive (it ends at byte {length} "
+                                "without tar's end marker, before its index.json or "
+                                "manifest.json)")
 
     def _head(self, name: str, info: tarfile.TarInfo) -> bytes:
         """The first bytes of each member, read as the listing passes them (a gzip stream is
@@ -231,8 +291,16 @@ class TarSource:
     def _required(self, name: str) -> tuple[str, tarfile.TarInfo]:
         key = self._key(name)
         if key is None:
-            raise SourceInvalid(f"{self.path}: {name} is missing from the archive")
+            raise SourceInvalid(f"{self.path}: {name} {self.absent(name)}")
         return key, self._members[key]
+
+    def absent(self, name: str) -> str:
+        name = clean_name(name)
+        if name in self._others:
+            return f"is {self._others[name]} in the archive, not a file"
+        if name in self._links:
+            return "is a link to nothing in the archive"
+        return "is missing from the archive"
 
     def size(self, name: str) -> int | None:
         key = self._key(name)
