@@ -4,6 +4,7 @@ work that ctrl-c can stop."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import threading
@@ -21,8 +22,21 @@ T = TypeVar("T")
 
 
 def data_dir_of(args: argparse.Namespace) -> DataDir:
-    root = getattr(args, "data_dir", None) or default_data_dir()
+    """The data dir --data-dir names (else the default); an empty --data-dir is refused
+    rather than taken for the current directory."""
+    given = getattr(args, "data_dir", None)
+    if given is not None and (str(given) == "" or (str(given) == "." and _empty_in_argv())):
+        raise ConfigError("--data-dir is empty: name a data directory")
+    root = given if given is not None else default_data_dir()
     return DataDir(Path(root).expanduser().resolve())
+
+
+def _empty_in_argv() -> bool:
+    """Whether this process's command line gave --data-dir an empty value: argparse's
+    Path('') is Path('.'), which cannot tell it from an explicit `--data-dir .`."""
+    words = sys.argv[1:]
+    return "--data-dir=" in words or any(
+        word == "--data-dir" and value == "" for word, value in itertools.pairwise(words))
 
 
 def wants_json(args: argparse.Namespace) -> bool:

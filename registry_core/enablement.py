@@ -42,6 +42,8 @@ def enable(
 ) -> Config:
     """Write config, certificates and credentials; keep what exists unless overridden."""
     say = progress or (lambda _line: None)
+    if datadir.root.exists() and not datadir.root.is_dir():
+        raise ConfigError(f"{datadir.root} is a file, not a data directory")
     refuse_newer(datadir.database)  # a newer release's config would lose what we don't know
     datadir.ensure()
     fresh = not datadir.config.exists()

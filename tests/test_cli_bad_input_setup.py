@@ -177,3 +177,16 @@ def test_record_config_change_logs_one_line_without_a_traceback(
     assert record.exc_info is None
     assert record.getMessage().startswith("could not record config.test in the audit log: ")
     assert "not a database" in record.getMessage()
+
+
+def test_enable_on_a_file_says_so(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("mine")
+    assert_one_line_error(cli(file, "enable"), "is a file, not a data directory")
+    assert file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv", [["--data-dir", ""], ["--data-dir="]])
+def test_an_empty_data_dir_is_refused(tmp_path: Path, argv: list[str]) -> None:
+    assert_one_line_error(cli_in(tmp_path, "enable", *argv), "--data-dir is empty")
+    assert list(tmp_path.iterdir()) == []
