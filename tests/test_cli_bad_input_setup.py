@@ -190,3 +190,10 @@ def test_enable_on_a_file_says_so(tmp_path: Path) -> None:
 def test_an_empty_data_dir_is_refused(tmp_path: Path, argv: list[str]) -> None:
     assert_one_line_error(cli_in(tmp_path, "enable", *argv), "--data-dir is empty")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["console", "sync", "gc", "GC", "ase-ecr-user"])
+def test_token_names_of_system_identities_are_reserved(data: Path, name: str) -> None:
+    result = cli(data, "token", "create", name, "--scope", "*:content/read")
+    assert_one_line_error(result, repr(name))
+    assert cli_json(data, "token", "list")["tokens"] == []

@@ -26,11 +26,13 @@ from registry_core.access.token_check import grants_of, note_change
 from registry_core.datadir import DataDir
 from registry_core.errors import EdgeError
 from registry_core.events import AccessChanged, EventBus
-from registry_core.identity import Identity
+from registry_core.identity import CONSOLE, GC, SYNC, Identity
 from registry_core.store import Store
 from registry_core.store.tokens import TokenRow
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_NAMES = frozenset({CONSOLE.name, GC.name, SYNC.name})
+"""The system identities' names: a token so named would pass for one in the audit log."""
 SLOTS = (1, 2)
 MAX_EXPIRY_DAYS = 36500
 DAY = 86400.0
@@ -220,6 +222,9 @@ class TokenAdmin:
                 f"token name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit"
             )
+        if name.casefold() in RESERVED_NAMES:
+            raise AccessError(f"token name {name!r} is reserved for the appliance's own "
+                              "identity in the audit log: choose another")
         try:
             admin_name, _ = read_credentials(self.datadir)
         except EdgeError:
