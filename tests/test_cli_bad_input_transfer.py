@@ -211,3 +211,15 @@ def test_a_plain_tar_cut_between_or_inside_headers_is_named_truncated(
     assert before.diff(take_snapshot(stored)) == []
     archive.write_bytes(whole)
     assert cli(stored.root, "import", str(archive), "--dry-run").returncode == 0
+
+
+def test_export_names_the_reference_it_cannot_export(stored: DataDir, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for ref in ("Bad Name:tag", "app/web:BAD TAG"):
+        result = cli(stored.root, "export", ref, str(out))
+        assert_one_line_error(result, f"cannot export {ref!r}", "not a valid image reference")
+        assert "store" not in result.stderr
+    for ref in ("nope:v1", "app/web:v9", f"app/web@sha256:{'0' * 64}"):
+        assert_one_line_error(cli(stored.root, "export", ref, str(out)),
+                              f"cannot export {ref}", "no such image here")
+    assert not out.exists()

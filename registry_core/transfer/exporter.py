@@ -32,6 +32,7 @@ from typing import Any
 
 from registry_core import browse
 from registry_core.atomic_file import fsync_dir
+from registry_core.errors import ManifestUnknown, NameUnknown
 from registry_core.manifests import OCI_INDEX, Manifest, parse_manifest
 from registry_core.reference import Digest, parse_digest
 from registry_core.registry import Registry
@@ -43,7 +44,7 @@ from registry_core.transfer.errors import (
 )
 from registry_core.transfer.layout import blob_member
 from registry_core.transfer.model import Progress, ProgressCallback, StopCheck
-from registry_core.transfer.naming import IMAGE_NAME, REF_NAME, ImageName, parse_name
+from registry_core.transfer.naming import IMAGE_NAME, REF_NAME, ImageName, parse_reference
 from registry_core.transfer.writers import DirWriter, TarWriter, Writer
 
 OCI = "oci"
@@ -90,9 +91,9 @@ def resolve(registry: Registry, refs: Sequence[str]) -> list[ExportImage]:
     """The images `refs` name (a repository: each of its tags), each with what goes with it."""
     images: list[ExportImage] = []
     for text in refs:
-        name = parse_name(text, drop_host=False)
+        name = parse_reference(text)
         for ref in _expand(registry, name):
-            images.append(_gather(registry, ref))
+            images.append(_gather_named(registry, ref))
     return images
 
 
@@ -103,6 +104,14 @@ def _expand(registry: Registry, name: ImageName) -> list[ImageName]:
     if not rows:
         raise TransferError(f"repository {name.repository} has no tagged image")
     return [ImageName(name.repository, row.tag) for row in rows]
+
+
+def _gather_named(registry: Registry, name: ImageName) -> ExportImage:
+    """`_gather`, an image that is not here named in the error."""
+    try:
+        return _gather(registry, name)
+    except (ManifestUnknown, NameUnknown) as exc:
+        raise TransferError(f"cannot export {name}: no such image here ({exc})") from None
 
 
 def _gather(registry: Registry, name: ImageName) -> ExportImage:

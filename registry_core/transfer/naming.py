@@ -46,6 +46,22 @@ class ImageName:
 
 def parse_name(text: str, *, drop_host: bool = True) -> ImageName:
     """`[host/]repo[:tag][@digest]`; NamingError when it is not a valid name here."""
+    try:
+        return _parsed(text, drop_host)
+    except RegistryError as exc:
+        raise NamingError(f"cannot store {text[:200]!r} here: {exc}") from None
+
+
+def parse_reference(text: str) -> ImageName:
+    """An image of this registry to export: `repo[:tag][@digest]`, or a whole `repo`."""
+    try:
+        return _parsed(text, drop_host=False)
+    except RegistryError as exc:
+        raise NamingError(f"cannot export {text[:200]!r}: not a valid image reference "
+                          f"({exc})") from None
+
+
+def _parsed(text: str, drop_host: bool) -> ImageName:
     rest, at, digest_text = text.strip().partition("@")
     first, slash, after = rest.partition("/")
     if drop_host and slash and ("." in first or ":" in first or first == "localhost"):
@@ -53,13 +69,10 @@ def parse_name(text: str, *, drop_host: bool = True) -> ImageName:
     repository, tag = rest, None
     if ":" in rest.rsplit("/", 1)[-1]:
         repository, _, tag = rest.rpartition(":")
-    try:
-        validate_name(repository)
-        if tag is not None:
-            validate_tag(tag)
-        digest = parse_digest(digest_text) if at else None
-    except RegistryError as exc:
-        raise NamingError(f"cannot store {text[:200]!r} here: {exc}") from None
+    validate_name(repository)
+    if tag is not None:
+        validate_tag(tag)
+    digest = parse_digest(digest_text) if at else None
     return ImageName(repository, tag, digest)
 
 
