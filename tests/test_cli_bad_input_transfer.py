@@ -3,6 +3,7 @@ gets one readable line and exit 1, and nothing stored is harmed. Real subprocess
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imagebuilder import ImageSpec, write_oci_image
+from imagebuilder import ImageSpec, write_oci_image, write_oci_index
 from store_snapshot import take_snapshot
 from test_cli_basics import ROOT, assert_one_line_error, cli
 
@@ -223,3 +224,24 @@ def test_export_names_the_reference_it_cannot_export(stored: DataDir, tmp_path: 
         assert_one_line_error(cli(stored.root, "export", ref, str(out)),
                               f"cannot export {ref}", "no such image here")
     assert not out.exists()
+
+
+def test_an_index_whose_child_size_is_wrong_is_a_damaged_layout(
+    stored: DataDir, tmp_path: Path,
+) -> None:
+    layout = tmp_path / "multi"
+    built = write_oci_index(layout)
+    doc = json.loads(built.body)
+    child = doc["manifests"][0]
+    child["size"] += 1
+    body = json.dumps(doc).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(body)
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"] = [{**index["manifests"][0], "digest": f"sha256:{digest}",
+                           "size": len(body)}]
+    (layout / "index.json").write_text(json.dumps(index))
+    before = take_snapshot(stored)
+    assert_one_line_error(cli(stored.root, "import", str(layout), "--repository", "app/m"),
+                          child["digest"], "damaged layout")
+    assert before.diff(take_snapshot(stored)) == []

@@ -125,7 +125,11 @@ class LayoutReader:
         _, parsed = self._manifests[digest]
         found: list[Digest] = []
         for child in parsed.child_descriptors():
-            self.manifest(child.digest, child.media_type)
+            body = self.manifest(child.digest, child.media_type)[0].body
+            if len(body) != child.size:
+                raise SourceInvalid(f"{self.source.path}: index {digest} says {child.digest} "
+                                    f"has {child.size} bytes, {blob_member(child.digest)} "
+                                    f"has {len(body)}: a damaged layout")
             found += [*self._descendants(child.digest), child.digest]
         return found
 
