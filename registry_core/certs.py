@@ -41,6 +41,14 @@ class ExportError(EdgeError):
     """The CA certificate could not be written where asked."""
 
 
+class ExportTargetExists(ExportError):
+    """A regular file is where the CA certificate would go: written only when forced."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists (--force overwrites it)")
+        self.path = path
+
+
 @dataclass(frozen=True)
 class CertificateInfo:
     role: str
@@ -231,7 +239,7 @@ def _refuse_existing(path: Path, force: bool) -> None:
     if not stat.S_ISREG(mode):
         raise ExportError(f"cannot write {path}: it exists and is not a regular file")
     if not force:
-        raise ExportError(f"{path} exists (--force overwrites it)")
+        raise ExportTargetExists(path)
 
 
 def _describe(role: str, path: Path) -> CertificateInfo:

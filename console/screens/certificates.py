@@ -21,12 +21,14 @@ from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
 
 from console.screens.base import View
+from console.widgets.confirm import ConfirmationModal
 from console.widgets.format import expires_in
 from registry_core.certs import (
     CA_DER_NAME,
     CA_PEM_NAME,
     CertificateInfo,
     ExportFormat,
+    ExportTargetExists,
     describe_certificates,
     export_ca,
 )
@@ -41,6 +43,15 @@ class CertificatesLoaded(Message):
         super().__init__()
         self.certificates = certificates
         self.error = error
+
+
+class OverwriteAsked(Message):
+    """The export's target exists: the technician is asked before it is replaced."""
+
+    def __init__(self, path: Path, fmt: ExportFormat) -> None:
+        super().__init__()
+        self.path = path
+        self.fmt = fmt
 
 
 class ExportFinished(Message):
@@ -250,14 +261,17 @@ class CertificatesView(View):
         self.export(text, self.format)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export(self, destination: str, fmt: ExportFormat) -> None:
+    def export(self, destination: str, fmt: ExportFormat, force: bool = False) -> None:
         fingerprint = self.ca_fingerprint()
         note = ""
         try:
             if destination == str(self.default_path(fmt)):
                 target, note = usable_default(Path(destination))
                 destination = str(target)
-            path = export_ca(self.edge.datadir, destination, fmt)
+            path = export_ca(self.edge.datadir, destination, fmt, force=force)
+        except ExportTargetExists as exc:
+            self.post_message(OverwriteAsked(exc.path, fmt))
+            return
         except (EdgeError, OSError) as exc:
             self.post_message(ExportFinished(None, str(exc), fingerprint))
             return
@@ -273,6 +287,21 @@ class CertificatesView(View):
             self.post_message(ExportFinished(None, str(exc), fingerprint))
             return
         self.post_message(ExportFinished(name, None, fingerprint, data=data))
+
+    @on(OverwriteAsked)
+    def _ask_overwrite(self, message: OverwriteAsked) -> None:
+        self.query_one("#export-result", Static).update("")
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                self.query_one("#export-result", Static).update("Writing…")
+                self.export(str(message.path), message.fmt, force=True)
+
+        self.app.push_screen(ConfirmationModal(
+            f"Overwrite {message.path}?",
+            f"A file is there already. It is replaced by the CA certificate "
+            f"({message.fmt.upper()}); nothing else changes.",
+            confirm_label="Overwrite"), decided)
 
     @on(ExportFinished)
     def _exported(self, message: ExportFinished) -> None:

@@ -1,6 +1,7 @@
 """The Certificates screen's CA export in the terminal on a fresh account: the default folder
 (~/Downloads) is made when missing, or the home folder is used; the toast says where the file
-went. (In a browser the export is a download: tests/test_web.py.)"""
+went; a file in the way is replaced only after a confirmation. (In a browser the export is a
+download: tests/test_web.py.)"""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from console_helpers import Image, make_app, wait_for
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from console.app import EdgeConsoleApp
 from console.screens.certificates import CertificatesView
+from console.widgets.confirm import ConfirmationModal
 from registry_core.registry import Registry
 
 SIZE = (100, 30)
@@ -73,3 +75,34 @@ async def test_default_export_falls_back_to_home(
     target = fresh_home / "edge-registry-ca.crt"
     assert target.read_bytes() == registry.datadir.ca_cert.read_bytes()
     assert str(target) in toast and f"in {fresh_home}" in toast
+
+
+async def test_a_file_in_the_way_is_replaced_only_when_the_technician_says_so(
+    seeded: tuple[Registry, dict[str, Image]], tmp_path: Path
+) -> None:
+    """Exporting onto an existing file asks first (the core refuses without force): Cancel
+    leaves the file as it was, Overwrite writes the CA certificate."""
+    registry, _ = seeded
+    target = tmp_path / "ca.crt"
+    target.write_text("an older certificate")
+    app = make_app(registry, downloads_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(CertificatesView)
+        await wait_for(pilot, lambda: len(view.certificates) == 2, what="certificates")
+        app.query_one("#export-path", Input).value = str(target)
+        for answer in ("escape", "overwrite"):
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmationModal),
+                           what="the overwrite question")
+            assert str(target) in str(app.screen.title_text)  # type: ignore[attr-defined]
+            if answer == "escape":
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmationModal))
+                assert target.read_text() == "an older certificate"
+            else:
+                await pilot.press("tab", "enter")
+                await wait_for(pilot, lambda: target.read_bytes()
+                               == registry.datadir.ca_cert.read_bytes(), what="the overwrite")
+    toasts = [n for n in app._notifications if n.title == "CA certificate exported"]
+    assert len(toasts) == 1
