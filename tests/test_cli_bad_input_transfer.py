@@ -245,3 +245,15 @@ def test_an_index_whose_child_size_is_wrong_is_a_damaged_layout(
     assert_one_line_error(cli(stored.root, "import", str(layout), "--repository", "app/m"),
                           child["digest"], "damaged layout")
     assert before.diff(take_snapshot(stored)) == []
+
+
+def test_a_bad_repository_option_is_refused_even_in_a_dry_run(stored: DataDir,
+                                                               tmp_path: Path) -> None:
+    layout, _ = layout_with_blobs_at_the_end(tmp_path)
+    before = take_snapshot(stored)
+    for extra in ((), ("--dry-run",)):
+        assert_one_line_error(cli(stored.root, "import", str(layout), "--repository", "",
+                                  *extra), "--repository is empty")
+        assert_one_line_error(cli(stored.root, "import", str(layout), "--repository",
+                                  "Bad Name", *extra), "--repository", "'Bad Name'")
+    assert before.diff(take_snapshot(stored)) == []

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry_core.errors import EdgeError
-from registry_core.reference import Digest
+from registry_core.errors import EdgeError, RegistryError
+from registry_core.reference import Digest, validate_name
 from registry_core.registry import Registry
 from registry_core.transfer.docker_archive import is_docker_archive, read_docker_archive
 from registry_core.transfer.errors import NamingError, SourceInvalid
@@ -73,6 +73,8 @@ class ImportPlan:
 def read_images(source: Source, tag: str | None = None,
                 repository: str | None = None) -> tuple[str, list[SourceImage]]:
     """(format, images), every image named; NamingError when one cannot be."""
+    if repository is not None:
+        _check_repository_option(repository)
     default = repository or repository_from_path(source.path)
     if is_layout(source):
         kind, images = OCI_LAYOUT, LayoutReader(source, default).read()
@@ -90,6 +92,16 @@ def read_images(source: Source, tag: str | None = None,
         raise NamingError(f"{len(unnamed)} image(s) in {source.path} have no name "
                           f"({unnamed[0].digest}): name it with --tag REPO:TAG")
     return kind, images
+
+
+def _check_repository_option(repository: str) -> None:
+    """--repository, checked before anything is read (a dry run would show a bad one)."""
+    if not repository:
+        raise NamingError("--repository is empty: name a repository, or leave it out")
+    try:
+        validate_name(repository)
+    except RegistryError as exc:
+        raise NamingError(f"--repository: {exc}") from None
 
 
 def _renamed(images: list[SourceImage], tag: str) -> list[SourceImage]:
