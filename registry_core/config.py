@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -141,6 +143,8 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (a damaged file?)") from None
     return _from_dict(raw, path)
 
 
@@ -164,10 +168,72 @@ def _from_dict(raw: dict[str, object], path: Path) -> Config:
         else:
             _set(config, key, value, key, path)
     try:
+        check_settings(config)
         check_sync(config.sync)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return config
+
+
+def check_settings(config: Config) -> None:
+    """The ranges types alone do not say (sync's own are check_sync's); ConfigError names the
+    setting, the value and what is allowed."""
+    _check_address(config)
+    gc, storage, limits, audit = config.gc, config.storage, config.limits, config.audit
+    _check_number("gc.grace_period_seconds", gc.grace_period_seconds, 0)
+    _check_number("gc.upload_max_age_seconds", gc.upload_max_age_seconds, 1)
+    _check_number("storage.quota_bytes", storage.quota_bytes, 0)
+    _check_number("storage.reserve_percent", storage.reserve_percent, 0, 100)
+    _check_number("storage.reserve_max_bytes", storage.reserve_max_bytes, 0)
+    _check_number("limits.header_read_timeout_seconds", limits.header_read_timeout_seconds, 0,
+                  above=True)
+    _check_number("limits.body_idle_timeout_seconds", limits.body_idle_timeout_seconds, 0,
+                  above=True)
+    _check_number("limits.max_concurrent_uploads", limits.max_concurrent_uploads, 1)
+    _check_number("limits.read_buffer_bytes", limits.read_buffer_bytes, 1)
+    _check_number("audit.max_age_days", audit.max_age_days, 0)
+    _check_number("audit.max_entries", audit.max_entries, 0)
+    _check_gc_schedule(gc.schedule)
+
+
+def _check_address(config: Config) -> None:
+    _check_number("port", config.port, 1, 65535)
+    try:
+        ipaddress.ip_address(config.node_ip)
+    except ValueError:
+        raise ConfigError(f"node_ip must be an IPv4 or IPv6 address, not {config.node_ip[:100]!r}"
+                          ) from None
+    if not config.username or ":" in config.username:
+        raise ConfigError(f"username must be non-empty and without ':', "
+                          f"not {config.username[:100]!r}")
+
+
+def _check_number(label: str, value: float, low: float, high: float = math.inf, *,
+                  above: bool = False) -> None:
+    fits = value > low if above else value >= low
+    if math.isfinite(value) and fits and value <= high:
+        return
+    if above:
+        allowed = f"greater than {low:g}"
+    elif high == math.inf:
+        allowed = f"{low:g} or more"
+    else:
+        allowed = f"from {low:g} to {high:g}"
+    if isinstance(value, float):
+        allowed = f"a finite number {'of ' if high == math.inf and not above else ''}{allowed}"
+    raise ConfigError(f"{label} must be {allowed}, not {value!r}")
+
+
+def _check_gc_schedule(schedule: str) -> None:
+    """Empty (no nightly GC) or a 5-field cron that fires. The default needs no check (and
+    no croniter import at start-up)."""
+    if not schedule.strip() or schedule == GCConfig.schedule:
+        return
+    try:
+        check_cron(schedule)
+    except ConfigError:
+        raise ConfigError(f"gc.schedule must be empty or a 5-field cron expression that fires "
+                          f"(minute hour day month weekday), not {schedule[:100]!r}") from None
 
 
 def check_sync(sync: SyncConfig) -> None:
@@ -202,7 +268,7 @@ def check_tag_filter(expression: str) -> re.Pattern[str]:
         raise ConfigError("sync.tag_filters: an empty regex")
     try:
         return re.compile(expression)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:
         raise ConfigError(f"sync.tag_filters: {expression[:100]!r} is not a regex: {exc}") \
             from None
 

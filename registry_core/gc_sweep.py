@@ -174,7 +174,13 @@ class Sweeper:
 
     def purge_uploads(self, run: Run) -> None:
         record = run.record
-        limit = record.started_at - self.config.gc.upload_max_age_seconds
+        max_age = self.config.gc.upload_max_age_seconds
+        if not max_age > 0:  # a bound of 0 or less would purge the uploads in progress
+            run.phase(PHASE_UPLOADS, 0)
+            run.log(f"uploads not purged: gc.upload_max_age_seconds is {max_age}, "
+                    "not a positive number of seconds")
+            return
+        limit = record.started_at - max_age
         uploads = self.store.uploads
         stale = uploads.stale(limit)
         run.phase(PHASE_UPLOADS, len(stale))

@@ -1,0 +1,115 @@
+"""Bad input to the CLI and in config.toml: a one-line error, the right exit status, nothing
+stored harmed (config.toml ranges, usage errors, logged and unexpected errors, gc, audit,
+usage and kube flags)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_cli_basics import assert_one_line_error, cli
+from test_gc import collect
+
+from registry_core.config import load_config
+from registry_core.datadir import DataDir
+from registry_core.errors import ConfigError
+from registry_core.registry import Registry
+
+# ---- config.toml: ranges, not types only -------------------------------------------------------
+
+BAD_SETTINGS = [
+    ("[gc]\nupload_max_age_seconds = -1", "gc.upload_max_age_seconds", "-1"),
+    ("[gc]\nupload_max_age_seconds = 0", "gc.upload_max_age_seconds", "0"),
+    ("[gc]\ngrace_period_seconds = -100", "gc.grace_period_seconds", "-100"),
+    ('[gc]\nschedule = "lol"', "gc.schedule", "'lol'"),
+    ('[gc]\nschedule = "0 25 * * *"', "gc.schedule", "'0 25 * * *'"),
+    ("[storage]\nquota_bytes = -1", "storage.quota_bytes", "-1"),
+    ("[storage]\nreserve_percent = 200", "storage.reserve_percent", "200"),
+    ("[storage]\nreserve_percent = nan", "storage.reserve_percent", "nan"),
+    ("[storage]\nreserve_percent = -0.5", "storage.reserve_percent", "-0.5"),
+    ("[limits]\nmax_concurrent_uploads = -1", "limits.max_concurrent_uploads", "-1"),
+    ("[limits]\nheader_read_timeout_seconds = 0.0", "limits.header_read_timeout_seconds", "0.0"),
+    ("[limits]\nbody_idle_timeout_seconds = inf", "limits.body_idle_timeout_seconds", "inf"),
+    ("[audit]\nmax_entries = -5", "audit.max_entries", "-5"),
+    ("[audit]\nmax_age_days = nan", "audit.max_age_days", "nan"),
+    ("port = -5", "port", "-5"),
+    ("port = 70000", "port", "70000"),
+    ('node_ip = "not an address"', "node_ip", "'not an address'"),
+    ('username = ""', "username", "''"),
+    ('username = "a:b"', "username", "'a:b'"),
+    ('[sync]\ntag_filters = ["a{99999999999}"]', "sync.tag_filters", "a{99999999999}"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "shown"), BAD_SETTINGS)
+def test_a_value_out_of_range_is_a_config_error_naming_key_and_value(
+    tmp_path: Path, text: str, key: str, shown: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert key in message and shown in message and str(path) in message
+
+
+@pytest.mark.parametrize("text", [
+    '[gc]\nschedule = ""', '[gc]\nschedule = "30 3 * * 1-5"', "[storage]\nreserve_percent = 0",
+    "[storage]\nreserve_percent = 100.0", "[gc]\ngrace_period_seconds = 0", "port = 65535",
+    'node_ip = "fd00::1"', "[audit]\nmax_age_days = 0", "[storage]\nquota_bytes = 0",
+])
+def test_values_at_the_edges_of_the_ranges_load(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text + "\n")
+    load_config(path)
+
+
+def test_a_deeply_nested_config_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("a = " + "[" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("line", "command", "word"), [
+    ("reserve_percent = nan", "usage", "storage.reserve_percent"),
+    ("grace_period_seconds = -100", "gc", "gc.grace_period_seconds"),
+    ("upload_max_age_seconds = -1", "gc", "gc.upload_max_age_seconds"),
+    ('tag_filters = ["a{99999999999}"]', "info", "sync.tag_filters"),
+    ("port = -5", "info", "port"),
+])
+def test_every_command_refuses_a_bad_config_in_one_line_and_keeps_it(
+    datadir: DataDir, line: str, command: str, word: str
+) -> None:
+    Registry(datadir).close()
+    key = line.split(" = ")[0]
+    damaged, count = re.subn(rf"^{key} = .*$", line, datadir.config.read_text(), flags=re.M)
+    assert count == 1
+    datadir.config.write_text(damaged)
+    assert_one_line_error(cli(datadir.root, command), word)
+    assert datadir.config.read_text() == damaged
+
+
+def test_a_deeply_nested_config_is_one_line_for_any_command(datadir: DataDir) -> None:
+    Registry(datadir).close()
+    damaged = "a = " + "[" * 5000 + "\n" + datadir.config.read_text()
+    datadir.config.write_text(damaged)
+    for command in ("info", "usage", "gc"):
+        assert_one_line_error(cli(datadir.root, command), "nested too deeply")
+    assert datadir.config.read_text() == damaged
+
+
+def test_gc_never_purges_uploads_in_progress_with_a_bad_max_age(datadir: DataDir) -> None:
+    """The config refuses such a bound; a GC handed one anyway purges nothing."""
+    registry = Registry(datadir)
+    try:
+        upload = registry.start_upload("up")
+        registry.config.gc.upload_max_age_seconds = 0
+        record = collect(registry)
+        assert record.status == "succeeded" and record.uploads_purged == 0
+        assert registry.upload_status("up", upload.id).size == 0
+        assert registry.files.upload_path(upload.id).exists()
+    finally:
+        registry.close()
