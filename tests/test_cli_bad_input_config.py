@@ -4,13 +4,19 @@ usage and kube flags)."""
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from test_cli_basics import assert_one_line_error, cli
-from test_gc import collect
+from test_cli_basics import ROOT, assert_one_line_error, cli, cli_json
+from test_gc import collect, push_image, rand
 
+import console.commands.info
+from console.cli import main
 from registry_core.config import load_config
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError
@@ -113,3 +119,94 @@ def test_gc_never_purges_uploads_in_progress_with_a_bad_max_age(datadir: DataDir
         assert registry.files.upload_path(upload.id).exists()
     finally:
         registry.close()
+
+
+# ---- usage errors: one line, exit status 2 -----------------------------------------------------
+
+USAGE_ERRORS = [
+    (("nope",), "edge-console", "invalid choice"),
+    (("gc", "--bogus"), "edge-console gc", "unrecognized arguments: --bogus"),
+    (("kube", "status", "--x", "--json"), "edge-console kube status", "unrecognized"),
+    (("token", "create"), "edge-console token create", "required"),
+]
+
+
+@pytest.mark.parametrize(("args", "prog", "word"), USAGE_ERRORS)
+def test_a_usage_error_is_one_line_with_status_2_and_runs_nothing(
+    datadir: DataDir, args: tuple[str, ...], prog: str, word: str
+) -> None:
+    registry = Registry(datadir)
+    try:
+        push_image(registry, "app/web", "v1", [rand()])
+    finally:
+        registry.close()
+    result = cli(datadir.root, *args)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{prog}: error: ") and line.endswith(f"(see {prog} --help)")
+    assert word in line
+    assert cli_json(datadir.root, "gc", "--history")["runs"] == []  # no GC ran
+
+
+# ---- logged errors and unexpected ones ---------------------------------------------------------
+
+
+def damage_database(datadir: DataDir) -> None:
+    Registry(datadir).close()
+    db = datadir.root / "registry.db"
+    with sqlite3.connect(db) as conn:  # the WAL into the main file, so the damage is read
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    data[8192:40960] = bytes(min(32768, max(0, len(data) - 8192)))
+    db.write_bytes(bytes(data))
+
+
+def run_cli(datadir: DataDir, *args: str, debug: bool) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("EDGE_CONSOLE_DEBUG", None)
+    if debug:
+        env["EDGE_CONSOLE_DEBUG"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "console", *args, "--data-dir", str(datadir.root)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
+    )
+
+
+def test_a_logged_exception_is_one_line_without_a_traceback(datadir: DataDir) -> None:
+    damage_database(datadir)
+    result = run_cli(datadir, "gc", "--dry-run", debug=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    logged = [line for line in result.stderr.splitlines() if "gc run" in line]
+    assert len(logged) == 1 and logged[0].startswith("edge-console: error: gc run ")
+    assert "StoreError" in logged[0]
+    assert result.stderr.splitlines()[-1].startswith(
+        "edge-console: error: garbage collection failed")
+
+
+def test_the_debug_variable_shows_the_logged_traceback(datadir: DataDir) -> None:
+    damage_database(datadir)
+    result = run_cli(datadir, "gc", "--dry-run", debug=True)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_with_status_1(
+    datadir: DataDir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No command has a known bug to show this with: `info`'s handler is made to raise (the
+    one stand-in here; what is tested is main's last resort around any handler)."""
+
+    def broken(_args: object) -> int:
+        raise LookupError("a bug\nover two lines")
+
+    monkeypatch.setattr(console.commands.info, "run", broken)
+    monkeypatch.delenv("EDGE_CONSOLE_DEBUG", raising=False)
+    assert main(["info", "--data-dir", str(datadir.root)]) == 1
+    line = "edge-console: error: internal error: LookupError: a bug over two lines\n"
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", line)
+
+    monkeypatch.setenv("EDGE_CONSOLE_DEBUG", "1")
+    assert main(["info", "--data-dir", str(datadir.root)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith(line)
