@@ -257,3 +257,12 @@ def test_a_bad_repository_option_is_refused_even_in_a_dry_run(stored: DataDir,
         assert_one_line_error(cli(stored.root, "import", str(layout), "--repository",
                                   "Bad Name", *extra), "--repository", "'Bad Name'")
     assert before.diff(take_snapshot(stored)) == []
+
+
+def test_an_empty_path_is_not_taken_for_the_current_directory(stored: DataDir) -> None:
+    before = take_snapshot(stored)
+    for args in (("export", "app/web:v1", ""), ("import", "")):
+        result = cli(stored.root, *args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "PATH: is empty" in result.stderr.splitlines()[-1]  # argparse's error line
+    assert before.diff(take_snapshot(stored)) == []

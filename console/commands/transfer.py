@@ -35,7 +35,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "a docker save / docker-archive tarball (plain or gzip). Images named by a bare "
         "tag go to the repository named after the file, or --repository.",
     )
-    imp.add_argument("path", type=Path, metavar="PATH", help="the layout or archive")
+    imp.add_argument("path", type=_path, metavar="PATH", help="the layout or archive")
     imp.add_argument("--tag", metavar="REPO:TAG",
                      help="name the image (the only one, or the only one without a name)")
     imp.add_argument("--repository", metavar="NAME",
@@ -50,10 +50,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "preserved, or to a docker-archive tarball.",
     )
     exp.add_argument("refs", nargs="+", metavar="REF", help="REPO:TAG, REPO@DIGEST or REPO")
-    exp.add_argument("path", type=Path, metavar="PATH", help="where to write")
+    exp.add_argument("path", type=_path, metavar="PATH", help="where to write")
     exp.add_argument("--format", choices=transfer.FORMATS, default=transfer.OCI)
     exp.add_argument("--force", action="store_true", help="overwrite an existing PATH")
     exp.set_defaults(handler=run_export)
+
+
+def _path(text: str) -> Path:
+    """PATH, not empty (Path('') is '.', the current directory: not what was meant)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a file or directory")
+    return Path(text)
 
 
 class Bar:
