@@ -128,6 +128,19 @@ USAGE_ERRORS = [
     (("gc", "--bogus"), "edge-console gc", "unrecognized arguments: --bogus"),
     (("kube", "status", "--x", "--json"), "edge-console kube status", "unrecognized"),
     (("token", "create"), "edge-console token create", "required"),
+    (("audit", "--limit", "-1"), "edge-console audit", "--limit"),
+    (("audit", "--limit", "0"), "edge-console audit", "--limit"),
+    (("usage", "--top", "0"), "edge-console usage", "--top"),
+    (("usage", "--top", "-1", "--json"), "edge-console usage", "--top"),
+    (("gc", "--history", "--limit", "0"), "edge-console gc", "--limit"),
+    (("gc", "--history", "--limit", "99999999999999999999999"), "edge-console gc", "--limit"),
+    (("gc", "--limit", "5"), "edge-console gc", "--limit goes with --history"),
+    (("gc", "--history", "--cancel"), "edge-console gc", "not allowed with"),
+    (("gc", "--history", "--dry-run"), "edge-console gc", "not allowed with"),
+    (("gc", "--cancel", "--dry-run"), "edge-console gc", "not allowed with"),
+    (("gc", "--history", "--grace-period", "0"), "edge-console gc", "go with a run"),
+    (("gc", "--grace-period", "nan"), "edge-console gc", "--grace-period"),
+    (("gc", "--grace-period", "-1"), "edge-console gc", "--grace-period"),
 ]
 
 
@@ -146,6 +159,12 @@ def test_a_usage_error_is_one_line_with_status_2_and_runs_nothing(
     assert line.startswith(f"{prog}: error: ") and line.endswith(f"(see {prog} --help)")
     assert word in line
     assert cli_json(datadir.root, "gc", "--history")["runs"] == []  # no GC ran
+
+
+def test_the_limits_still_work_when_given_right(registry: Registry, datadir: DataDir) -> None:
+    assert cli_json(datadir.root, "gc", "--history", "--limit", "1")["runs"] == []
+    assert cli(datadir.root, "audit", "--limit", "1").returncode == 0
+    assert cli(datadir.root, "usage", "--top", "1").returncode == 0
 
 
 # ---- logged errors and unexpected ones ---------------------------------------------------------

@@ -7,6 +7,7 @@ import argparse
 import time
 from typing import Any
 
+from console.arg_types import positive_int
 from console.cli_support import emit, open_registry
 from registry_core.access.audit import AuditEntry, AuditFilter, parse_duration
 
@@ -29,7 +30,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                              "token.create, config.change...; a refused request is named "
                              "by what it tried: manifest.pull, blob.upload, tags.list...)")
     parser.add_argument("--repository", metavar="R", help="only this repository")
-    parser.add_argument("--limit", type=int, default=100, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N",
                         help="at most N entries, newest first (default 100)")
     parser.set_defaults(handler=run)
 

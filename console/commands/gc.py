@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import humanize
 
+from console.arg_types import positive_int, seconds
 from console.cli_support import emit, fail, open_registry, run_interruptibly, wants_json
 from registry_core.events import GCEvent, GCStarted
 from registry_core.gc import GarbageCollector, RunRecord
@@ -22,28 +23,49 @@ from registry_core.identity import CONSOLE
 BAR_WIDTH = 30
 
 
+HISTORY_LIMIT = 20
+
+
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "gc",
         parents=[common],
         help="garbage collection: delete what nothing references (online, safe with pushes)",
     )
-    parser.add_argument("--dry-run", action="store_true",
-                        help="report what a run would delete, and the bytes, without deleting")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="report what a run would delete, and the bytes, without deleting")
     parser.add_argument("--delete-untagged", action="store_true", default=None,
                         help="also collect untagged manifests older than the grace period")
-    parser.add_argument("--grace-period", type=float, metavar="SECONDS", default=None,
+    parser.add_argument("--grace-period", type=seconds, metavar="SECONDS", default=None,
                         help="keep blobs and manifests younger than this (default: config)")
-    parser.add_argument("--history", action="store_true", help="list past runs")
-    parser.add_argument("--limit", type=int, default=20, help="runs listed by --history")
-    parser.add_argument("--cancel", action="store_true",
-                        help="ask the run in progress (in any process) to stop")
-    parser.set_defaults(handler=run)
+    mode.add_argument("--history", action="store_true", help="list past runs")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help=f"runs listed by --history (default {HISTORY_LIMIT})")
+    mode.add_argument("--cancel", action="store_true",
+                      help="ask the run in progress (in any process) to stop")
+
+    def checked(args: argparse.Namespace) -> int:
+        refusal = misuse(args)
+        if refusal is not None:
+            parser.error(refusal)
+        return run(args)
+
+    parser.set_defaults(handler=checked)
+
+
+def misuse(args: argparse.Namespace) -> str | None:
+    """Flags given together that do not go together (argparse's groups cannot say these)."""
+    if args.limit is not None and not args.history:
+        return "--limit goes with --history"
+    if (args.history or args.cancel) and (
+            args.delete_untagged or args.grace_period is not None):
+        given = "--history" if args.history else "--cancel"
+        return f"--delete-untagged and --grace-period go with a run, not with {given}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.grace_period is not None and args.grace_period < 0:
-        return fail("--grace-period must not be negative")
     registry = open_registry(args)
     try:
         collector = GarbageCollector(registry)
@@ -57,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace, collector: GarbageCollector) -> int:
-    runs = collector.history(args.limit)
+    runs = collector.history(args.limit or HISTORY_LIMIT)
     lines = [
         f"{'id':>5}  {'started':19}  {'trigger':8}  {'status':9}  {'mode':7}  "
         f"{'manifests':>9}  {'blobs':>7}  {'freed':>10}  {'duration':>8}"

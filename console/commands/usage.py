@@ -8,6 +8,7 @@ from typing import Any
 
 import humanize
 
+from console.arg_types import positive_int
 from console.cli_support import emit, open_registry
 from registry_core.usage import UsageReport, usage_report
 
@@ -16,7 +17,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "usage", parents=[common], help="storage usage: capacity, per repository, reclaimable"
     )
-    parser.add_argument("--top", type=int, default=0, metavar="N",
+    parser.add_argument("--top", type=positive_int, default=0, metavar="N",
                         help="list only the N largest repositories (default: all)")
     parser.set_defaults(handler=run)
 
