@@ -4,6 +4,7 @@ usage and kube flags)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -141,6 +142,12 @@ USAGE_ERRORS = [
     (("gc", "--history", "--grace-period", "0"), "edge-console gc", "go with a run"),
     (("gc", "--grace-period", "nan"), "edge-console gc", "--grace-period"),
     (("gc", "--grace-period", "-1"), "edge-console gc", "--grace-period"),
+    (("kube", "pod-snippet", "app/web:v1", "--namespace", "Bad NS!"),
+     "edge-console kube pod-snippet", "not a namespace name"),
+    (("kube", "pod-snippet", "app/web:v1", "--namespace", ""),
+     "edge-console kube pod-snippet", "not a namespace name"),
+    (("kube", "apply-secrets", "--namespace", "a.b"),
+     "edge-console kube apply-secrets", "not a namespace name"),
 ]
 
 
@@ -229,3 +236,43 @@ def test_an_unexpected_error_is_one_line_with_status_1(
     assert main(["info", "--data-dir", str(datadir.root)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and err.endswith(line)
+
+
+# ---- kube --------------------------------------------------------------------------------------
+
+
+def test_pod_snippet_refuses_an_image_not_in_this_registry(datadir: DataDir) -> None:
+    registry = Registry(datadir)
+    try:
+        pushed = push_image(registry, "app/web", "v1", [rand()])
+    finally:
+        registry.close()
+    assert_one_line_error(cli(datadir.root, "kube", "pod-snippet", "nope:latest"),
+                          "nope:latest", "not in this registry")
+    unknown = "app/web@sha256:" + "0" * 64
+    assert_one_line_error(cli(datadir.root, "kube", "pod-snippet", unknown),
+                          unknown, "not in this registry")
+    for image in ("app/web:v1", f"app/web@{pushed.digest}"):
+        snippet = cli_json(datadir.root, "kube", "pod-snippet", image, "--namespace", "shop")
+        assert snippet["namespace"] == "shop" and image.split("/")[1] in snippet["yaml"]
+
+
+def test_an_unreadable_home_is_a_warning_like_a_damaged_kubeconfig(datadir: DataDir) -> None:
+    """A home that cannot be looked into (here: a name too long, ENAMETOOLONG; as another user:
+    EACCES) is a cluster that cannot be asked, as a damaged kubeconfig is."""
+    registry = Registry(datadir)
+    try:
+        push_image(registry, "app/web", "v1", [rand()])
+    finally:
+        registry.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": "/tmp/" + "h" * 300}
+    env.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "console", "images", "app/web", "--json",
+         "--data-dir", str(datadir.root)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [t["tag"] for t in json.loads(result.stdout)["tags"]] == ["v1"]
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("edge-console: warning: ") and "cluster not reachable" in warning

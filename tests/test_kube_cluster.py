@@ -456,6 +456,11 @@ def test_a_server_we_cannot_trust_is_a_clean_error(
 
 def test_pod_snippet_and_status_text(cluster_data: DataDir, kube_namespace: str) -> None:
     endpoint = load_config(cluster_data.config).endpoint
+    registry = Registry(cluster_data)
+    try:
+        push_image(registry, "team/web", "v2")
+    finally:
+        registry.close()
     snippet = cli(cluster_data, "kube", "pod-snippet", "team/web:v2", "--namespace", "shop")
     assert snippet.returncode == 0, snippet.stderr
     assert f"image: {endpoint}/team/web:v2" in snippet.stdout

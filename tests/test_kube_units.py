@@ -270,3 +270,16 @@ def test_the_kubeconfig_is_found_in_the_documented_order(tmp_path: Path) -> None
     assert found(config) == (home / ".kube" / "config", "~/.kube/config")
     (home / ".kube" / "config").unlink()
     assert found(config) is None  # no in-cluster token on this machine either
+
+
+def test_a_kubeconfig_that_cannot_be_looked_at_is_kept_for_the_error(tmp_path: Path) -> None:
+    """`is_file()` raising (EACCES for an unreadable home as another user; ENAMETOOLONG here,
+    as root) keeps the path: connecting then fails naming it, as for a damaged kubeconfig."""
+    home = tmp_path / ("h" * 300)
+    config = KubernetesConfig()
+    settings = resolve_settings(config, None, None, {}, home)
+    assert settings is not None
+    assert (settings.kubeconfig, settings.source) == (home / ".kube" / "config", "~/.kube/config")
+    listed = tmp_path / ("k" * 300) / "config"
+    settings = resolve_settings(config, None, None, {"KUBECONFIG": str(listed)}, home)
+    assert settings is not None and (settings.kubeconfig, settings.source) == (listed, "KUBECONFIG")

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from console.arg_types import namespace_name
 from console.cli_support import emit, fail, open_registry, wants_json
 from console.commands.delete import parse_target
+from registry_core.errors import ManifestUnknown
 from registry_core.kube import Applied, Cluster, ClusterError, ClusterStatus, pod_snippet
 from registry_core.kube.cluster import applied_json, unreachable_status
 from registry_core.registry import Registry
@@ -29,11 +31,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                        help="the API server, each namespace's pull secret, images in use")
     apply = actions.add_parser("apply-secrets", parents=[common, cluster],
                                help="create or repair the pull secret in every namespace")
-    apply.add_argument("--namespace", metavar="NS", help="only this namespace")
+    apply.add_argument("--namespace", type=namespace_name, metavar="NS",
+                       help="only this namespace")
     snippet = actions.add_parser("pod-snippet", parents=[common],
                                  help="a pod manifest pulling REPO:TAG with the pull secret")
     snippet.add_argument("image", metavar="REPO:TAG", help="or REPO@DIGEST")
-    snippet.add_argument("--namespace", metavar="NS", default="default")
+    snippet.add_argument("--namespace", type=namespace_name, metavar="NS", default="default")
     parser.set_defaults(handler=run)
 
 
@@ -92,6 +95,10 @@ def _apply(args: argparse.Namespace, results: list[Applied]) -> int:
 
 def _snippet(args: argparse.Namespace, registry: Registry) -> int:
     repository, reference = parse_target(args.image)
+    try:
+        registry.get_manifest(repository, str(reference))
+    except ManifestUnknown:
+        return fail(f"{args.image} is not in this registry")
     yaml = pod_snippet(registry.config, repository, str(reference), args.namespace)
     emit(args, yaml.rstrip("\n"), {"yaml": yaml, "namespace": args.namespace})
     return 0

@@ -42,7 +42,7 @@ def resolve(
     kept even if missing, so that the error names it; one found by default must exist."""
     env = os.environ if environ is None else environ
     path, source = _kubeconfig(config, kubeconfig, env, home or Path.home())
-    if path is None and not IN_CLUSTER_TOKEN.is_file():
+    if path is None and not _is_file(IN_CLUSTER_TOKEN):
         return None
     return KubeSettings(
         kubeconfig=path,
@@ -65,8 +65,24 @@ def _kubeconfig(
     listed = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
     if listed:
         first = Path(listed[0]).expanduser()
-        return (first, "KUBECONFIG") if first.is_file() else (None, "in-cluster")
+        return (first, "KUBECONFIG") if _may_be_file(first) else (None, "in-cluster")
     default = home / ".kube" / "config"
-    if default.is_file():
+    if _may_be_file(default):
         return default, "~/.kube/config"
     return None, "in-cluster"
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _may_be_file(path: Path) -> bool:
+    """A file, or a path that cannot be looked at (an unreadable home): kept, so that
+    connecting fails with an error that names it, as for a damaged kubeconfig."""
+    try:
+        return path.is_file()
+    except OSError:
+        return True
