@@ -82,6 +82,11 @@ def test_stage_release_takes_a_whole_known_stage_and_nothing_else(
                               "--expires", mode)
     assert_one_line_error(cli(stored.root, "stage", "--release", "--stage", "nope"),
                           "no stage named 'nope'")
+    assert_one_line_error(cli(stored.root, "stage", "--check", "--stage", "nope"),
+                          "stage nope lists no images", "nothing to check")
+    for mode in ("--release", "--check"):
+        assert_one_line_error(cli(stored.root, "stage", mode, "--stage", ""),
+                              "--stage is empty")
     with registry.store.snapshot():
         assert len(registry.store.stages.items("default")) == 2  # nothing released
     released = cli(stored.root, "stage", "--release")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from console.cli_support import emit, fail, open_registry
+from console.cli_support import emit, fail, open_registry, wants_json
 from console.commands.sync import with_progress
 from registry_core.durations import parse_duration
 from registry_core.errors import EdgeError, NameInvalid
@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _misuse(args: argparse.Namespace) -> str:
     """What is wrong with the options together ('' when nothing)."""
+    if not args.stage.strip():
+        return "--stage is empty: name the stage"
     if args.release and (args.refs or args.file is not None):
         return ("--release releases a whole stage (name it with --stage NAME); it takes "
                 "no REPO:TAG or --file")
@@ -125,6 +127,9 @@ def _check(args: argparse.Namespace, registry: Registry,
     if not pairs:  # the stage's own list
         with registry.store.snapshot():
             pairs = [(i.repository, i.tag) for i in registry.store.stages.items(args.stage)]
+        if not pairs and not wants_json(args):
+            return fail(f"stage {args.stage} lists no images (and no REPO:TAG or --file was "
+                        "given): nothing to check")
     runner = _runner_or_none(registry)
     try:
         results = staging.check(registry, pairs, runner)
