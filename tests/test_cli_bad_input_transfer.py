@@ -126,6 +126,8 @@ def test_a_connection_string_pasted_as_an_argument_is_never_echoed(datadir: Data
     wrong_mode = cli(datadir.root, "sync", "configure", "--mode", PASTED)
     assert wrong_mode.returncode == 2 and "ReadOnly" in wrong_mode.stderr
     assert "NotShown42pw" not in wrong_mode.stderr
+    assert_one_line_error(cli(datadir.root, "sync", "configure", "--connection-string-file",
+                              ""), "--connection-string-file is empty")
     assert not (datadir.root / "sync" / "connection").exists()
 
 

@@ -156,6 +156,9 @@ def _refuse_pasted(args: argparse.Namespace) -> None:
 def _read_connection(source: str | None) -> ConnectionString | None:
     if source is None:
         return None
+    if not source.strip():
+        raise SyncConfigError("--connection-string-file is empty: name a file, or - for "
+                              "standard input")
     if source == "-":
         text = decode_connection_bytes(sys.stdin.buffer.read(), "standard input")
     else:
