@@ -547,8 +547,10 @@ def test_status_of_a_fresh_data_dir(tmp_path: Path, data: Path) -> None:
     assert payload["state"] == "NotConfigured" and payload["configured"] is False
     assert payload["mode"] == "ReadOnly" and payload["last_sync"] is None
     assert payload["next_run"] is None and payload["parent_endpoint"] is None
+    # A data dir never enabled is refused as by every other command (not NotConfigured).
     text = cli(tmp_path / "never-enabled", "sync", "status")
-    assert text.returncode == 0 and "NotConfigured" in text.stdout
+    assert text.returncode == 1 and text.stdout == ""
+    assert "run `edge-console enable` first" in text.stderr.strip().splitlines()[-1]
 
 
 def test_configure_from_a_file_then_status(data: Path, string_file: Path,
