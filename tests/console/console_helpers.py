@@ -4,6 +4,7 @@ apps built on a registry, and waiting for workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -14,6 +15,7 @@ from typing import Any
 
 from support import HANG_GUARD
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from console.app import EdgeConsoleApp
 from console.screens.images import ImagesView
@@ -194,7 +196,10 @@ async def settle(pilot: Pilot[Any]) -> None:
     """Let every worker finish and every message it posted be handled (and the work those
     handlers start, in turn): the screen is then final. Not for apps that poll."""
     for _ in range(20):
-        await pilot.app.workers.wait_for_complete()
+        # An exclusive worker replaced by a newer one is cancelled: the newer one is waited
+        # for on the next round.
+        with contextlib.suppress(WorkerCancelled):
+            await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         if not any(worker.is_running for worker in pilot.app.workers):
             break
