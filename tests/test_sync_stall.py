@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cutting_proxy import CuttingProxy
 from imagebuilder import BuiltImage, ImageSpec, make_layer, write_oci_image
 from parents import Parent
-from support import Endpoint, LiveServer, free_port, put_on_parent, wait_until
+from support import Endpoint, LiveServer, put_on_parent, wait_until
+from test_sync_engine import site
 
-from registry_core.datadir import DataDir
-from registry_core.enablement import enable
 from registry_core.registry import Registry
 from registry_core.store.sync_runs import SyncRunRecord
 from registry_core.sync.client import ParentClient
@@ -31,19 +30,10 @@ from registry_core.sync.status import derive_state
 
 pytestmark = pytest.mark.socket
 
+__all__ = ["site"]  # the site registry fixture of test_sync_engine, used here too
+
 SILENCE = 1.0
 """The client's connect and read timeout here: how long a try waits on a silent parent."""
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Registry]:
-    """The connected registry: a data dir of its own."""
-    datadir = DataDir(tmp_path / "site")
-    enable(datadir, device_name="site", dns_domain="test", node_ip="127.0.0.1",
-           port=free_port())
-    registry = Registry(datadir)
-    yield registry
-    registry.close()
 
 
 def client(parent: Endpoint, link: CuttingProxy, retries: int = 1) -> ParentClient:
