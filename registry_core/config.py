@@ -135,8 +135,10 @@ class Config:
         return self.listen or f"0.0.0.0:{self.port}"
 
 
-def load_config(path: Path) -> Config:
-    """Read config.toml; a missing file gives the defaults, a bad one a ConfigError."""
+def load_config(path: Path, *, checked: bool = True) -> Config:
+    """Read config.toml; a missing file gives the defaults, a bad one a ConfigError.
+    `checked=False` takes values of the right type out of range too (`enable`, which may be
+    given the value that repairs one, checks the result with check_config)."""
     if not path.exists():
         return Config()
     try:
@@ -145,7 +147,19 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from exc
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read (a damaged file?)") from None
-    return _from_dict(raw, path)
+    config = _from_dict(raw, path)
+    if checked:
+        check_config(config, path)
+    return config
+
+
+def check_config(config: Config, path: Path) -> None:
+    """ConfigError, naming `path`, for the first setting out of its range."""
+    try:
+        check_settings(config)
+        check_sync(config.sync)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def save_config(config: Config, path: Path) -> None:
@@ -167,11 +181,6 @@ def _from_dict(raw: dict[str, object], path: Path) -> Config:
                 _set(sections[key], sub_key, sub_value, f"{key}.{sub_key}", path)
         else:
             _set(config, key, value, key, path)
-    try:
-        check_settings(config)
-        check_sync(config.sync)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
     return config
 
 

@@ -19,7 +19,7 @@ from registry_core.access.credentials import (
     rotate_credentials,
 )
 from registry_core.certs import ensure_certificates
-from registry_core.config import Config, load_config, save_config
+from registry_core.config import Config, check_config, load_config, save_config
 from registry_core.datadir import DataDir
 from registry_core.errors import ConfigError
 from registry_core.store.migrations import refuse_newer
@@ -47,7 +47,7 @@ def enable(
     refuse_newer(datadir.database)  # a newer release's config would lose what we don't know
     datadir.ensure()
     fresh = not datadir.config.exists()
-    old = load_config(datadir.config)
+    old = load_config(datadir.config, checked=False)  # a value given here may repair it
     config = dataclasses.replace(
         old,
         device_name=_device_name(device_name, old.device_name if not fresh else None),
@@ -55,6 +55,7 @@ def enable(
         node_ip=_node_ip(node_ip, old.node_ip if not fresh else None),
         port=_port(port if port is not None else old.port),
     )
+    check_config(config, datadir.config)
     # Credentials and certificates first, the config last: a refusal or failure on the way
     # leaves the config as it was, never one that the certificates do not match.
     if restore_users(datadir, config.username):

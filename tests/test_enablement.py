@@ -40,6 +40,29 @@ def test_idempotent(tmp_path: Path) -> None:
     assert snapshot(datadir) == before
 
 
+def test_enable_repairs_the_value_it_is_given_and_refuses_the_others(tmp_path: Path) -> None:
+    """A config.toml with a value out of range (hand-edited): `enable --port` repairs the
+    port; a bad value it is not given is refused in one line, the file left as it was."""
+    datadir = DataDir(tmp_path / "d")
+    enable(datadir, device_name="box", node_ip="192.168.1.5")
+    text = datadir.config.read_text()
+    datadir.config.write_text(text.replace("port = 31001", "port = -5"))
+    with pytest.raises(ConfigError, match="port"):
+        load_config(datadir.config)
+    with pytest.raises(ConfigError, match="port"):
+        enable(datadir)
+    assert enable(datadir, port=31002).port == 31002
+    assert load_config(datadir.config).port == 31002
+
+    broken = datadir.config.read_text().replace("upload_max_age_seconds = 86400",
+                                                "upload_max_age_seconds = 0")
+    assert broken != datadir.config.read_text()
+    datadir.config.write_text(broken)
+    with pytest.raises(ConfigError, match=r"gc\.upload_max_age_seconds"):
+        enable(datadir, port=31003)
+    assert datadir.config.read_text() == broken
+
+
 def test_change_keeps_ca_and_password(tmp_path: Path) -> None:
     datadir = DataDir(tmp_path / "d")
     enable(datadir, device_name="box", node_ip="192.168.1.5")
