@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from api_helpers import make_app, make_client, push_blob, push_image
 from support import basic_auth_header
-from test_migrations import expected_of, unpack
+from test_migrations import opened_v4
 
 from registry_core.access.audit import AuditFilter
 from registry_core.access.credentials import Authenticator
@@ -196,12 +196,7 @@ def test_bad_scopes_change_nothing(registry: Registry, name: str, rules: tuple[R
 def test_a_shared_scope_map_changes_for_every_token_on_it(tmp_path: Path) -> None:
     """The v4 fixture's `ci` and `ci-spare` share the map `ci`: changing one token's scopes
     changes the map, so both have them (and say so); their passwords keep working."""
-    v4 = unpack(4, tmp_path)
-    passwords = expected_of(4)["token_passwords"]
-    reg = Registry(v4)
-    auth = Authenticator(v4)
-    auth.attach_store(reg.store)
-    try:
+    with opened_v4(tmp_path) as (reg, auth, passwords):
         tokens = TokenAdmin(reg)
         tokens.enable("ci-spare", who=CONSOLE)
         change = tokens.set_scopes("ci-spare", parse_scopes(["edge/ci:content/read"]),
@@ -220,9 +215,6 @@ def test_a_shared_scope_map_changes_for_every_token_on_it(tmp_path: Path) -> Non
             assert not who.grants.allows("edge/ci", CONTENT_WRITE)
         [entry] = reg.audit.query(AuditFilter(action="token.scope"), limit=5)
         assert entry.detail["shared_with"] == ["ci"]
-    finally:
-        auth.close()
-        reg.close()
 
 
 # ---- through the app ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ migrate once."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -256,13 +257,23 @@ def test_tokens_scope_maps_and_audit_log_are_kept(tmp_path: Path) -> None:
         reg.close()
 
 
-def test_a_token_made_before_the_upgrade_still_logs_in(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def opened_v4(tmp_path: Path) -> Iterator[tuple[Registry, Authenticator, dict[str, Any]]]:
+    """The v4 fixture opened (so upgraded), an authenticator on its store, and the tokens'
+    passwords by name and slot."""
     v4 = unpack(4, tmp_path)
-    passwords = expected_of(4)["token_passwords"]
     reg = Registry(v4)
     auth = Authenticator(v4)
     auth.attach_store(reg.store)
     try:
+        yield reg, auth, expected_of(4)["token_passwords"]
+    finally:
+        auth.close()
+        reg.close()
+
+
+def test_a_token_made_before_the_upgrade_still_logs_in(tmp_path: Path) -> None:
+    with opened_v4(tmp_path) as (reg, auth, passwords):
         def login(name: str, password: str) -> ScopeMap | str:
             """The token's grants, or why it was refused."""
             header = basic_auth_header(name, password)
@@ -291,9 +302,6 @@ def test_a_token_made_before_the_upgrade_still_logs_in(tmp_path: Path) -> None:
         newest = audit_rows(reg)[0]  # a new row goes after the old ones
         assert (newest.action, newest.reference) == ("token.enable", "ci-spare")
         assert newest.id > last_old
-    finally:
-        auth.close()
-        reg.close()
 
 
 def test_old_data_dir_upgrades_in_place(old: Old) -> None:
